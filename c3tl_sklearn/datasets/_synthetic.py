@@ -1,0 +1,117 @@
+"""Synthetic perturbation effects that follow the paper's causal manifold assumption."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.utils import check_random_state
+
+__all__ = ["make_synthetic_perturbations"]
+
+
+def make_synthetic_perturbations(
+    n_contexts: int = 8,
+    n_perturbations: int = 100,
+    n_genes: int = 200,
+    *,
+    latent_dim: int = 8,
+    hidden_dim: int = 64,
+    context_scale: float = 0.7,
+    noise: float = 0.1,
+    observed_fraction: float = 1.0,
+    as_frame: bool = True,
+    return_truth: bool = False,
+    random_state=None,
+):
+    """Draw perturbation effects under the causal manifold assumption (CMA).
+
+    Each perturbation ``p`` has a latent code ``z_p`` and each context ``c`` a
+    shift ``psi_c`` in a ``latent_dim``-dimensional space; the noise-free effect
+    is ``f(z_p + psi_c)`` for one fixed random nonlinear map
+    ``f(u) = W2 tanh(W1 u + b1)`` to the genes (paper, Assumption 3.2), scaled
+    to unit standard deviation. Observed effects add Gaussian noise.
+
+    Parameters
+    ----------
+    n_contexts, n_perturbations, n_genes : int
+        Sizes; the Tahoe-100M pseudo-bulk shape is 48 x 1138 x 2000.
+    latent_dim : int, default=8
+        Dimension of the latent manifold.
+    hidden_dim : int, default=64
+        Width of the hidden layer of ``f``.
+    context_scale : float, default=0.7
+        Standard deviation of the context shifts relative to the perturbation
+        codes (which have standard deviation 1); larger makes contexts differ
+        more.
+    noise : float, default=0.1
+        Standard deviation of the observation noise, relative to the unit
+        standard deviation of the noise-free effects.
+    observed_fraction : float, default=1.0
+        Fraction of (context, perturbation) pairs returned; each perturbation
+        keeps at least one pair.
+    as_frame : bool, default=True
+        Return ``Y`` as a DataFrame with gene names ``gene0, gene1, ...``.
+    return_truth : bool, default=False
+        Also return a dict with the noise-free effects of the returned rows
+        (``"effects"``) and the latent codes (``"z"``, ``"psi"``).
+    random_state : int, RandomState instance or None
+        Seed for reproducible draws.
+
+    Returns
+    -------
+    X : pandas.DataFrame of shape (n_rows, 2)
+        Index table with ``context`` (``"ctx0"``, ...) and ``perturbation``
+        (``"pert0"``, ...) columns, rows ordered by context then perturbation.
+    Y : pandas.DataFrame or ndarray of shape (n_rows, n_genes)
+        Noisy effects, float32.
+    truth : dict, only when ``return_truth=True``
+
+    Examples
+    --------
+    >>> from c3tl_sklearn.datasets import make_synthetic_perturbations
+    >>> X, Y = make_synthetic_perturbations(4, 30, 50, random_state=0)
+    >>> X.shape, Y.shape
+    ((120, 2), (120, 50))
+    """
+    for name, value in (("n_contexts", n_contexts), ("n_perturbations", n_perturbations),
+                        ("n_genes", n_genes), ("latent_dim", latent_dim),
+                        ("hidden_dim", hidden_dim)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    if not 0.0 < observed_fraction <= 1.0:
+        raise ValueError(f"observed_fraction must be in (0, 1]; got {observed_fraction!r}.")
+    if noise < 0 or context_scale < 0:
+        raise ValueError("noise and context_scale must be non-negative.")
+    rng = check_random_state(random_state)
+
+    z = rng.standard_normal((n_perturbations, latent_dim))
+    psi = context_scale * rng.standard_normal((n_contexts, latent_dim))
+    w1 = rng.standard_normal((latent_dim, hidden_dim)) / np.sqrt(latent_dim)
+    b1 = 0.5 * rng.standard_normal(hidden_dim)
+    w2 = rng.standard_normal((hidden_dim, n_genes)) / np.sqrt(hidden_dim)
+
+    mask = np.ones((n_contexts, n_perturbations), dtype=bool)
+    if observed_fraction < 1.0:
+        mask = rng.random((n_contexts, n_perturbations)) < observed_fraction
+        # every perturbation is observed somewhere, or it could never be encoded
+        empty = np.flatnonzero(~mask.any(axis=0))
+        mask[rng.randint(n_contexts, size=empty.size), empty] = True
+    ci, pi = np.nonzero(mask)
+
+    # chunked so the Tahoe shape (55k x 2000) never holds float64 copies at once
+    clean = np.empty((ci.size, n_genes), dtype=np.float32)
+    for start in range(0, ci.size, 8192):
+        sl = slice(start, start + 8192)
+        u = z[pi[sl]] + psi[ci[sl]]
+        clean[sl] = np.tanh(u @ w1 + b1) @ w2
+    clean /= clean.std()
+    Y = clean + np.float32(noise) * rng.standard_normal(clean.shape, dtype=np.float32)
+
+    ctx_names = np.array([f"ctx{i}" for i in range(n_contexts)], dtype=object)
+    pert_names = np.array([f"pert{i}" for i in range(n_perturbations)], dtype=object)
+    X = pd.DataFrame({"context": ctx_names[ci], "perturbation": pert_names[pi]})
+    if as_frame:
+        Y = pd.DataFrame(Y, columns=pd.Index([f"gene{j}" for j in range(n_genes)], name="gene"))
+    if return_truth:
+        return X, Y, {"effects": clean, "z": z, "psi": psi}
+    return X, Y
