@@ -105,7 +105,10 @@ def make_synthetic_perturbations(
         u = z[pi[sl]] + psi[ci[sl]]
         clean[sl] = np.tanh(u @ w1 + b1) @ w2
     clean /= clean.std()
-    Y = clean + np.float32(noise) * rng.standard_normal(clean.shape, dtype=np.float32)
+    Y = np.empty_like(clean)
+    for start in range(0, ci.size, 8192):
+        sl = slice(start, start + 8192)
+        Y[sl] = clean[sl] + noise * rng.standard_normal(clean[sl].shape)
 
     ctx_names = np.array([f"ctx{i}" for i in range(n_contexts)], dtype=object)
     pert_names = np.array([f"pert{i}" for i in range(n_perturbations)], dtype=object)
