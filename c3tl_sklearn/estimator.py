@@ -1,0 +1,361 @@
+"""``C3TLRegressor``: the C3TL set-encoder model as a scikit-learn estimator."""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from skorch import NeuralNetRegressor
+from skorch.callbacks import EarlyStopping
+from skorch.dataset import Dataset
+from skorch.helper import predefined_split
+
+from ._base import PerturbationRegressorMixin
+from .network import C3TLNetwork
+
+__all__ = ["C3TLRegressor"]
+
+
+class TensorBatchIterator:
+    """Batches of a skorch ``Dataset`` of arrays by tensor indexing.
+
+    skorch's default ``DataLoader`` fetches rows one by one and collates them,
+    a Python loop over pairs every epoch. The pair table and effects here are
+    plain arrays, so one ``randperm`` and one gather per batch do the same
+    work; a full batch is handed over without any copy.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, shuffle: bool = False):
+        self.X = torch.as_tensor(dataset.X)
+        self.y = None if dataset.y is None else torch.as_tensor(dataset.y)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+
+    def __len__(self) -> int:
+        return -(-len(self.X) // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.X)
+        if self.batch_size >= n:
+            yield self.X, self.y
+            return
+        order = torch.randperm(n) if self.shuffle else torch.arange(n)
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            yield self.X[idx], None if self.y is None else self.y[idx]
+
+
+class C3TLRegressor(PerturbationRegressorMixin):
+    """Predict perturbation effects in contexts where they were never measured.
+
+    C3TL (Scholkemper & Mukherjee, 2026) encodes each perturbation from the
+    contexts where it was observed and each context from the perturbations
+    observed in it, and decodes the sum of the two codes into an effect
+    vector. It is trained through skorch on the observed pairs; the
+    observations are part of the fitted state and are what ``predict``
+    encodes from.
+
+    Parameters
+    ----------
+    context_col, perturbation_col : str, default="context", "perturbation"
+        Columns of the index table holding the labels (any hashable values).
+    latent_dim : int, default=64
+        Width of the shared latent space of perturbation and context codes.
+    hidden_dims : tuple of int, default=(256,)
+        Hidden layer widths of each encoder; the decoder mirrors them.
+    dropout : float, default=0.1
+        Dropout after every hidden activation.
+    lr : float, default=1e-3
+        AdamW learning rate.
+    weight_decay : float, default=1e-4
+        AdamW weight decay.
+    max_epochs : int, default=300
+        Upper bound on training epochs.
+    batch_size : int or None, default=None
+        Query pairs per optimisation step; ``None`` uses all training pairs in
+        one step per epoch (the encoders always see every observation).
+    patience : int, default=20
+        Early stopping: epochs without improvement of the validation loss
+        before training stops; the best weights are restored.
+    validation_fraction : float, default=0.1
+        Fraction of each context's observed pairs held out for early stopping.
+        Only pairs whose perturbation stays observed in another context are
+        eligible, so validation looks like the task. ``0`` trains for
+        ``max_epochs`` without early stopping.
+    leave_target_out : bool, default=True
+        Remove a training pair's own observation from both of its means, so
+        that training matches prediction of unmeasured pairs. ``False`` is the
+        paper's autoencoder training.
+    callbacks : list of skorch callbacks or None, default=None
+        Extra skorch callbacks (learning-rate schedules, checkpoints, ...).
+    device : {"cpu", "cuda"} or str, default="cpu"
+        Torch device for training and prediction.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the validation split, the weight initialisation and batch order.
+        The same seed gives identical predictions on the same device.
+    verbose : int, default=0
+        ``> 0`` prints skorch's epoch table.
+
+    Attributes
+    ----------
+    contexts_, perturbations_ : ndarray of object
+        Labels seen in fit, sorted.
+    n_features_in_ : int
+        Number of columns of the index table.
+    feature_names_in_ : ndarray of object
+        Column names of the index table.
+    n_genes_ : int
+        Width of the effect vectors.
+    gene_names_ : ndarray of object or None
+        Column names of ``Y`` when it was a DataFrame.
+    net_ : skorch.NeuralNetRegressor
+        The trained skorch net; ``net_.module_`` is the
+        :class:`~c3tl_sklearn.network.C3TLNetwork`.
+    history_ : skorch.History
+        Per-epoch training and validation losses.
+    n_epochs_ : int
+        Epochs trained.
+    validation_mask_ : ndarray of bool, shape (n_rows,)
+        Rows of the fit data held out for early stopping.
+
+    Notes
+    -----
+    Defined behaviour at predict time:
+
+    - a pair that was observed in fit is predicted from all observations,
+      its own included (a reconstruction);
+    - a perturbation observed only in other contexts is transferred (the
+      purpose of the model);
+    - a context label never seen in fit is encoded as the mean context code,
+      with a ``UserWarning`` (zero-shot: no information about the context);
+    - a perturbation label never seen in fit raises ``ValueError``: there is
+      nothing to encode it from.
+
+    Examples
+    --------
+    >>> from c3tl_sklearn import C3TLRegressor
+    >>> from c3tl_sklearn.datasets import make_synthetic_perturbations
+    >>> X, Y = make_synthetic_perturbations(4, 30, 20, random_state=0)
+    >>> model = C3TLRegressor(max_epochs=5, random_state=0).fit(X, Y)
+    >>> model.predict(X.iloc[:3]).shape
+    (3, 20)
+    """
+
+    _parameter_constraints: dict = {
+        "context_col": "no_validation",
+        "perturbation_col": "no_validation",
+        "latent_dim": [Interval(Integral, 1, None, closed="left")],
+        "hidden_dims": ["array-like"],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "leave_target_out": ["boolean"],
+        "callbacks": [list, None],
+        "device": [StrOptions({"cpu", "cuda"}), str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        *,
+        context_col="context",
+        perturbation_col="perturbation",
+        latent_dim=64,
+        hidden_dims=(256,),
+        dropout=0.1,
+        lr=1e-3,
+        weight_decay=1e-4,
+        max_epochs=300,
+        batch_size=None,
+        patience=20,
+        validation_fraction=0.1,
+        leave_target_out=True,
+        callbacks=None,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+    ):
+        self.context_col = context_col
+        self.perturbation_col = perturbation_col
+        self.latent_dim = latent_dim
+        self.hidden_dims = hidden_dims
+        self.dropout = dropout
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.leave_target_out = leave_target_out
+        self.callbacks = callbacks
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, Y):
+        """Fit the set encoders and decoder on the observed pairs.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame of shape (n_rows, n_columns)
+            Index table with the context and perturbation columns; each
+            (context, perturbation) pair at most once.
+        Y : array-like or DataFrame of shape (n_rows, n_genes)
+            Observed effects, row i for row i of ``X``.
+
+        Returns
+        -------
+        self : C3TLRegressor
+        """
+        hidden_dims = tuple(int(h) for h in np.atleast_1d(self.hidden_dims))
+        if any(h < 1 for h in hidden_dims):
+            raise ValueError(f"hidden_dims must be positive integers; got {self.hidden_dims!r}.")
+        device = torch.device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device='cuda' was requested but torch sees no CUDA device.")
+
+        c_codes, p_codes, Y_arr = self._validate_fit_data(X, Y)
+        rng = check_random_state(self.random_state)
+        valid = self._validation_mask(c_codes, p_codes, rng)
+        train = ~valid
+        targets = train & self._encodable(c_codes, p_codes, train)
+        if not targets.any():
+            raise ValueError(
+                "No observed pair can be predicted from the others: every perturbation "
+                "needs observations in at least two contexts."
+            )
+        pairs = np.column_stack([c_codes, p_codes, np.full(len(c_codes), -1)]).astype(np.int64)
+        # position of each training row inside the encoder's observation buffers
+        pairs[train, 2] = np.arange(int(train.sum()))
+
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            self.net_ = self._make_net(hidden_dims, valid, pairs, Y_arr)
+            self.net_.initialize()
+            self.net_.module_.set_observations(
+                torch.from_numpy(Y_arr[train]), c_codes[train], p_codes[train]
+            )
+            self.net_.partial_fit(pairs[targets], Y_arr[targets])
+
+        # prediction encodes from every observation, the validation pairs included
+        self.net_.module_.set_observations(torch.from_numpy(Y_arr), c_codes, p_codes)
+        self.validation_mask_ = valid
+        self.history_ = self.net_.history
+        self.n_epochs_ = len(self.history_)
+        return self
+
+    def _validation_mask(self, c_codes, p_codes, rng) -> np.ndarray:
+        """Hold out a fraction of each context's pairs whose perturbation stays observed."""
+        n = len(c_codes)
+        valid = np.zeros(n, dtype=bool)
+        if self.validation_fraction == 0:
+            return valid
+        frame = pd.DataFrame({"c": c_codes, "p": p_codes, "u": rng.random_sample(n)})
+        # per perturbation, never take its last observation
+        p_rank = frame.groupby("p")["u"].rank(method="first") - 1
+        p_size = frame.groupby("p")["p"].transform("size")
+        eligible = (p_rank < p_size - 1).to_numpy()
+        n_c = np.bincount(c_codes)
+        quota = np.minimum(np.round(self.validation_fraction * n_c), n_c - 1).astype(int)
+        c_rank = frame[eligible].groupby("c")["u"].rank(method="first").to_numpy() - 1
+        chosen = np.flatnonzero(eligible)[c_rank < quota[c_codes[eligible]]]
+        valid[chosen] = True
+        if not valid.any():
+            warnings.warn(
+                "validation_fraction is too small for this data: no pair was held out, "
+                f"so training runs all {self.max_epochs} epochs without early stopping.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return valid
+
+    def _encodable(self, c_codes, p_codes, train) -> np.ndarray:
+        """Training rows whose perturbation and context keep other observations.
+
+        Under leave-the-target-out training a pair seen in only one context has
+        no perturbation code left once its own row is removed (and likewise a
+        context with one pair), so it can be encoded from but not predicted.
+        """
+        if not self.leave_target_out:
+            return train.copy()
+        n_p = np.bincount(p_codes[train], minlength=len(self.perturbations_))
+        n_c = np.bincount(c_codes[train], minlength=len(self.contexts_))
+        return (n_p[p_codes] > 1) & (n_c[c_codes] > 1)
+
+    def _make_net(self, hidden_dims, valid, pairs, Y_arr) -> NeuralNetRegressor:
+        callbacks = list(self.callbacks or [])
+        train_split = None
+        if valid.any():
+            train_split = predefined_split(Dataset(pairs[valid], Y_arr[valid]))
+            callbacks.append(
+                ("early_stopping", EarlyStopping(patience=self.patience, load_best=True))
+            )
+        return NeuralNetRegressor(
+            C3TLNetwork,
+            module__n_genes=Y_arr.shape[1],
+            module__n_contexts=len(self.contexts_),
+            module__n_perturbations=len(self.perturbations_),
+            module__latent_dim=self.latent_dim,
+            module__hidden_dims=hidden_dims,
+            module__dropout=self.dropout,
+            module__leave_target_out=self.leave_target_out,
+            optimizer=torch.optim.AdamW,
+            optimizer__weight_decay=self.weight_decay,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=-1 if self.batch_size is None else self.batch_size,
+            iterator_train=TensorBatchIterator,
+            iterator_train__shuffle=True,
+            iterator_valid=TensorBatchIterator,
+            iterator_valid__batch_size=-1,
+            train_split=train_split,
+            callbacks=callbacks or None,
+            device=self.device,
+            verbose=self.verbose,
+        )
+
+    # -------------------------------------------------------------- predict
+    def predict(self, X):
+        """Predict the effect of each (context, perturbation) row of ``X``.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame
+            Index table with the context and perturbation columns.
+
+        Returns
+        -------
+        Y_pred : ndarray of shape (n_rows, n_genes), float32
+        """
+        c_codes, p_codes, contexts, perturbations = self._validate_predict_data(X)
+        self._raise_unknown_perturbations(p_codes, perturbations)
+        self._warn_unknown_contexts(c_codes, contexts)
+        pairs = np.column_stack([c_codes, p_codes, np.full(len(c_codes), -1)]).astype(np.int64)
+        return self.net_.predict(pairs).astype(np.float32, copy=False)
+
+    def _warn_unknown_contexts(self, c_codes, contexts):
+        unknown = c_codes < 0
+        if unknown.any():
+            labels = list(pd.unique(pd.Series(contexts[unknown], dtype=object))[:5])
+            warnings.warn(
+                f"{int(unknown.sum())} row(s) ask for context(s) never observed in fit, e.g. "
+                f"{labels}; they are predicted zero-shot from the mean context code. "
+                "Measure a few perturbations in a context to predict it properly.",
+                UserWarning,
+                stacklevel=3,
+            )
