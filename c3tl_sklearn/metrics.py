@@ -1,0 +1,629 @@
+"""Scores for predicted perturbation effects, and scikit-learn scorers built on them.
+
+Every metric takes ``(Y_true, Y_pred)`` of shape ``(n_rows, n_genes)``: one
+effect vector per scored (context, perturbation) pair. Inputs are validated
+(2-D, same shape, finite numbers) and never modified.
+
+Edge cases have defined values, so no NaN reaches an average:
+
+- :func:`pearson_delta`: a row whose true or predicted vector is constant has
+  no correlation; it counts as ``0.0`` and an
+  :class:`~sklearn.exceptions.UndefinedMetricWarning` (a ``UserWarning``)
+  says how many rows.
+- :func:`centered_pearson_delta`: the same rule after centring; in particular
+  a row alone in its context has a centred truth of zero and counts as ``0.0``.
+- :func:`discrimination_score`: a row alone in its context has nothing to be
+  told apart from; it is left out of the average (with a warning), and an
+  error is raised when no row is left.
+- :func:`top_k_overlap`: ties in magnitude are broken in favour of the lower
+  gene index.
+
+The scorers (``pearson_scorer``, ``centered_pearson_scorer``, ...) plug into
+``scoring=`` of :func:`~sklearn.model_selection.cross_val_score` and
+:class:`~sklearn.model_selection.GridSearchCV`; the two that need the context of
+every row read it from the index table ``X`` they are called with. ``SCORERS``
+maps names to all of them and can itself be passed as ``scoring=``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Hashable
+from numbers import Integral
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from scipy.spatial.distance import cdist
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import make_scorer, mean_squared_error
+
+from ._validation import check_response
+
+__all__ = [
+    "SCORERS",
+    "centered_pearson_delta",
+    "centered_pearson_scorer",
+    "discrimination_score",
+    "discrimination_scorer",
+    "make_context_scorer",
+    "mse_scorer",
+    "pearson_delta",
+    "pearson_scorer",
+    "score_table",
+    "top_k_overlap",
+    "top_k_scorer",
+]
+
+# rows whose spread is below this fraction of their magnitude count as constant
+_CONSTANT_RTOL = 1e-12
+# rows per block in the pairwise and sorting computations (bounds memory)
+_BLOCK = 1024
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_pair(Y_true, Y_pred) -> tuple[np.ndarray, np.ndarray]:
+    """Validate two response matrices; return float64 copies."""
+    arrays = []
+    for name, Y in (("Y_true", Y_true), ("Y_pred", Y_pred)):
+        try:
+            ndim = np.ndim(Y)
+        except ValueError as exc:  # ragged nested lists
+            raise ValueError(f"{name} must be a 2-D array (n_rows, n_genes).") from exc
+        if ndim != 2:
+            raise ValueError(
+                f"{name} must be 2-D (n_rows, n_genes); got {ndim}-D input of shape "
+                f"{np.shape(Y)}. Use Y.reshape(1, -1) for a single effect vector."
+            )
+        arrays.append(check_response(Y, name=name, dtype=np.float64)[0])
+    if arrays[0].shape != arrays[1].shape:
+        raise ValueError(
+            f"Y_true and Y_pred must have the same shape; got {arrays[0].shape} and "
+            f"{arrays[1].shape}."
+        )
+    return arrays[0], arrays[1]
+
+
+def _check_contexts(contexts, n_rows: int) -> np.ndarray:
+    """Integer codes of per-row context labels (``None``: one context for all rows)."""
+    if contexts is None:
+        return np.zeros(n_rows, dtype=np.intp)
+    if isinstance(contexts, pd.DataFrame):
+        raise ValueError("contexts must be 1-D: one context label per row.")
+    if isinstance(contexts, (pd.Series, pd.Index)):
+        labels = contexts.to_numpy(dtype=object)
+    elif isinstance(contexts, np.ndarray):
+        if contexts.ndim != 1:
+            raise ValueError(
+                f"contexts must be 1-D (one label per row); got shape {contexts.shape}."
+            )
+        labels = contexts.astype(object)
+    else:
+        values = list(contexts)
+        labels = np.empty(len(values), dtype=object)
+        for i, value in enumerate(values):
+            labels[i] = value
+    if labels.shape[0] != n_rows:
+        raise ValueError(
+            f"contexts has {labels.shape[0]} labels but Y_true has {n_rows} rows; give "
+            "the context of every row."
+        )
+    isna = pd.isna(labels)
+    if isna.any():
+        raise ValueError(f"contexts has {int(isna.sum())} missing label(s).")
+    codes, _ = pd.factorize(labels)
+    return np.asarray(codes, dtype=np.intp)
+
+
+def _check_min_genes(n_genes: int, name: str) -> None:
+    if n_genes < 2:
+        raise ValueError(
+            f"{name} correlates effects across genes and needs at least 2 genes; got {n_genes}."
+        )
+
+
+# --------------------------------------------------------------------------- Pearson
+
+
+def _pearson_rows(
+    A: np.ndarray, B: np.ndarray, scale_A: np.ndarray, scale_B: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise Pearson r and the mask of rows where it is undefined (set to 0).
+
+    ``scale_*`` is the magnitude of each row before any centring; a row whose
+    spread is below ``_CONSTANT_RTOL`` of it counts as constant.
+    """
+    spread_A = np.ptp(A, axis=1)
+    spread_B = np.ptp(B, axis=1)
+    undefined = (spread_A <= _CONSTANT_RTOL * scale_A) | (spread_B <= _CONSTANT_RTOL * scale_B)
+    # rescale each row so squares cannot overflow; r is scale invariant
+    Ac = A - A.mean(axis=1, keepdims=True)
+    Bc = B - B.mean(axis=1, keepdims=True)
+    Ac /= np.where(undefined, 1.0, np.abs(Ac).max(axis=1))[:, None]
+    Bc /= np.where(undefined, 1.0, np.abs(Bc).max(axis=1))[:, None]
+    num = np.einsum("ij,ij->i", Ac, Bc)
+    den = np.sqrt(np.einsum("ij,ij->i", Ac, Ac) * np.einsum("ij,ij->i", Bc, Bc))
+    undefined |= ~(den > 0)
+    r = np.zeros(A.shape[0])
+    ok = ~undefined
+    r[ok] = np.clip(num[ok] / den[ok], -1.0, 1.0)
+    return r, undefined
+
+
+def _row_scale(Y: np.ndarray) -> np.ndarray:
+    return np.abs(Y).max(axis=1)
+
+
+def pearson_delta(Y_true, Y_pred, *, per_row: bool = False):
+    """Pearson correlation across genes between true and predicted effects, per row, averaged.
+
+    This is the paper's headline metric: for every scored (context,
+    perturbation) pair, the correlation over genes of the predicted and the
+    true effect vector, then the mean over pairs.
+
+    Parameters
+    ----------
+    Y_true : array-like of shape (n_rows, n_genes)
+        True effects.
+    Y_pred : array-like of shape (n_rows, n_genes)
+        Predicted effects.
+    per_row : bool, default=False
+        Return the per-row correlations instead of their mean.
+
+    Returns
+    -------
+    score : float or ndarray of shape (n_rows,)
+        Mean correlation (or per-row values). A row whose true or predicted
+        vector is constant counts as ``0.0``, with an
+        :class:`~sklearn.exceptions.UndefinedMetricWarning`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from c3tl_sklearn.metrics import pearson_delta
+    >>> Y_true = np.array([[1.0, 2.0, 3.0], [0.0, 1.0, 0.0]])
+    >>> Y_pred = np.array([[2.0, 4.0, 7.0], [0.0, 3.0, 1.0]])
+    >>> pearson_delta(Y_true, Y_pred, per_row=True).round(3)
+    array([0.993, 0.945])
+    >>> round(pearson_delta(Y_true, Y_pred), 3)
+    0.969
+    """
+    Yt, Yp = _check_pair(Y_true, Y_pred)
+    _check_min_genes(Yt.shape[1], "pearson_delta")
+    r, undefined = _pearson_rows(Yt, Yp, _row_scale(Yt), _row_scale(Yp))
+    if undefined.any():
+        warnings.warn(
+            f"{int(undefined.sum())} of {r.size} row(s) have a constant true or predicted "
+            "effect vector, so their Pearson correlation is undefined; it is counted as 0.0.",
+            UndefinedMetricWarning,
+            stacklevel=2,
+        )
+    return r if per_row else float(r.mean())
+
+
+def _context_means(Y: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Per-row mean of ``Y`` over the rows of the same context."""
+    n_groups = int(codes.max()) + 1
+    counts = np.bincount(codes, minlength=n_groups)
+    indicator = sparse.csr_matrix(
+        (np.ones(codes.size), (codes, np.arange(codes.size))), shape=(n_groups, codes.size)
+    )
+    means = np.asarray(indicator @ Y) / counts[:, None]
+    return means[codes]
+
+
+def centered_pearson_delta(Y_true, Y_pred, contexts, *, per_row: bool = False):
+    """Pearson delta after removing each context's mean true effect.
+
+    Within each context, the mean true effect of that context's rows (among
+    the rows scored) is subtracted from both truth and prediction, then
+    :func:`pearson_delta` is computed. Plain Pearson is inflated by the offset
+    that every perturbation in a context shares; centring removes it (Systema,
+    Viñas Torné et al., 2025), so a model that predicts only the context's
+    average effect scores about 0.
+
+    Parameters
+    ----------
+    Y_true : array-like of shape (n_rows, n_genes)
+        True effects.
+    Y_pred : array-like of shape (n_rows, n_genes)
+        Predicted effects.
+    contexts : array-like of shape (n_rows,) or None
+        Context label of every row; ``None`` treats all rows as one context.
+    per_row : bool, default=False
+        Return the per-row correlations instead of their mean.
+
+    Returns
+    -------
+    score : float or ndarray of shape (n_rows,)
+        Mean centred correlation (or per-row values). Rows with a constant
+        centred truth or prediction, including every row that is alone in its
+        context (its centred truth is zero), count as ``0.0``, with an
+        :class:`~sklearn.exceptions.UndefinedMetricWarning`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from c3tl_sklearn.metrics import centered_pearson_delta
+    >>> rng = np.random.default_rng(0)
+    >>> Y_true = rng.normal(size=(6, 20)) + 5 * rng.normal(size=20)  # shared offset
+    >>> Y_pred = np.repeat(Y_true.mean(axis=0, keepdims=True), 6, axis=0)
+    >>> round(centered_pearson_delta(Y_true, Y_pred + 1e-3 * rng.normal(size=(6, 20)),
+    ...                              ["a"] * 6), 1)
+    0.0
+    """
+    Yt, Yp = _check_pair(Y_true, Y_pred)
+    _check_min_genes(Yt.shape[1], "centered_pearson_delta")
+    codes = _check_contexts(contexts, Yt.shape[0])
+    mu = _context_means(Yt, codes)
+    scale_t = np.maximum(_row_scale(Yt), _row_scale(mu))
+    scale_p = np.maximum(_row_scale(Yp), _row_scale(mu))
+    r, undefined = _pearson_rows(Yt - mu, Yp - mu, scale_t, scale_p)
+    if undefined.any():
+        alone = np.bincount(codes)[codes] == 1
+        n_alone = int((undefined & alone).sum())
+        detail = (
+            f" ({n_alone} of them alone in their context, whose centred truth is zero)"
+            if n_alone
+            else ""
+        )
+        warnings.warn(
+            f"{int(undefined.sum())} of {r.size} row(s) have a constant centred true or "
+            f"predicted effect vector{detail}, so their centred Pearson correlation is "
+            "undefined; it is counted as 0.0.",
+            UndefinedMetricWarning,
+            stacklevel=2,
+        )
+    return r if per_row else float(r.mean())
+
+
+# --------------------------------------------------------------------------- discrimination
+
+
+def _discrimination_rows(Yt: np.ndarray, Yp: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Per-row discrimination score; NaN for rows alone in their context."""
+    scores = np.full(Yt.shape[0], np.nan)
+    order = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes)
+    for rows in np.split(order, np.cumsum(counts)[:-1]):
+        m = rows.size
+        if m < 2:
+            continue
+        truth = Yt[rows]
+        for start in range(0, m, _BLOCK):
+            block = np.arange(start, min(start + _BLOCK, m))
+            # squared distances keep the ordering and make exact ties exact
+            dist = cdist(Yp[rows[block]], truth, metric="sqeuclidean")  # (b, m)
+            own = dist[np.arange(block.size), block][:, None]
+            farther = (dist > own).sum(axis=1)
+            ties = (dist == own).sum(axis=1) - 1  # minus the row itself
+            scores[rows[block]] = (farther + 0.5 * ties) / (m - 1)
+    return scores
+
+
+def discrimination_score(Y_true, Y_pred, contexts, *, per_row: bool = False):
+    """How well each prediction picks out its own perturbation among its context's.
+
+    For row ``i`` and every other row ``j`` of the same context, ``j`` counts 1
+    if its true effect is farther (Euclidean) from the prediction for ``i``
+    than ``i``'s own true effect is, and 1/2 if it is exactly as far. The row
+    score is the fraction over the ``j``; the result is the mean over rows.
+    1 is perfect; 0.5 is what predicting the same vector for every
+    perturbation gets.
+
+    Parameters
+    ----------
+    Y_true : array-like of shape (n_rows, n_genes)
+        True effects.
+    Y_pred : array-like of shape (n_rows, n_genes)
+        Predicted effects.
+    contexts : array-like of shape (n_rows,) or None
+        Context label of every row; rows are compared only within their
+        context. ``None`` compares all rows with each other.
+    per_row : bool, default=False
+        Return the per-row scores instead of their mean.
+
+    Returns
+    -------
+    score : float or ndarray of shape (n_rows,)
+        Mean over rows that share their context with at least one other row.
+        Rows alone in their context are left out (per-row value NaN) with an
+        :class:`~sklearn.exceptions.UndefinedMetricWarning`.
+
+    Raises
+    ------
+    ValueError
+        If no context has two or more rows (and ``per_row=False``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from c3tl_sklearn.metrics import discrimination_score
+    >>> Y_true = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+    >>> discrimination_score(Y_true, Y_true, None)
+    1.0
+    >>> discrimination_score(Y_true, np.zeros((3, 2)), None)
+    0.5
+    """
+    Yt, Yp = _check_pair(Y_true, Y_pred)
+    codes = _check_contexts(contexts, Yt.shape[0])
+    scores = _discrimination_rows(Yt, Yp, codes)
+    alone = np.isnan(scores)
+    if alone.any():
+        warnings.warn(
+            f"{int(alone.sum())} of {scores.size} row(s) are alone in their context and "
+            "cannot be told apart from other perturbations; they are left out of the "
+            "discrimination score.",
+            UndefinedMetricWarning,
+            stacklevel=2,
+        )
+    if per_row:
+        return scores
+    if alone.all():
+        raise ValueError(
+            "discrimination_score needs at least one context with two or more rows; every "
+            "row is alone in its context."
+        )
+    return float(scores[~alone].mean())
+
+
+# --------------------------------------------------------------------------- top-k
+
+
+def _top_k_mask(Y: np.ndarray, k: int) -> np.ndarray:
+    mask = np.zeros(Y.shape, dtype=bool)
+    for start in range(0, Y.shape[0], _BLOCK):
+        block = np.abs(Y[start : start + _BLOCK])
+        top = np.argsort(-block, axis=1, kind="stable")[:, :k]
+        np.put_along_axis(mask[start : start + _BLOCK], top, True, axis=1)
+    return mask
+
+
+def _check_k(k, n_genes: int) -> int:
+    if not isinstance(k, Integral) or isinstance(k, bool) or not 1 <= k <= n_genes:
+        raise ValueError(
+            f"k must be an integer between 1 and the number of genes ({n_genes}); got {k!r}."
+        )
+    return int(k)
+
+
+def top_k_overlap(Y_true, Y_pred, k: int = 50, *, per_row: bool = False):
+    """Overlap of the ``k`` most affected genes, true against predicted, per row, averaged.
+
+    For every row: the ``k`` genes with the largest absolute true effect and
+    the ``k`` with the largest absolute predicted effect; the score is the
+    size of their intersection divided by ``k``. Ties in magnitude are broken
+    in favour of the lower gene index.
+
+    Parameters
+    ----------
+    Y_true : array-like of shape (n_rows, n_genes)
+        True effects.
+    Y_pred : array-like of shape (n_rows, n_genes)
+        Predicted effects.
+    k : int, default=50
+        Number of top genes, between 1 and ``n_genes``.
+    per_row : bool, default=False
+        Return the per-row overlaps instead of their mean.
+
+    Returns
+    -------
+    score : float or ndarray of shape (n_rows,)
+        In [0, 1]; 1 when the top-``k`` sets agree.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from c3tl_sklearn.metrics import top_k_overlap
+    >>> Y_true = np.array([[5.0, -4.0, 0.1, 0.2]])
+    >>> Y_pred = np.array([[3.0, 0.0, 0.0, -2.0]])
+    >>> top_k_overlap(Y_true, Y_pred, k=2)
+    0.5
+    """
+    Yt, Yp = _check_pair(Y_true, Y_pred)
+    k = _check_k(k, Yt.shape[1])
+    overlap = (_top_k_mask(Yt, k) & _top_k_mask(Yp, k)).sum(axis=1) / k
+    return overlap if per_row else float(overlap.mean())
+
+
+# --------------------------------------------------------------------------- report
+
+
+def score_table(X, Y_true, Y_pred, context_col: Hashable = "context", *, k: int = 50):
+    """All metrics per context and overall, as a DataFrame.
+
+    Parameters
+    ----------
+    X : pandas.DataFrame of shape (n_rows, n_columns)
+        Index table of the scored rows, with the context column.
+    Y_true : array-like of shape (n_rows, n_genes)
+        True effects.
+    Y_pred : array-like of shape (n_rows, n_genes)
+        Predicted effects.
+    context_col : hashable, default="context"
+        Context column of ``X``.
+    k : int, default=50
+        Number of top genes for :func:`top_k_overlap`; capped at the number of
+        genes.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per context (sorted) plus a final ``"overall"`` row, indexed
+        by ``context_col``; columns ``pearson_delta``,
+        ``centered_pearson_delta``, ``discrimination_score``,
+        ``top_k_overlap``, ``mse`` and ``n_rows``. Centring and discrimination
+        are always within context, so a context's row equals the metric
+        computed on that context alone, and ``"overall"`` averages over all
+        rows. ``discrimination_score`` is NaN for a context with a single row
+        (and overall if every context has one).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from c3tl_sklearn.metrics import score_table
+    >>> X = pd.DataFrame({"context": ["a", "a", "b", "b"], "perturbation": ["p", "q"] * 2})
+    >>> Y = np.arange(24.0).reshape(4, 6) ** 1.5
+    >>> table = score_table(X, Y, Y, k=3)
+    >>> table.index.tolist()
+    ['a', 'b', 'overall']
+    >>> table.loc["overall", ["pearson_delta", "discrimination_score", "mse"]].tolist()
+    [1.0, 1.0, 0.0]
+    >>> table["n_rows"].tolist()
+    [2, 2, 4]
+    """
+    if not isinstance(X, pd.DataFrame):
+        raise TypeError(
+            f"X must be the index table (a pandas DataFrame with a {context_col!r} column); "
+            f"got {type(X).__name__}."
+        )
+    if context_col not in X.columns:
+        raise ValueError(
+            f"X is missing the context column {context_col!r}; it has {list(X.columns)}."
+        )
+    Yt, Yp = _check_pair(Y_true, Y_pred)
+    if len(X) != Yt.shape[0]:
+        raise ValueError(
+            f"X has {len(X)} rows but Y_true has {Yt.shape[0]}; row i of the responses must "
+            "describe row i of the index table."
+        )
+    labels = X[context_col].to_numpy(dtype=object)
+    codes = _check_contexts(labels, Yt.shape[0])
+    uniques = np.empty(int(codes.max()) + 1, dtype=object)
+    uniques[codes] = labels  # the label of every code
+    per_row = {
+        "pearson_delta": pearson_delta(Yt, Yp, per_row=True),
+        "centered_pearson_delta": centered_pearson_delta(Yt, Yp, codes, per_row=True),
+        "discrimination_score": discrimination_score(Yt, Yp, codes, per_row=True),
+        "top_k_overlap": top_k_overlap(Yt, Yp, min(k, Yt.shape[1]), per_row=True),
+    }
+
+    def summarise(mask: np.ndarray) -> dict:
+        row = {}
+        for name, values in per_row.items():
+            chosen = values[mask]
+            chosen = chosen[~np.isnan(chosen)]
+            row[name] = float(chosen.mean()) if chosen.size else np.nan
+        row["mse"] = float(mean_squared_error(Yt[mask], Yp[mask]))
+        row["n_rows"] = int(mask.sum())
+        return row
+
+    try:
+        order = sorted(range(uniques.size), key=uniques.__getitem__)
+    except TypeError:  # labels that cannot be compared keep their first-seen order
+        order = list(range(uniques.size))
+    index = [uniques[code] for code in order]
+    rows = [summarise(codes == code) for code in order]
+    rows.append(summarise(np.ones(len(labels), dtype=bool)))
+    index.append("overall")
+    return pd.DataFrame(
+        rows, index=pd.Index(index, dtype=object, name=context_col, tupleize_cols=False)
+    )
+
+
+# --------------------------------------------------------------------------- scorers
+
+
+class _ContextScorer:
+    """Scorer ``(estimator, X, y) -> float`` for a metric that needs per-row contexts.
+
+    The contexts are read from the ``context_col`` column of the index table
+    ``X`` the scorer is called with.
+    """
+
+    def __init__(self, score_func: Callable, context_col: Hashable, sign: int, kwargs: dict):
+        self._score_func = score_func
+        self._context_col = context_col
+        self._sign = sign
+        self._kwargs = kwargs
+
+    def __call__(self, estimator, X, y_true, **kwargs) -> float:
+        if kwargs:
+            raise TypeError(
+                f"{self!r} does not accept extra arguments such as {sorted(kwargs)}."
+            )
+        if not isinstance(X, pd.DataFrame) or self._context_col not in X.columns:
+            raise ValueError(
+                f"{self!r} reads the context of every row from the column "
+                f"{self._context_col!r} of X, so X must be the index table (a DataFrame "
+                "with that column)."
+            )
+        y_pred = estimator.predict(X)
+        contexts = X[self._context_col].to_numpy(dtype=object)
+        return self._sign * self._score_func(y_true, y_pred, contexts, **self._kwargs)
+
+    def __repr__(self) -> str:
+        args = [self._score_func.__name__]
+        if self._context_col != "context":
+            args.append(f"context_col={self._context_col!r}")
+        if self._sign < 0:
+            args.append("greater_is_better=False")
+        args += [f"{key}={value!r}" for key, value in self._kwargs.items()]
+        return f"make_context_scorer({', '.join(args)})"
+
+
+def make_context_scorer(
+    score_func: Callable,
+    *,
+    context_col: Hashable = "context",
+    greater_is_better: bool = True,
+    **kwargs,
+) -> Callable:
+    """Make a scorer for a metric ``score_func(Y_true, Y_pred, contexts, **kwargs)``.
+
+    scikit-learn scorers receive ``(estimator, X, y)``; this one predicts on
+    ``X`` and reads every row's context from the column ``context_col`` of the
+    index table ``X``.
+
+    Parameters
+    ----------
+    score_func : callable
+        Metric taking ``(Y_true, Y_pred, contexts)``, for example
+        :func:`centered_pearson_delta` or :func:`discrimination_score`.
+    context_col : hashable, default="context"
+        Context column of the index table.
+    greater_is_better : bool, default=True
+        If ``False`` the scorer returns the negated metric, as scikit-learn's
+        scorers do for errors.
+    **kwargs
+        Extra keyword arguments passed to ``score_func``.
+
+    Returns
+    -------
+    scorer : callable
+        ``scorer(estimator, X, y) -> float``, usable as ``scoring=``.
+
+    Examples
+    --------
+    >>> from c3tl_sklearn.metrics import centered_pearson_delta, make_context_scorer
+    >>> make_context_scorer(centered_pearson_delta, context_col="cell_line")
+    make_context_scorer(centered_pearson_delta, context_col='cell_line')
+    """
+    return _ContextScorer(score_func, context_col, 1 if greater_is_better else -1, kwargs)
+
+
+pearson_scorer = make_scorer(pearson_delta)
+"""Scorer for :func:`pearson_delta` (greater is better)."""
+
+centered_pearson_scorer = make_context_scorer(centered_pearson_delta)
+"""Scorer for :func:`centered_pearson_delta`, contexts from ``X["context"]``."""
+
+discrimination_scorer = make_context_scorer(discrimination_score)
+"""Scorer for :func:`discrimination_score`, contexts from ``X["context"]``."""
+
+top_k_scorer = make_scorer(top_k_overlap)
+"""Scorer for :func:`top_k_overlap` with ``k=50``."""
+
+mse_scorer = make_scorer(mean_squared_error, greater_is_better=False)
+"""Negated mean squared error over all entries (scikit-learn's sign convention)."""
+
+SCORERS: dict[str, Callable] = {
+    "pearson_delta": pearson_scorer,
+    "centered_pearson_delta": centered_pearson_scorer,
+    "discrimination_score": discrimination_scorer,
+    "top_k_overlap": top_k_scorer,
+    "neg_mean_squared_error": mse_scorer,
+}
+"""Every scorer of the module by name; ``scoring=SCORERS`` evaluates them all."""

@@ -1,0 +1,301 @@
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from skorch.callbacks import Callback
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from c3tl_sklearn import C3TLRegressor
+from c3tl_sklearn.datasets import make_synthetic_perturbations
+
+from .conftest import holdout_context
+
+FAST = dict(max_epochs=25, hidden_dims=(32,), latent_dim=8, random_state=0)
+
+
+def row_pearson(a, b):
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    return np.mean((a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1)))
+
+
+def test_fit_predict_shapes_and_fitted_attributes(small_data):
+    X, Y = small_data
+    model = C3TLRegressor(**FAST).fit(X, Y)
+    pred = model.predict(X.iloc[:7])
+    assert pred.shape == (7, Y.shape[1])
+    assert pred.dtype == np.float32
+    assert np.isfinite(pred).all()
+    assert list(model.contexts_) == sorted(X["context"].unique())
+    assert list(model.perturbations_) == sorted(X["perturbation"].unique())
+    assert model.n_features_in_ == 2
+    assert list(model.feature_names_in_) == ["context", "perturbation"]
+    assert model.n_genes_ == Y.shape[1]
+    assert list(model.gene_names_) == list(Y.columns)
+    assert model.n_epochs_ == len(model.history_) <= FAST["max_epochs"]
+    assert "valid_loss" in model.history_[-1]
+    assert model.validation_mask_.shape == (len(X),)
+    assert 0 < model.validation_mask_.sum() < 0.2 * len(X)
+
+
+def test_numpy_response_has_no_gene_names(tiny_data):
+    X, Y = tiny_data
+    model = C3TLRegressor(**FAST).fit(X, Y.to_numpy())
+    assert model.gene_names_ is None
+    assert model.predict(X).shape == Y.shape
+
+
+def test_same_seed_same_predictions_other_seed_differs(small_data):
+    X, Y = small_data
+    a = C3TLRegressor(**FAST).fit(X, Y).predict(X)
+    b = C3TLRegressor(**FAST).fit(X, Y).predict(X)
+    c = C3TLRegressor(**{**FAST, "random_state": 1}).fit(X, Y).predict(X)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_fit_does_not_touch_global_torch_rng(tiny_data):
+    X, Y = tiny_data
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    C3TLRegressor(**FAST).fit(X, Y)
+    np.testing.assert_array_equal(torch.rand(3), expected)
+
+
+def test_user_data_not_modified(small_data):
+    X, Y = small_data
+    X_copy, Y_copy = X.copy(), Y.copy()
+    model = C3TLRegressor(**FAST).fit(X, Y)
+    model.predict(X)
+    pd.testing.assert_frame_equal(X, X_copy)
+    pd.testing.assert_frame_equal(Y, Y_copy)
+
+
+def test_learns_transfer_better_than_mean_of_other_contexts():
+    X, Y = make_synthetic_perturbations(8, 60, 40, noise=0.05, random_state=3)
+    train, test = holdout_context(X, "ctx0", keep=0.2)
+    model = C3TLRegressor(
+        max_epochs=150, hidden_dims=(64,), latent_dim=16, patience=30, random_state=0
+    ).fit(X.iloc[train], Y.iloc[train])
+    pred = model.predict(X.iloc[test])
+    truth = Y.to_numpy()[test]
+    others = X["context"] != "ctx0"
+    pert_mean = Y[others.to_numpy()].groupby(X["perturbation"][others].to_numpy()).mean()
+    mean_pred = pert_mean.loc[X["perturbation"].to_numpy()[test]].to_numpy()
+    mse_model = ((pred - truth) ** 2).mean()
+    mse_mean = ((mean_pred - truth) ** 2).mean()
+    assert mse_model < 0.85 * mse_mean
+    assert row_pearson(pred, truth) > row_pearson(mean_pred, truth)
+
+
+def test_pca_response_basis(small_data):
+    X, Y = small_data
+    model = C3TLRegressor(**{**FAST, "n_components": 5}).fit(X, Y)
+    assert model.pca_.n_components_ == 5
+    assert model.net_.module_.obs_x.shape == (len(X), 5)
+    pred = model.predict(X)
+    assert pred.shape == Y.shape
+    # predictions live in the 5-dimensional affine span of the basis
+    centred = pred - model.pca_.mean_
+    residual = centred - centred @ model.pca_.components_.T @ model.pca_.components_
+    assert np.abs(residual).max() < 1e-4
+    assert C3TLRegressor(**{**FAST, "n_components": 100}).fit(X, Y).pca_ is None
+
+
+def test_no_validation_runs_all_epochs(tiny_data):
+    X, Y = tiny_data
+    model = C3TLRegressor(**{**FAST, "validation_fraction": 0.0, "max_epochs": 7}).fit(X, Y)
+    assert model.n_epochs_ == 7
+    assert not model.validation_mask_.any()
+    assert "valid_loss" not in model.history_[-1]
+
+
+def test_validation_pairs_keep_their_perturbation_observed_elsewhere(small_data):
+    X, Y = small_data
+    model = C3TLRegressor(**{**FAST, "validation_fraction": 0.5}).fit(X, Y)
+    valid = model.validation_mask_
+    kept = X.loc[~valid]
+    assert set(X.loc[valid, "perturbation"]) <= set(kept["perturbation"])
+    assert set(kept["context"]) == set(X["context"])
+
+
+def test_early_stopping_restores_best_epoch(small_data):
+    X, Y = small_data
+    params = {**FAST, "max_epochs": 60, "patience": 3, "lr": 0.05}
+    model = C3TLRegressor(**params).fit(X, Y)
+    losses = model.history_[:, "valid_loss"]
+    best = int(np.argmin(losses))
+    assert model.n_epochs_ == best + 1 + 3 < 60
+    # training is deterministic, so stopping right at the best epoch gives the same weights
+    at_best = C3TLRegressor(**{**params, "max_epochs": best + 1, "patience": 1000}).fit(X, Y)
+    np.testing.assert_allclose(at_best.predict(X), model.predict(X), rtol=1e-5, atol=1e-6)
+
+
+def test_skorch_callbacks_are_used(tiny_data):
+    X, Y = tiny_data
+
+    class CountEpochs(Callback):
+        def initialize(self):
+            self.n = 0
+            return self
+
+        def on_epoch_end(self, net, **kwargs):
+            self.n += 1
+
+    counter = CountEpochs()
+    model = C3TLRegressor(**{**FAST, "max_epochs": 4, "callbacks": [counter]}).fit(X, Y)
+    counted = [cb for name, cb in model.net_.callbacks_ if isinstance(cb, CountEpochs)]
+    assert counted[0].n == model.n_epochs_
+    assert model.callbacks == [counter]  # the parameter itself is untouched
+
+
+def test_minibatches_train_too(small_data):
+    X, Y = small_data
+    model = C3TLRegressor(**{**FAST, "batch_size": 16, "max_epochs": 3}).fit(X, Y)
+    assert model.n_epochs_ <= 3
+    assert np.isfinite(model.predict(X)).all()
+
+
+def test_leave_target_out_false_is_the_autoencoder(tiny_data):
+    X, Y = tiny_data
+    model = C3TLRegressor(**{**FAST, "leave_target_out": False, "max_epochs": 3}).fit(X, Y)
+    assert model.net_.module_.leave_target_out is False
+
+
+# ----------------------------------------------------------------- edge cases
+def test_unknown_context_warns_and_predicts_finite(small_data):
+    X, Y = small_data
+    model = C3TLRegressor(**FAST).fit(X, Y)
+    X_new = pd.DataFrame({"context": ["brand_new"] * 3, "perturbation": X["perturbation"][:3]})
+    with pytest.warns(UserWarning, match="never observed in fit"):
+        pred = model.predict(X_new)
+    assert pred.shape == (3, Y.shape[1]) and np.isfinite(pred).all()
+    # zero-shot uses the mean context code: the same for every unknown context
+    X_other = X_new.assign(context="another_new")
+    with pytest.warns(UserWarning):
+        np.testing.assert_allclose(model.predict(X_other), pred, rtol=1e-6)
+
+
+def test_unknown_perturbation_raises(small_data):
+    X, Y = small_data
+    model = C3TLRegressor(**FAST).fit(X, Y)
+    X_new = pd.DataFrame({"context": ["ctx0"], "perturbation": ["never_seen"]})
+    with pytest.raises(ValueError, match="never observed in fit.*never_seen"):
+        model.predict(X_new)
+
+
+def test_perturbation_observed_in_one_context_only():
+    X, Y = make_synthetic_perturbations(4, 10, 6, random_state=2)
+    X = pd.concat([X, pd.DataFrame({"context": ["ctx1"], "perturbation": ["solo"]})],
+                  ignore_index=True)
+    Y = pd.concat([Y, pd.DataFrame(np.ones((1, 6)), columns=Y.columns)], ignore_index=True)
+    model = C3TLRegressor(**FAST).fit(X, Y)
+    pred = model.predict(pd.DataFrame({"context": ["ctx0", "ctx1"], "perturbation": ["solo"] * 2}))
+    assert np.isfinite(pred).all()
+
+
+def test_labels_any_hashable():
+    X, Y = make_synthetic_perturbations(3, 8, 5, random_state=0)
+    X = X.assign(
+        context=X["context"].map({"ctx0": 0, "ctx1": ("a", 1), "ctx2": 2.5}),
+        perturbation=X["perturbation"].str.slice(4).astype(int),
+    )
+    model = C3TLRegressor(**FAST).fit(X, Y)
+    assert model.predict(X.iloc[:2]).shape == (2, 5)
+
+
+def test_custom_column_names(tiny_data):
+    X, Y = tiny_data
+    X2 = X.rename(columns={"context": "cell_line", "perturbation": "drug"}).assign(dose=1.0)
+    model = C3TLRegressor(**FAST, context_col="cell_line", perturbation_col="drug").fit(X2, Y)
+    np.testing.assert_array_equal(
+        model.predict(X2), C3TLRegressor(**FAST).fit(X, Y).predict(X)
+    )
+
+
+# ----------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    ("mutate", "error", "match"),
+    [
+        (lambda X, Y: (X.drop(columns="context"), Y), ValueError, "missing the column"),
+        (lambda X, Y: (X.drop(columns="perturbation"), Y), ValueError, "missing the column"),
+        (lambda X, Y: (X.to_numpy(), Y), TypeError, "must be a pandas DataFrame"),
+        (lambda X, Y: (X, Y.iloc[:-1]), ValueError, "rows but the index table has"),
+        (lambda X, Y: (X, Y.mask(Y > 1.5)), ValueError, "NaN or infinite"),
+        (lambda X, Y: (X, Y.replace(Y.iloc[0, 0], np.inf)), ValueError, "NaN or infinite"),
+        (lambda X, Y: (X, Y.astype(str)), TypeError, "must be numeric"),
+        (lambda X, Y: (X, np.full(Y.shape, "a")), TypeError, "must be numeric"),
+        (lambda X, Y: (pd.concat([X, X.iloc[:1]]), pd.concat([Y, Y.iloc[:1]])),
+         ValueError, "duplicated"),
+        (lambda X, Y: (X.iloc[:0], Y.iloc[:0]), ValueError, "empty"),
+        (lambda X, Y: (X[X.context == "ctx0"], Y[X.context == "ctx0"]), ValueError,
+         "at least 2 contexts"),
+        (lambda X, Y: (X.assign(context=X.context.where(X.index > 0)), Y), ValueError,
+         "missing label"),
+    ],
+)
+def test_bad_fit_input(tiny_data, mutate, error, match):
+    X, Y = tiny_data
+    Xb, Yb = mutate(X, Y)
+    with pytest.raises(error, match=match):
+        C3TLRegressor(**FAST).fit(Xb, Yb)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"latent_dim": 0}, "latent_dim"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"validation_fraction": 1.0}, "validation_fraction"),
+        ({"hidden_dims": (8, -1)}, "hidden_dims"),
+        ({"device": "tpu"}, "tpu"),
+    ],
+)
+def test_bad_parameters(tiny_data, params, match):
+    X, Y = tiny_data
+    with pytest.raises((ValueError, RuntimeError), match=match):
+        C3TLRegressor(**{**FAST, **params}).fit(X, Y)
+
+
+def test_predict_before_fit_and_bad_predict_input(tiny_data):
+    X, Y = tiny_data
+    with pytest.raises(NotFittedError):
+        C3TLRegressor().predict(X)
+    model = C3TLRegressor(**FAST).fit(X, Y)
+    with pytest.raises(ValueError, match="missing the column"):
+        model.predict(X[["context"]])
+    with pytest.raises(TypeError, match="DataFrame"):
+        model.predict(X.to_numpy())
+
+
+def test_constructor_stores_parameters_unchanged():
+    dims = [16, 8]
+    model = C3TLRegressor(hidden_dims=dims, device="cpu")
+    assert model.hidden_dims is dims
+    assert clone(model).get_params()["hidden_dims"] == [16, 8]
+
+
+# ------------------------------------------------------------------ sklearn
+def test_pickle_round_trip_same_predictions(small_data):
+    X, Y = small_data
+    model = C3TLRegressor(**FAST).fit(X, Y)
+    restored = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(restored.predict(X), model.predict(X))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
+def test_cuda_matches_cpu(small_data):
+    X, Y = small_data
+    cpu = C3TLRegressor(**FAST).fit(X, Y).predict(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gpu_model = C3TLRegressor(**FAST, device="cuda").fit(X, Y)
+    gpu = gpu_model.predict(X)
+    assert gpu_model.net_.module_.obs_x.is_cuda
+    np.testing.assert_allclose(gpu, cpu, atol=5e-2)
