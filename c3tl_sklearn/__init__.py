@@ -1,8 +1,37 @@
-"""C3TL: predict perturbation effects in unseen cellular contexts, the scikit-learn way."""
+"""C3TL: predict perturbation effects in unseen cellular contexts, the scikit-learn way.
 
-from .estimator import C3TLRegressor
-from .datasets import load_lincs_knockdowns, make_synthetic_perturbations
+Heavy modules (torch for ``C3TLRegressor``) load on first use, so the metrics,
+splitters and baselines import quickly on their own.
+"""
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = ["C3TLRegressor", "__version__", "load_lincs_knockdowns", "make_synthetic_perturbations"]
+_EXPORTS = {
+    "C3TLRegressor": "estimator",
+    "MeanBaseline": "baselines",
+    "ClosestContextBaseline": "baselines",
+    "AdditiveBaseline": "baselines",
+    "LinearTransferBaseline": "baselines",
+    "LeaveOneContextOut": "model_selection",
+    "ContextKFold": "model_selection",
+    "PerturbationHoldout": "model_selection",
+    "ScarcitySplit": "model_selection",
+    "load_lincs_knockdowns": "datasets",
+    "make_synthetic_perturbations": "datasets",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -19,11 +19,14 @@ __all__ = ["PerturbationRegressorMixin", "unique_labels"]
 
 def unique_labels(values: np.ndarray) -> np.ndarray:
     """Sorted unique labels, or first-seen order when labels are not comparable."""
-    uniq = pd.unique(pd.Series(values, dtype=object))
+    uniq = list(pd.unique(pd.Series(values, dtype=object)))
     try:
-        return np.array(sorted(uniq), dtype=object)
+        uniq = sorted(uniq)
     except TypeError:
-        return np.asarray(uniq, dtype=object)
+        pass
+    out = np.empty(len(uniq), dtype=object)  # element-wise, so tuple labels stay scalars
+    out[:] = uniq
+    return out
 
 
 class PerturbationRegressorMixin(RegressorMixin, BaseEstimator):

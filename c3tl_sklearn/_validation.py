@@ -156,5 +156,6 @@ def check_no_duplicate_pairs(contexts: np.ndarray, perturbations: np.ndarray) ->
 
 def encode_labels(values: np.ndarray, categories: Sequence) -> np.ndarray:
     """Integer codes of ``values`` in ``categories``; -1 for labels not in it."""
-    index = pd.Index(categories)
-    return np.asarray(index.get_indexer(pd.Index(values, dtype=object)), dtype=np.int64)
+    index = pd.Index(categories, dtype=object, tupleize_cols=False)
+    query = pd.Index(values, dtype=object, tupleize_cols=False)
+    return np.asarray(index.get_indexer(query), dtype=np.int64)

@@ -34,7 +34,6 @@ from numbers import Integral
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.spatial.distance import cdist
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import make_scorer, mean_squared_error
 
@@ -132,19 +131,19 @@ def _pearson_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise Pearson r and the mask of rows where it is undefined (set to 0).
 
+    ``A`` and ``B`` are scratch copies: they are centred and rescaled in place.
     ``scale_*`` is the magnitude of each row before any centring; a row whose
     spread is below ``_CONSTANT_RTOL`` of it counts as constant.
     """
-    spread_A = np.ptp(A, axis=1)
-    spread_B = np.ptp(B, axis=1)
-    undefined = (spread_A <= _CONSTANT_RTOL * scale_A) | (spread_B <= _CONSTANT_RTOL * scale_B)
-    # rescale each row so squares cannot overflow; r is scale invariant
-    Ac = A - A.mean(axis=1, keepdims=True)
-    Bc = B - B.mean(axis=1, keepdims=True)
-    Ac /= np.where(undefined, 1.0, np.abs(Ac).max(axis=1))[:, None]
-    Bc /= np.where(undefined, 1.0, np.abs(Bc).max(axis=1))[:, None]
-    num = np.einsum("ij,ij->i", Ac, Bc)
-    den = np.sqrt(np.einsum("ij,ij->i", Ac, Ac) * np.einsum("ij,ij->i", Bc, Bc))
+    undefined = (_row_spread(A) <= _CONSTANT_RTOL * scale_A) | (
+        _row_spread(B) <= _CONSTANT_RTOL * scale_B
+    )
+    for M in (A, B):
+        M -= M.mean(axis=1, keepdims=True)
+        # rescale each row so squares can neither overflow nor underflow; r is scale invariant
+        M /= np.where(undefined, 1.0, _row_scale(M))[:, None]
+    num = np.einsum("ij,ij->i", A, B)
+    den = np.sqrt(np.einsum("ij,ij->i", A, A) * np.einsum("ij,ij->i", B, B))
     undefined |= ~(den > 0)
     r = np.zeros(A.shape[0])
     ok = ~undefined
@@ -153,7 +152,12 @@ def _pearson_rows(
 
 
 def _row_scale(Y: np.ndarray) -> np.ndarray:
-    return np.abs(Y).max(axis=1)
+    """Largest absolute value of every row (without an ``abs`` temporary)."""
+    return np.maximum(Y.max(axis=1), -Y.min(axis=1))
+
+
+def _row_spread(Y: np.ndarray) -> np.ndarray:
+    return Y.max(axis=1) - Y.min(axis=1)
 
 
 def pearson_delta(Y_true, Y_pred, *, per_row: bool = False):
@@ -258,9 +262,12 @@ def centered_pearson_delta(Y_true, Y_pred, contexts, *, per_row: bool = False):
     _check_min_genes(Yt.shape[1], "centered_pearson_delta")
     codes = _check_contexts(contexts, Yt.shape[0])
     mu = _context_means(Yt, codes)
-    scale_t = np.maximum(_row_scale(Yt), _row_scale(mu))
-    scale_p = np.maximum(_row_scale(Yp), _row_scale(mu))
-    r, undefined = _pearson_rows(Yt - mu, Yp - mu, scale_t, scale_p)
+    scale_mu = _row_scale(mu)
+    scale_t = np.maximum(_row_scale(Yt), scale_mu)
+    scale_p = np.maximum(_row_scale(Yp), scale_mu)
+    Yt -= mu
+    Yp -= mu
+    r, undefined = _pearson_rows(Yt, Yp, scale_t, scale_p)
     if undefined.any():
         alone = np.bincount(codes)[codes] == 1
         n_alone = int((undefined & alone).sum())
@@ -283,7 +290,14 @@ def centered_pearson_delta(Y_true, Y_pred, contexts, *, per_row: bool = False):
 
 
 def _discrimination_rows(Yt: np.ndarray, Yp: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Per-row discrimination score; NaN for rows alone in their context."""
+    """Per-row discrimination score; NaN for rows alone in their context.
+
+    For a fixed prediction ``p_i`` the squared distance to ``t_j`` is
+    ``|p_i|^2 + |t_j|^2 - 2 p_i.t_j``; the first term is the same for every
+    ``j``, so ``|t_j|^2 - 2 p_i.t_j`` orders the ``j`` identically and is one
+    matrix product. Identical truth rows share one column, so their (tied)
+    distances are exactly equal.
+    """
     scores = np.full(Yt.shape[0], np.nan)
     order = np.argsort(codes, kind="stable")
     counts = np.bincount(codes)
@@ -291,11 +305,12 @@ def _discrimination_rows(Yt: np.ndarray, Yp: np.ndarray, codes: np.ndarray) -> n
         m = rows.size
         if m < 2:
             continue
-        truth = Yt[rows]
+        truth, inverse = np.unique(Yt[rows], axis=0, return_inverse=True)
+        inverse = inverse.ravel()
+        sq_norms = np.einsum("ij,ij->i", truth, truth)
         for start in range(0, m, _BLOCK):
             block = np.arange(start, min(start + _BLOCK, m))
-            # squared distances keep the ordering and make exact ties exact
-            dist = cdist(Yp[rows[block]], truth, metric="sqeuclidean")  # (b, m)
+            dist = (sq_norms - 2.0 * (Yp[rows[block]] @ truth.T))[:, inverse]  # (b, m)
             own = dist[np.arange(block.size), block][:, None]
             farther = (dist > own).sum(axis=1)
             ties = (dist == own).sum(axis=1) - 1  # minus the row itself
@@ -373,11 +388,15 @@ def discrimination_score(Y_true, Y_pred, contexts, *, per_row: bool = False):
 
 
 def _top_k_mask(Y: np.ndarray, k: int) -> np.ndarray:
+    """Mask of the ``k`` largest ``|Y|`` per row; ties go to the lower gene index."""
     mask = np.zeros(Y.shape, dtype=bool)
     for start in range(0, Y.shape[0], _BLOCK):
         block = np.abs(Y[start : start + _BLOCK])
-        top = np.argsort(-block, axis=1, kind="stable")[:, :k]
-        np.put_along_axis(mask[start : start + _BLOCK], top, True, axis=1)
+        threshold = -np.partition(-block, k - 1, axis=1)[:, k - 1 : k]  # k-th largest
+        above = block > threshold
+        at = block == threshold
+        room = k - above.sum(axis=1, keepdims=True)
+        mask[start : start + _BLOCK] = above | (at & (np.cumsum(at, axis=1) <= room))
     return mask
 
 

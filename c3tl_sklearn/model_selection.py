@@ -121,14 +121,15 @@ def _read_table(X, groups, context_col: Hashable, perturbation_col: Hashable) ->
             raise ValueError("groups must be 1-D (one context label per row of X).")
         if isinstance(groups, (pd.Series, pd.Index)):
             contexts = groups.to_numpy(dtype=object, copy=True)
-        else:
-            contexts = np.asarray(groups)
-            if contexts.ndim != 1:
+        elif isinstance(groups, np.ndarray):
+            if groups.ndim != 1:
                 raise ValueError(
                     f"groups must be 1-D (one context label per row of X); got shape "
-                    f"{contexts.shape}."
+                    f"{groups.shape}."
                 )
-            contexts = contexts.astype(object)
+            contexts = groups.astype(object)
+        else:  # a list; tuples in it are single labels
+            contexts = _object_array(groups)
         if contexts.shape[0] != len(X):
             raise ValueError(
                 f"groups has {contexts.shape[0]} labels but X has {len(X)} rows; groups "

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.spatial.distance import cdist
 from scipy.stats import pearsonr
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.metrics import mean_squared_error
@@ -315,6 +316,18 @@ def test_discrimination_ties_count_half():
     np.testing.assert_allclose(per_row, [1.0, 0.25, 0.25])
 
 
+def test_discrimination_identical_truth_rows_tie_exactly():
+    rng = np.random.default_rng(5)
+    Y_true = rng.normal(size=(8, 37))
+    Y_true[[5, 7]] = Y_true[2]
+    Y_pred = rng.normal(size=(8, 37))
+    Y_pred[2] = Y_true[2]
+    got = discrimination_score(Y_true, Y_pred, None, per_row=True)
+    np.testing.assert_allclose(got, ref_discrimination(Y_true, Y_pred, [0] * 8))
+    # a perfect prediction of a truth shared by two other rows ties with both
+    assert got[2] == pytest.approx((5 + 0.5 * 2) / 7)
+
+
 def test_discrimination_compares_only_within_context():
     Y_true = np.array([[0.0, 0.0], [5.0, 0.0], [0.1, 0.0], [5.1, 0.0]])
     Y_pred = Y_true[[2, 3, 0, 1]]  # each prediction is another context's truth
@@ -343,8 +356,6 @@ def test_discrimination_large_context_is_blocked_consistently():
     Y_pred = Y_true + rng.normal(size=(1100, 3))
     got = discrimination_score(Y_true, Y_pred, None, per_row=True)
     idx = [0, 1023, 1024, 1099]
-    from scipy.spatial.distance import cdist
-
     D = cdist(Y_pred[idx], Y_true)
     own = D[np.arange(4), idx][:, None]
     expected = ((D > own).sum(1) + 0.5 * ((D == own).sum(1) - 1)) / 1099
@@ -359,6 +370,15 @@ def test_discrimination_large_context_is_blocked_consistently():
 def test_top_k_matches_explicit_loop(pair, data):
     Y_true, Y_pred, _ = pair
     k = data.draw(st.integers(1, Y_true.shape[1]))
+    np.testing.assert_allclose(top_k_overlap(Y_true, Y_pred, k=k, per_row=True),
+                               ref_top_k(Y_true, Y_pred, k))
+
+
+@pytest.mark.parametrize("k", [1, 3, 7, 12])
+def test_top_k_many_ties_match_explicit_loop(k):
+    rng = np.random.default_rng(k)
+    Y_true = rng.integers(-2, 3, size=(30, 12)).astype(float)
+    Y_pred = rng.integers(-1, 2, size=(30, 12)).astype(float)
     np.testing.assert_allclose(top_k_overlap(Y_true, Y_pred, k=k, per_row=True),
                                ref_top_k(Y_true, Y_pred, k))
 

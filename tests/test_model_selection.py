@@ -307,6 +307,9 @@ def test_loco_tuple_and_integer_labels():
     cv = LeaveOneContextOut(test_contexts=[("b", 1)], random_state=0)
     (_, test), = cv.split(X)
     assert set(X.context.iloc[test]) == {("b", 1)}
+    # a plain list of tuple labels as groups
+    (_, test_g), = cv.split(X[["perturbation"]], groups=X.context.tolist())
+    assert np.array_equal(test, test_g)
     X["context"] = X.context.map({("a", 1): 5, ("a", 2): 2, ("b", 1): 9})
     assert LeaveOneContextOut(random_state=0).split_info(X).test_context.tolist() == [2, 5, 9]
 
