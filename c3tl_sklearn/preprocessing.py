@@ -20,7 +20,8 @@ Per-group sums are a product ``G @ X`` of a sparse indicator matrix ``G``
 :func:`scanpy.get.aggregate` does in memory; here the product is taken one
 block of rows at a time (one block of columns for CSC storage), so a sparse
 matrix is never densified and a backed file is never loaded whole. Working
-memory is one block plus the ``(n_groups, n_genes)`` float64 accumulator.
+memory is one block plus the ``(n_groups, n_genes)`` float64 accumulator, plus
+the two label columns of ``obs`` and about ten bytes of group codes per cell.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ _TRANSFORMS = (None, "log1p", "normalize_log1p")
 # Default block size: about this many stored values (non-zeros for sparse data)
 # per block, i.e. ~64 MB of float32 values plus indices and a float64 copy.
 _VALUES_PER_BLOCK = 2**24
+# Up to this many possible (context, perturbation) pairs, pairs are counted with
+# a table over all of them; beyond it, by sorting the observed ones.
+_MAX_DENSE_PAIR_CODES = 50_000_000
 
 
 class PseudobulkWarning(UserWarning):
@@ -212,6 +216,11 @@ def _open_h5ad(path: str, layer: str | None) -> _Source:
     read_elem, sparse_dataset = _anndata_io(anndata)
     f = h5py.File(path, "r")
     try:
+        if not all(k in f and "_index" in f[k].attrs for k in ("obs", "var")):
+            raise ValueError(
+                f"{path!r} does not look like an AnnData .h5ad file written by anndata "
+                ">= 0.8 (no obs/var groups with an index); re-save it with a current anndata."
+            )
         obs_group, var_group = f["obs"], f["var"]
         obs_index_key = obs_group.attrs["_index"]
         var_names = pd.Index(np.asarray(read_elem(var_group[var_group.attrs["_index"]])))
@@ -311,8 +320,25 @@ def _iter_blocks(
     total = n_vars if by_columns else n_obs
     for start in range(0, total, step):
         stop = min(start + step, total)
-        block = matrix[:, start:stop] if by_columns else matrix[start:stop]
+        if sp.issparse(matrix):
+            block = _compressed_slice(matrix, start, stop)
+        else:
+            block = matrix[:, start:stop] if by_columns else matrix[start:stop]
         yield ("cols" if by_columns else "rows"), start, stop, _as_block(block, by_columns)
+
+
+def _compressed_slice(matrix, start: int, stop: int):
+    """Rows (CSR) or columns (CSC) ``start:stop`` of an in-memory matrix, without copying.
+
+    The block shares ``data`` and ``indices`` with ``matrix``; it is only read.
+    """
+    matrix_cls = sp.csr_matrix if matrix.format == "csr" else sp.csc_matrix
+    lo, hi = int(matrix.indptr[start]), int(matrix.indptr[stop])
+    indptr = matrix.indptr[start : stop + 1] - lo
+    n_other = matrix.shape[1] if matrix.format == "csr" else matrix.shape[0]
+    shape = (stop - start, n_other) if matrix.format == "csr" else (n_other, stop - start)
+    return matrix_cls((matrix.data[lo:hi], matrix.indices[lo:hi], indptr), shape=shape,
+                      copy=False)
 
 
 def _as_block(block, by_columns: bool):
@@ -422,11 +448,9 @@ def _safe_scale(totals: np.ndarray, target_sum: float) -> np.ndarray:
 def _expm1_squares(block):
     """``(expm1(block), expm1(block) ** 2)`` in float64 for Seurat-style gene statistics."""
     if sp.issparse(block):
-        e = block.astype(np.float64)
-        e.data = np.expm1(e.data)
-        sq = e.copy()
-        sq.data **= 2
-        return e, sq
+        e = type(block)((np.expm1(block.data, dtype=np.float64), block.indices, block.indptr),
+                        shape=block.shape)
+        return e, type(e)((e.data * e.data, e.indices, e.indptr), shape=e.shape)
     e = np.expm1(block.astype(np.float64))
     return e, e * e
 
@@ -483,7 +507,7 @@ def _factorize(values) -> tuple[np.ndarray, np.ndarray]:
         codes, uniques = pd.factorize(values, sort=True)
     except TypeError:  # labels that cannot be ordered: first-seen order
         codes, uniques = pd.factorize(values, sort=False)
-    return np.asarray(codes, dtype=np.int64), np.asarray(uniques, dtype=object)
+    return np.asarray(codes, dtype=np.int32), np.asarray(uniques, dtype=object)
 
 
 def _as_label_list(control) -> list:
@@ -540,18 +564,22 @@ def _plan_groups(ctx_values, pert_values, controls: list, min_cells: int, contex
 
     labelled = (c_codes >= 0) & (p_codes >= 0)
     n_unlabelled = int((~labelled).sum())
-    safe_p = np.where(labelled, p_codes, 0)
-    is_control_cell = labelled & is_control_label[safe_p]
+    is_control_cell = labelled & is_control_label[np.where(labelled, p_codes, 0)]
     is_pair_cell = labelled & ~is_control_cell
+    del labelled
 
     control_counts = np.bincount(c_codes[is_control_cell], minlength=n_c)
-    pair_code = np.where(is_pair_cell, c_codes * n_p + safe_p, -1)
-    if n_c * n_p <= 50_000_000:
-        counts_all = np.bincount(pair_code[is_pair_cell], minlength=n_c * n_p)
+    # (context, perturbation) code of every perturbed cell, as one integer
+    pair_code = c_codes[is_pair_cell].astype(np.int64) * n_p + p_codes[is_pair_cell]
+    del p_codes
+    dense_codes = n_c * n_p <= _MAX_DENSE_PAIR_CODES
+    if dense_codes:
+        counts_all = np.bincount(pair_code, minlength=n_c * n_p)
         observed = np.flatnonzero(counts_all)
         observed_counts = counts_all[observed]
-    else:  # pragma: no cover - huge label spaces
-        observed, observed_counts = np.unique(pair_code[is_pair_cell], return_counts=True)
+        del counts_all
+    else:  # huge label spaces: sort instead of a table over every possible pair
+        observed, observed_counts = np.unique(pair_code, return_counts=True)
     obs_c, obs_p = observed // n_p, observed % n_p
 
     context_ok = control_counts >= min_cells
@@ -617,16 +645,15 @@ def _plan_groups(ctx_values, pert_values, controls: list, min_cells: int, contex
     kept_contexts = np.flatnonzero(context_ok)
     control_row = np.full(n_c, -1, dtype=np.int64)
     control_row[kept_contexts] = n_pairs + np.arange(kept_contexts.size)
-    cell_group = np.full(c_codes.shape[0], -1, dtype=np.int64)
-    if n_c * n_p <= 50_000_000:
+    cell_group = np.full(c_codes.shape[0], -1, dtype=np.int32 if n_c * n_p < 2**31 else np.int64)
+    row_of_observed = np.full(observed.size, -1, dtype=np.int64)
+    row_of_observed[kept_idx] = np.arange(n_pairs)
+    if dense_codes:
         row_of_pair = np.full(n_c * n_p, -1, dtype=np.int64)
-        row_of_pair[observed[kept_idx]] = np.arange(n_pairs)
-        cell_group[is_pair_cell] = row_of_pair[pair_code[is_pair_cell]]
-    else:  # pragma: no cover
-        pos = np.searchsorted(observed[kept_idx], pair_code[is_pair_cell])
-        pos = np.minimum(pos, max(n_pairs - 1, 0))
-        hit = observed[kept_idx][pos] == pair_code[is_pair_cell]
-        cell_group[np.flatnonzero(is_pair_cell)[hit]] = pos[hit]
+        row_of_pair[observed] = row_of_observed
+        cell_group[is_pair_cell] = row_of_pair[pair_code]
+    else:
+        cell_group[is_pair_cell] = row_of_observed[np.searchsorted(observed, pair_code)]
     cell_group[is_control_cell] = control_row[c_codes[is_control_cell]]
 
     status = np.where(~has_control, "no_control", np.where(enough, "kept", "too_few_cells"))
@@ -753,7 +780,7 @@ def pseudobulk(
         Cells per block (for CSC storage, which is read by gene blocks, the
         same share of the data). ``None`` picks blocks of about 16 million
         stored values. Memory use is about one block plus the
-        ``(n_groups, n_genes)`` float64 sums.
+        ``(n_groups, n_genes)`` float64 sums (and the per-cell labels).
     return_report : bool, default=False
         Also return a :class:`PseudobulkReport` (every group with its cell
         count and fate, the control means, the gene ranking).
@@ -902,6 +929,7 @@ def _pseudobulk(source: _Source, context_key, perturbation_key, controls, *, min
         s2 = np.zeros(n_vars)
     checks = _DataChecks(source)
     col_indicator = None
+    as_float64 = _Float64Buffer()
     for axis, start, stop, block in _iter_blocks(matrix, fmt, n_obs, n_vars, chunk_size):
         checks.update(block, axis, start)
         if transform is not None and checks.any_negative:
@@ -921,7 +949,7 @@ def _pseudobulk(source: _Source, context_key, perturbation_key, controls, *, min
                 (np.ones(inverse.size), (inverse, np.flatnonzero(keep))),
                 shape=(rows_used.size, block.shape[0]),
             )
-            _scatter_add(sums, indicator @ block, rows_used, slice(None))
+            _scatter_add(sums, indicator @ as_float64(block), rows_used, slice(None))
             if want_cell_stats:
                 e, sq = _expm1_squares(block)
                 w = keep.astype(np.float64)
@@ -936,7 +964,8 @@ def _pseudobulk(source: _Source, context_key, perturbation_key, controls, *, min
                     (np.ones(int(used.sum())), (plan.cell_group[used], np.flatnonzero(used))),
                     shape=(n_groups, n_obs),
                 )
-            _scatter_add(sums, col_indicator @ block, np.arange(n_groups), slice(start, stop))
+            _scatter_add(sums, col_indicator @ as_float64(block), np.arange(n_groups),
+                         slice(start, stop))
             if want_cell_stats:
                 e, sq = _expm1_squares(block)
                 w = used.astype(np.float64)
@@ -1015,13 +1044,38 @@ def _pseudobulk(source: _Source, context_key, perturbation_key, controls, *, min
     return X, Y, report
 
 
+class _Float64Buffer:
+    """Float64 copies of sparse block values in one reused buffer.
+
+    scipy's ``astype`` also copies the index arrays, and a fresh ~100 MB array
+    per block costs page faults every time; sharing the indices and reusing
+    one buffer avoids both.
+    """
+
+    def __init__(self):
+        self._buffer = np.empty(0)
+
+    def __call__(self, block):
+        if not sp.issparse(block):
+            return block.astype(np.float64, copy=False)
+        if block.dtype == np.float64:
+            return block
+        n = block.data.size
+        if self._buffer.size < n:
+            self._buffer = np.empty(n)
+        data = self._buffer[:n]
+        np.copyto(data, block.data, casting="unsafe")
+        return type(block)((data, block.indices, block.indptr), shape=block.shape, copy=False)
+
+
 def _scatter_add(sums: np.ndarray, result, rows: np.ndarray, cols: slice) -> None:
-    """``sums[rows, cols] += result`` for a dense or (canonical) sparse ``result``."""
+    """``sums[rows, cols] += result`` for a dense or sparse product ``result``."""
     if sp.issparse(result):
-        coo = result.tocoo()
-        coo.sum_duplicates()
-        offset = cols.start or 0
-        sums[rows[coo.row], coo.col + offset] += coo.data
+        if result.shape[0] * result.shape[1] <= _VALUES_PER_BLOCK:
+            sums[rows, cols] += result.toarray()
+        else:  # a sparse product has no duplicate entries: scatter them directly
+            coo = result.tocoo()
+            sums[rows[coo.row], coo.col + (cols.start or 0)] += coo.data
     else:
         sums[rows, cols] += np.asarray(result)
 

@@ -509,6 +509,11 @@ def test_bad_sources(tmp_path):
         pseudobulk(str(tmp_path / "nope.h5ad"), "cell_line", "drug", "ctrl")
     with pytest.raises(ValueError, match="is a directory"):
         pseudobulk(tmp_path, "cell_line", "drug", "ctrl")
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["X"] = np.zeros((3, 3))
+    with pytest.raises(ValueError, match=r"does not look like an AnnData \.h5ad"):
+        pseudobulk(tmp_path / "other.h5", "cell_line", "drug", "ctrl")
     path = tmp_path / "cells.h5ad"
     make_cells(n_genes=3).write_h5ad(path)
     with pytest.raises(ValueError, match=r"has no layer 'counts'; its layers are \[\]"):
@@ -570,3 +575,40 @@ def test_to_anndata_validates():
         to_anndata(X, frame, genes=["a", "c"])
     with pytest.raises(ValueError, match="index differs"):
         to_anndata(X, frame.set_axis([5, 6]))
+
+
+def test_huge_label_space_path_gives_the_same_result(monkeypatch):
+    """Beyond a size, pairs are counted by sorting instead of a full table."""
+    import c3tl_sklearn.preprocessing as pre
+
+    counts = {(c, p): 12 for c in CONTEXTS for p in PERTS}
+    counts[("A", "p2")] = 3
+    adata = make_cells(counts=counts)
+    with pytest.warns(PseudobulkWarning):
+        X_ref, Y_ref = pseudobulk(adata, "cell_line", "drug", "ctrl")
+    monkeypatch.setattr(pre, "_MAX_DENSE_PAIR_CODES", 1)
+    with pytest.warns(PseudobulkWarning):
+        X, Y = pseudobulk(adata, "cell_line", "drug", "ctrl")
+    pd.testing.assert_frame_equal(X, X_ref)
+    pd.testing.assert_frame_equal(Y, Y_ref)
+
+
+def test_benchmark_generator_writes_a_readable_file(tmp_path):
+    """The benchmark's chunked .h5ad writer, at a tiny size."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "pseudobulk.py"
+    spec = importlib.util.spec_from_file_location("bench_pseudobulk", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    path = tmp_path / "bench.h5ad"
+    facts = bench.generate_h5ad(path, n_cells=3000, n_genes=40, n_contexts=2,
+                                n_perturbations=4, density=0.1, chunk_cells=700)
+    back = ad.read_h5ad(path)
+    assert back.shape == (3000, 40) and back.X.nnz == facts["nnz"]
+    assert 0.05 < facts["nnz"] / (3000 * 40) < 0.2
+    X, Y = pseudobulk(path, "cell_line", "drug", "control", chunk_size=500)
+    assert len(X) == 8 and Y.shape == (8, 40)
+    expected, n_cells = expected_effects(back, controls=("control",))
+    assert_matches(X, Y, expected, n_cells)
