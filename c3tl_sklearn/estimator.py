@@ -17,7 +17,13 @@ from skorch.callbacks import EarlyStopping
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 
-from ._base import PerturbationRegressorMixin
+from ._base import PerturbationRegressorMixin, unique_labels
+from ._validation import (
+    check_index_table,
+    check_no_duplicate_pairs,
+    check_response,
+    encode_labels,
+)
 from .network import C3TLNetwork
 
 __all__ = ["C3TLRegressor"]
@@ -101,6 +107,15 @@ class C3TLRegressor(PerturbationRegressorMixin):
         Remove a training pair's own observation from both of its means, so
         that training matches prediction of unmeasured pairs. ``False`` is the
         paper's autoencoder training.
+    residual : bool, default=True
+        Decode a correction to the perturbation's mean observed effect rather
+        than the effect itself: ``x_hat = mean_p + Gamma(z_p + psi_c)``. The
+        network then spends its capacity on how contexts differ.
+    context_keep_min : float, default=1.0
+        In training, every step builds each context code from a random subset
+        of that context's pairs, keeping a fraction drawn uniformly from
+        ``[context_keep_min, 1]``. Values below 1 teach the context encoder to
+        work from a handful of measurements (see ``predict(observed=...)``).
     callbacks : list of skorch callbacks or None, default=None
         Extra skorch callbacks (learning-rate schedules, checkpoints, ...).
     device : {"cpu", "cuda"} or str, default="cpu"
@@ -173,6 +188,8 @@ class C3TLRegressor(PerturbationRegressorMixin):
         "patience": [Interval(Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "leave_target_out": ["boolean"],
+        "residual": ["boolean"],
+        "context_keep_min": [Interval(Real, 0, 1, closed="right")],
         "callbacks": [list, None],
         "device": [StrOptions({"cpu", "cuda"}), str, torch.device],
         "random_state": ["random_state"],
@@ -195,6 +212,8 @@ class C3TLRegressor(PerturbationRegressorMixin):
         patience=20,
         validation_fraction=0.1,
         leave_target_out=True,
+        residual=True,
+        context_keep_min=1.0,
         callbacks=None,
         device="cpu",
         random_state=None,
@@ -213,6 +232,8 @@ class C3TLRegressor(PerturbationRegressorMixin):
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.leave_target_out = leave_target_out
+        self.residual = residual
+        self.context_keep_min = context_keep_min
         self.callbacks = callbacks
         self.device = device
         self.random_state = random_state
@@ -335,6 +356,8 @@ class C3TLRegressor(PerturbationRegressorMixin):
             module__hidden_dims=hidden_dims,
             module__dropout=self.dropout,
             module__leave_target_out=self.leave_target_out,
+            module__residual=self.residual,
+            module__context_keep_min=self.context_keep_min,
             optimizer=torch.optim.AdamW,
             optimizer__weight_decay=self.weight_decay,
             lr=self.lr,
@@ -351,13 +374,20 @@ class C3TLRegressor(PerturbationRegressorMixin):
         )
 
     # -------------------------------------------------------------- predict
-    def predict(self, X):
+    def predict(self, X, observed=None):
         """Predict the effect of each (context, perturbation) row of ``X``.
 
         Parameters
         ----------
         X : pandas.DataFrame
             Index table with the context and perturbation columns.
+        observed : tuple (X_obs, Y_obs), optional
+            Measurements made after fit, for example a handful of
+            perturbations in a brand-new context: an index table and its
+            effects, like the arguments of :meth:`fit`. They update the codes
+            of their contexts (new context labels included) without any
+            gradient step, in milliseconds; perturbation codes stay those of
+            fit. Every perturbation in ``X_obs`` must have been seen in fit.
 
         Returns
         -------
@@ -365,12 +395,51 @@ class C3TLRegressor(PerturbationRegressorMixin):
         """
         c_codes, p_codes, contexts, perturbations = self._validate_predict_data(X)
         self._raise_unknown_perturbations(p_codes, perturbations)
+        extra = None
+        if observed is not None:
+            extra, new_contexts = self._encode_observed(observed)
+            # contexts first seen in `observed` get codes after the fitted ones
+            new = encode_labels(contexts, new_contexts)
+            c_codes = np.where((c_codes < 0) & (new >= 0), len(self.contexts_) + new, c_codes)
         self._warn_unknown_contexts(c_codes, contexts)
         pairs = np.column_stack([c_codes, p_codes, np.full(len(c_codes), -1)]).astype(np.int64)
-        Y_pred = self.net_.predict(pairs)
+        if extra is None:
+            Y_pred = self.net_.predict(pairs)
+        else:
+            module = self.net_.module_.eval()
+            device = module.obs_x.device
+            with torch.no_grad():
+                Y_pred = module.predict_pairs(
+                    torch.from_numpy(pairs).to(device), [t.to(device) for t in extra]
+                ).cpu().numpy()
         if self.pca_ is not None:
             Y_pred = self.pca_.inverse_transform(Y_pred)
         return Y_pred.astype(np.float32, copy=False)
+
+    def _encode_observed(self, observed):
+        """Validate post-fit measurements; return encoder tensors and their new context labels."""
+        if not (isinstance(observed, tuple | list) and len(observed) == 2):
+            raise TypeError("observed must be a pair (X_obs, Y_obs): an index table and effects.")
+        X_obs, Y_obs = observed
+        contexts, perturbations = check_index_table(
+            X_obs, self.context_col, self.perturbation_col, name="X_obs"
+        )
+        Y_arr, _ = check_response(Y_obs, n_rows=len(contexts), name="Y_obs")
+        if Y_arr.shape[1] != self.n_genes_:
+            raise ValueError(
+                f"Y_obs has {Y_arr.shape[1]} genes but the model was fitted on {self.n_genes_}."
+            )
+        check_no_duplicate_pairs(contexts, perturbations)
+        p_codes = encode_labels(perturbations, self.perturbations_)
+        self._raise_unknown_perturbations(p_codes, perturbations)
+        c_codes = encode_labels(contexts, self.contexts_)
+        new_contexts = unique_labels(contexts[c_codes < 0])
+        new = encode_labels(contexts, new_contexts)
+        c_codes = np.where(c_codes < 0, len(self.contexts_) + new, c_codes)
+        if self.pca_ is not None:
+            Y_arr = self.pca_.transform(Y_arr).astype(np.float32)
+        extra = (torch.from_numpy(Y_arr), torch.from_numpy(c_codes), torch.from_numpy(p_codes))
+        return extra, new_contexts
 
     def _warn_unknown_contexts(self, c_codes, contexts):
         unknown = c_codes < 0

@@ -6,7 +6,7 @@ pairs to predicted effects:
 
     z_p   = mean over observed (g, p) of Theta_z(x_p^g, g)
     psi_c = mean over observed (c, q) of Theta_psi(x_q^c, q)
-    x_hat = Gamma(z_p + psi_c)
+    x_hat = Gamma(z_p + psi_c)            (+ mean_g x_p^g with ``residual``)
 
 Everything the user sees (labels, validation, training) lives in
 :class:`c3tl_sklearn.C3TLRegressor`; this file only knows integer codes.
@@ -15,6 +15,7 @@ Everything the user sees (labels, validation, training) lives in
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -23,15 +24,24 @@ __all__ = ["C3TLNetwork", "mlp"]
 
 
 def mlp(sizes: Sequence[int], dropout: float = 0.0) -> nn.Sequential:
-    """Linear layers of the given sizes with GELU and dropout between them."""
+    """Linear layers of the given sizes with ReLU and dropout between them."""
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(pairwise(sizes)):
         if i > 0:
-            layers.append(nn.GELU())
+            layers.append(nn.ReLU())
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(n_in, n_out))
     return nn.Sequential(*layers)
+
+
+def _segment_mean(values: torch.Tensor, segment: torch.Tensor, n_segments: int, weight=None):
+    """Mean of ``values`` rows per segment (zero where empty) and the row counts."""
+    if weight is not None:
+        values = values * weight[:, None]
+    sums = values.new_zeros(n_segments, values.shape[1]).index_add_(0, segment, values)
+    counts = torch.bincount(segment, weights=weight, minlength=n_segments).to(values.dtype)
+    return sums, counts
 
 
 class C3TLNetwork(nn.Module):
@@ -47,12 +57,21 @@ class C3TLNetwork(nn.Module):
         Width of the shared latent space of ``z_p`` and ``psi_c``.
     hidden_dims : sequence of int, default=(256,)
         Hidden widths of each encoder; the decoder mirrors them.
-    dropout : float, default=0.1
+    dropout : float, default=0.0
         Dropout after each hidden activation.
     leave_target_out : bool, default=True
         In training mode, a query pair whose own observation is among the
         encoded ones is removed from both of its means, so training matches
         prediction for unmeasured pairs (see DESIGN.md, section 3).
+    residual : bool, default=True
+        Add the perturbation's mean observed effect to the decoder output, so
+        the network learns how a context departs from it. The mean uses the
+        same observations as ``z_p`` (the target's own left out in training).
+    context_keep_min : float, default=1.0
+        In training mode, each step builds every context code from a random
+        subset of the context's observations, keeping a fraction drawn
+        uniformly from ``[context_keep_min, 1]``. Below 1 this prepares the
+        context encoder for contexts with few measurements.
 
     Notes
     -----
@@ -77,63 +96,86 @@ class C3TLNetwork(nn.Module):
         n_perturbations: int,
         latent_dim: int = 64,
         hidden_dims: Sequence[int] = (256,),
-        dropout: float = 0.1,
+        dropout: float = 0.0,
         leave_target_out: bool = True,
+        residual: bool = True,
+        context_keep_min: float = 1.0,
     ):
         super().__init__()
         hidden_dims = tuple(hidden_dims)
         h0 = hidden_dims[0] if hidden_dims else latent_dim
         self.n_contexts = n_contexts
         self.n_perturbations = n_perturbations
+        self.latent_dim = latent_dim
         self.leave_target_out = leave_target_out
+        self.residual = residual
+        self.context_keep_min = context_keep_min
         self.input_proj = nn.Linear(n_genes, 2 * h0)
         self.context_embedding = nn.Embedding(n_contexts, h0)  # identity input of Theta_z
         self.perturbation_embedding = nn.Embedding(n_perturbations, h0)  # of Theta_psi
         for emb in (self.context_embedding, self.perturbation_embedding):
             nn.init.normal_(emb.weight, std=0.02)
         tail = (h0, *hidden_dims[1:], latent_dim)
-        self.theta_z = nn.Sequential(nn.GELU(), nn.Dropout(dropout), mlp(tail, dropout))
-        self.theta_psi = nn.Sequential(nn.GELU(), nn.Dropout(dropout), mlp(tail, dropout))
+        self.theta_z = nn.Sequential(nn.ReLU(), nn.Dropout(dropout), mlp(tail, dropout))
+        self.theta_psi = nn.Sequential(nn.ReLU(), nn.Dropout(dropout), mlp(tail, dropout))
         self.gamma = mlp((latent_dim, *reversed(hidden_dims), n_genes), dropout)
         empty = torch.empty(0, dtype=torch.long)
         self.register_buffer("obs_x", torch.empty(0, n_genes))
         self.register_buffer("obs_context", empty)
         self.register_buffer("obs_perturbation", empty.clone())
 
-    def set_observations(
-        self, x: torch.Tensor, context: torch.Tensor, perturbation: torch.Tensor
-    ) -> None:
+    def set_observations(self, x, context, perturbation) -> None:
         """Replace the observed effects the encoders average over."""
         device = self.input_proj.weight.device
         self.obs_x = torch.as_tensor(x, dtype=self.input_proj.weight.dtype, device=device)
         self.obs_context = torch.as_tensor(context, dtype=torch.long, device=device)
         self.obs_perturbation = torch.as_tensor(perturbation, dtype=torch.long, device=device)
 
-    def encode_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-observation encoder outputs ``Theta_z`` and ``Theta_psi``, (n_obs, latent)."""
-        hz, hpsi = self.input_proj(self.obs_x).chunk(2, dim=1)
-        hz = self.theta_z(hz + self.context_embedding(self.obs_context))
-        hpsi = self.theta_psi(hpsi + self.perturbation_embedding(self.obs_perturbation))
+    # ----------------------------------------------------------- encoders
+    def encode_rows(self, x=None, context=None, perturbation=None):
+        """Per-observation outputs of ``Theta_z`` and ``Theta_psi``, (n_obs, latent) each.
+
+        Defaults to the stored observations. A context code of -1 (a context
+        unknown to the network) gets no context embedding in ``Theta_z``.
+        """
+        if x is None:
+            x, context, perturbation = self.obs_x, self.obs_context, self.obs_perturbation
+        hz, hpsi = self.input_proj(x).chunk(2, dim=1)
+        known = (context >= 0)[:, None].to(hz.dtype)
+        hz = self.theta_z(hz + known * self.context_embedding(context.clamp(min=0)))
+        hpsi = self.theta_psi(hpsi + self.perturbation_embedding(perturbation))
         return hz, hpsi
 
-    def _segment_sums(self, hz: torch.Tensor, hpsi: torch.Tensor):
-        sum_z = hz.new_zeros(self.n_perturbations, hz.shape[1]).index_add_(
-            0, self.obs_perturbation, hz
-        )
-        sum_psi = hpsi.new_zeros(self.n_contexts, hpsi.shape[1]).index_add_(
-            0, self.obs_context, hpsi
-        )
-        n_z = torch.bincount(self.obs_perturbation, minlength=self.n_perturbations)
-        n_psi = torch.bincount(self.obs_context, minlength=self.n_contexts)
-        return sum_z, n_z.to(hz.dtype), sum_psi, n_psi.to(hz.dtype)
+    def codes(self, extra=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Code tables ``z`` (n_perturbations, .) and ``psi`` (n_context_codes, latent).
 
-    def codes(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Code tables ``z`` (n_perturbations, latent) and ``psi`` (n_contexts, latent).
+        Parameters
+        ----------
+        extra : tuple of tensors (x, context, perturbation), optional
+            Further observations that inform the context codes only (no
+            gradient step involved). Their context codes may go beyond
+            ``n_contexts - 1`` for contexts the network has never seen; the
+            returned ``psi`` table then has a row for each.
 
-        Unobserved perturbations get a zero code; unobserved contexts get the
-        mean of the observed context codes.
+        Notes
+        -----
+        Contexts without observations get the mean of the observed context
+        codes; perturbations without observations a zero code. With
+        ``residual=True`` each row of ``z`` is followed by the perturbation's
+        mean observed effect.
         """
-        sum_z, n_z, sum_psi, n_psi = self._segment_sums(*self.encode_rows())
+        hz, hpsi = self.encode_rows()
+        ctx = self.obs_context
+        n_ctx = self.n_contexts
+        if extra is not None:
+            x_e, c_e, p_e = extra
+            hpsi = torch.cat([hpsi, self.encode_rows(x_e, c_e, p_e)[1]])
+            ctx = torch.cat([ctx, c_e])
+            n_ctx = max(n_ctx, int(c_e.max()) + 1) if len(c_e) else n_ctx
+        if self.residual:
+            hz = torch.cat([hz, self.obs_x], dim=1)
+        sum_z, n_z = _segment_mean(hz, self.obs_perturbation, self.n_perturbations)
+        sum_psi, n_psi = _segment_mean(hpsi, ctx, n_ctx)
         z = sum_z / n_z.clamp(min=1)[:, None]
         psi = sum_psi / n_psi.clamp(min=1)[:, None]
         seen = n_psi > 0
@@ -141,29 +183,56 @@ class C3TLNetwork(nn.Module):
         return z, psi
 
     def decode(self, z: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
-        return self.gamma(z + psi)
+        """Effects from perturbation codes ``z`` and context codes ``psi``.
 
+        With ``residual=True``, ``z`` carries the perturbation's mean effect in
+        its last ``n_genes`` columns (as :meth:`codes` returns it).
+        """
+        if not self.residual:
+            return self.gamma(z + psi)
+        return z[:, self.latent_dim :] + self.gamma(z[:, : self.latent_dim] + psi)
+
+    def predict_pairs(self, pairs: torch.Tensor, extra=None) -> torch.Tensor:
+        """Predictions from all observations (plus ``extra``), no pair hidden.
+
+        A context code of -1 is predicted from the mean observed context code.
+        """
+        ctx, pert = pairs[:, 0], pairs[:, 1]
+        z_table, psi_table = self.codes(extra)
+        psi_unknown = psi_table.mean(0)
+        psi = torch.where((ctx >= 0)[:, None], psi_table[ctx.clamp(min=0)], psi_unknown)
+        return self.decode(z_table[pert], psi)
+
+    # ------------------------------------------------------------ forward
     def forward(self, pairs: torch.Tensor) -> torch.Tensor:
         pairs = pairs.long()
-        ctx, pert, row = pairs[:, 0], pairs[:, 1], pairs[:, 2]
         if not self.training:
-            # prediction and validation: every observation is encoded, no pair is hidden
-            z_table, psi_table = self.codes()
-            psi_unknown = psi_table.mean(0)  # the mean observed context code, for ctx == -1
-            psi = torch.where((ctx >= 0)[:, None], psi_table[ctx.clamp(min=0)], psi_unknown)
-            return self.decode(z_table[pert], psi)
+            return self.predict_pairs(pairs)
 
+        ctx, pert, row = pairs[:, 0], pairs[:, 1], pairs[:, 2]
         hz, hpsi = self.encode_rows()
-        sum_z, n_z, sum_psi, n_psi = self._segment_sums(hz, hpsi)
+        if self.residual:
+            # raw effects ride along with the perturbation codes: one segment sum
+            hz = torch.cat([hz, self.obs_x], dim=1)
+        keep = None
+        if self.context_keep_min < 1.0:
+            frac = torch.empty(self.n_contexts, device=hz.device).uniform_(
+                self.context_keep_min, 1.0
+            )
+            keep = (torch.rand(len(self.obs_context), device=hz.device)
+                    < frac[self.obs_context]).to(hz.dtype)
+        sum_z, n_z = _segment_mean(hz, self.obs_perturbation, self.n_perturbations)
+        sum_psi, n_psi = _segment_mean(hpsi, self.obs_context, self.n_contexts, keep)
         s_z, c_z = sum_z[pert], n_z[pert]
         s_psi, c_psi = sum_psi[ctx], n_psi[ctx]
         if self.leave_target_out:
-            own = (row >= 0).to(hz.dtype)
             r = row.clamp(min=0)
-            s_z = s_z - own[:, None] * hz[r]
-            s_psi = s_psi - own[:, None] * hpsi[r]
-            c_z = c_z - own
-            c_psi = c_psi - own
+            own_z = (row >= 0).to(hz.dtype)
+            own_psi = own_z if keep is None else own_z * keep[r]
+            s_z = s_z - own_z[:, None] * hz[r]
+            s_psi = s_psi - own_psi[:, None] * hpsi[r]
+            c_z = c_z - own_z
+            c_psi = c_psi - own_psi
         z = s_z / c_z.clamp(min=1)[:, None]
         psi = s_psi / c_psi.clamp(min=1)[:, None]
         return self.decode(z, psi)
