@@ -135,14 +135,16 @@ class C3TLNetwork(nn.Module):
     def encode_rows(self, x=None, context=None, perturbation=None):
         """Per-observation outputs of ``Theta_z`` and ``Theta_psi``, (n_obs, latent) each.
 
-        Defaults to the stored observations. A context code of -1 (a context
-        unknown to the network) gets no context embedding in ``Theta_z``.
+        Defaults to the stored observations. A context code outside
+        ``0 .. n_contexts - 1`` (a context unknown to the network) gets no
+        context embedding in ``Theta_z``.
         """
         if x is None:
             x, context, perturbation = self.obs_x, self.obs_context, self.obs_perturbation
         hz, hpsi = self.input_proj(x).chunk(2, dim=1)
-        known = (context >= 0)[:, None].to(hz.dtype)
-        hz = self.theta_z(hz + known * self.context_embedding(context.clamp(min=0)))
+        known = (context >= 0) & (context < self.n_contexts)
+        ctx_emb = self.context_embedding(torch.where(known, context, 0))
+        hz = self.theta_z(hz + known[:, None].to(hz.dtype) * ctx_emb)
         hpsi = self.theta_psi(hpsi + self.perturbation_embedding(perturbation))
         return hz, hpsi
 

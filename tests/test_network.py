@@ -1,0 +1,114 @@
+"""The network's set means, leave-the-target-out and zero-shot rules against naive loops."""
+
+import numpy as np
+import pytest
+import torch
+
+from c3tl_sklearn.network import C3TLNetwork
+
+
+def make_net(residual, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    n_genes, n_ctx, n_pert = 5, 4, 6
+    net = C3TLNetwork(n_genes, n_ctx, n_pert, latent_dim=3, hidden_dims=(8,),
+                      residual=residual, **kwargs)
+    rng = np.random.RandomState(seed)
+    pairs = [(c, p) for c in range(n_ctx) for p in range(n_pert) if rng.rand() < 0.75]
+    ctx = torch.tensor([c for c, _ in pairs])
+    pert = torch.tensor([p for _, p in pairs])
+    x = torch.randn(len(pairs), n_genes)
+    net.set_observations(x, ctx, pert)
+    return net, x, ctx, pert
+
+
+def naive_prediction(net, x, ctx, pert, c, p, exclude_row=None):
+    """The paper's formula with explicit loops over the sets."""
+    hz, hpsi = net.encode_rows(x, ctx, pert)
+    rows_p = [i for i in range(len(x)) if pert[i] == p and i != exclude_row]
+    rows_c = [i for i in range(len(x)) if ctx[i] == c and i != exclude_row]
+    z = hz[rows_p].mean(0)
+    psi = hpsi[rows_c].mean(0)
+    out = net.gamma(z + psi)
+    if net.residual:
+        out = out + x[rows_p].mean(0)
+    return out
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_eval_forward_matches_set_means(residual):
+    net, x, ctx, pert = make_net(residual)
+    net.eval()
+    observed = {(int(c), int(p)) for c, p in zip(ctx, pert, strict=True)}
+    queries = [(c, p) for c in range(4) for p in range(6)
+               if any(int(q) == p for q in pert)][:10]
+    pairs = torch.tensor([[c, p, -1] for c, p in queries])
+    with torch.no_grad():
+        out = net(pairs)
+        for k, (c, p) in enumerate(queries):
+            expected = naive_prediction(net, x, ctx, pert, c, p)
+            torch.testing.assert_close(out[k], expected, rtol=1e-5, atol=1e-6)
+    assert any(q in observed for q in queries) and any(q not in observed for q in queries)
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_training_forward_leaves_the_target_out(residual):
+    net, x, ctx, pert = make_net(residual, seed=1)
+    net.train()  # dropout is 0, so training mode is deterministic here
+    n_p = torch.bincount(pert, minlength=6)
+    n_c = torch.bincount(ctx, minlength=4)
+    rows = [i for i in range(len(x)) if n_p[pert[i]] > 1 and n_c[ctx[i]] > 1][:8]
+    pairs = torch.tensor([[int(ctx[i]), int(pert[i]), i] for i in rows])
+    with torch.no_grad():
+        out = net(pairs)
+        for k, i in enumerate(rows):
+            expected = naive_prediction(net, x, ctx, pert, int(ctx[i]), int(pert[i]),
+                                        exclude_row=i)
+            torch.testing.assert_close(out[k], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_autoencoder_training_keeps_the_target_in():
+    net, x, ctx, pert = make_net(False, seed=2, leave_target_out=False)
+    net.train()
+    pairs = torch.tensor([[int(ctx[0]), int(pert[0]), 0]])
+    with torch.no_grad():
+        expected = naive_prediction(net, x, ctx, pert, int(ctx[0]), int(pert[0]))
+        torch.testing.assert_close(net(pairs)[0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_context_uses_the_mean_context_code():
+    net, x, ctx, pert = make_net(False, seed=3)
+    net.eval()
+    with torch.no_grad():
+        _, psi = net.codes()
+        out = net(torch.tensor([[-1, int(pert[0]), -1]]))
+        z, _ = net.codes()
+        torch.testing.assert_close(out[0], net.gamma(z[pert[0]] + psi.mean(0)))
+
+
+def test_extra_observations_change_only_their_context_code():
+    net, x, ctx, pert = make_net(True, seed=4)
+    net.eval()
+    with torch.no_grad():
+        z0, psi0 = net.codes()
+        extra = (torch.randn(2, 5), torch.tensor([1, 4]), torch.tensor([0, 2]))
+        z1, psi1 = net.codes(extra)
+    torch.testing.assert_close(z1, z0)
+    assert psi1.shape == (5, 3)  # a fifth, new context
+    torch.testing.assert_close(psi1[[0, 2, 3]], psi0[[0, 2, 3]])
+    assert not torch.allclose(psi1[1], psi0[1])
+    # the new context is encoded from its single observation alone
+    with torch.no_grad():
+        _, hpsi = net.encode_rows(extra[0][1:], torch.tensor([-1]), extra[2][1:])
+    torch.testing.assert_close(psi1[4], hpsi[0])
+
+
+def test_context_subsampling_only_in_training():
+    net, x, ctx, pert = make_net(False, seed=5, context_keep_min=0.2)
+    pairs = torch.tensor([[int(ctx[i]), int(pert[i]), i] for i in range(len(x))])
+    net.train()
+    torch.manual_seed(0)
+    a = net(pairs)
+    b = net(pairs)
+    assert not torch.allclose(a, b)  # a new subset each step
+    net.eval()
+    torch.testing.assert_close(net(pairs), net(pairs))
