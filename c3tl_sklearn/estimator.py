@@ -8,6 +8,7 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 import torch
+from scipy import sparse
 from sklearn.base import _fit_context
 from sklearn.decomposition import PCA
 from sklearn.utils import check_random_state
@@ -139,6 +140,10 @@ class C3TLRegressor(PerturbationRegressorMixin):
     pca_ : sklearn.decomposition.PCA or None
         The response basis (see ``n_components``); ``None`` when the network
         works on genes.
+    mean_outside_basis_ : ndarray of shape (n_perturbations, n_genes) or None
+        With ``residual=True`` and a basis: each perturbation's mean observed
+        effect minus its projection on the basis, added to predictions so the
+        residual mean is kept exactly.
     gene_names_ : ndarray of object or None
         Column names of ``Y`` when it was a DataFrame.
     net_ : skorch.NeuralNetRegressor
@@ -279,10 +284,24 @@ class C3TLRegressor(PerturbationRegressorMixin):
 
         seed = int(rng.randint(np.iinfo(np.int32).max))
         self.pca_ = None
+        self.mean_outside_basis_ = None
         if self.n_components is not None and self.n_components < min(Y_arr.shape):
             self.pca_ = PCA(self.n_components, svd_solver="randomized", random_state=seed)
             self.pca_.fit(Y_arr[train])
-            Y_arr = self.pca_.transform(Y_arr).astype(np.float32)
+            coefs = self.pca_.transform(Y_arr).astype(np.float32)
+            if self.residual:
+                # The residual mean is exact in gene space: the network decodes only the
+                # correction, so the part of each perturbation's mean outside the basis
+                # is added back at predict instead of being lost to the projection.
+                outside = Y_arr - self.pca_.inverse_transform(coefs)
+                n_pert = len(self.perturbations_)
+                members = sparse.csr_matrix(
+                    (np.ones(len(p_codes)), (p_codes, np.arange(len(p_codes)))),
+                    shape=(n_pert, len(p_codes)),
+                )
+                counts = np.bincount(p_codes, minlength=n_pert)[:, None]
+                self.mean_outside_basis_ = (members @ outside / counts).astype(np.float32)
+            Y_arr = coefs
 
         devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
@@ -414,6 +433,8 @@ class C3TLRegressor(PerturbationRegressorMixin):
                 ).cpu().numpy()
         if self.pca_ is not None:
             Y_pred = self.pca_.inverse_transform(Y_pred)
+            if self.mean_outside_basis_ is not None:
+                Y_pred += self.mean_outside_basis_[p_codes]
         return Y_pred.astype(np.float32, copy=False)
 
     def _encode_observed(self, observed):

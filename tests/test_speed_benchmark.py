@@ -1,0 +1,80 @@
+"""Smoke test of ``benchmarks/speed.py``: it runs on tiny shapes and writes its table.
+
+No timing is asserted (DESIGN.md, section 7): the figures only have to be
+positive numbers.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+HEADER = (
+    "| shape | contexts x perturbations x genes | test contexts | train pairs | test pairs "
+    "| s/epoch (median) | epochs measured | first epoch s | fit s | fit outside epochs s "
+    "| epochs run | predict s "
+    "| peak RSS GB | RSS before fit GB | process peak RSS GB | GPU peak GB "
+    "| paper GPU s/epoch | ours/paper |"
+)
+POSITIVE_COLUMNS = (
+    "train pairs", "test pairs", "s/epoch (median)", "epochs measured", "first epoch s",
+    "fit s", "epochs run", "predict s", "peak RSS GB", "RSS before fit GB",
+    "process peak RSS GB",
+)
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> tuple[subprocess.CompletedProcess, str]:
+    out = tmp_path_factory.mktemp("speed") / "speed.md"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--tiny", "--epochs", "3", "--threads", "1",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    text = out.read_text() if out.exists() else ""
+    return proc, text
+
+
+def test_runs_and_writes_markdown(report):
+    proc, text = report
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert text, "no markdown file was written"
+    assert "torch" in text and "CPU core(s)" in text
+    assert "python benchmarks/speed.py --tiny --epochs 3" in text
+
+
+def test_table_has_a_row_per_shape_with_positive_numbers(report):
+    _, text = report
+    lines = text.splitlines()
+    assert HEADER in lines
+    start = lines.index(HEADER)
+    columns = _cells(HEADER)
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = _cells(line)
+        assert len(cells) == len(columns), line
+        rows[cells[0]] = dict(zip(columns, cells, strict=True))
+    assert {"tahoe", "replogle", "parse"} <= set(rows)
+    for name in ("tahoe", "replogle", "parse"):
+        for column in POSITIVE_COLUMNS:
+            value = float(rows[name][column].replace(",", ""))
+            assert value > 0, (name, column, value)
+        assert int(rows[name]["epochs run"]) == 3
+        assert int(rows[name]["epochs measured"]) == 2  # the first epoch is dropped
+
+
+def test_scaling_series_are_reported(report):
+    _, text = report
+    assert "### Scaling in contexts" in text
+    assert "### Scaling in genes" in text
+    assert text.count("| yes |") + text.count("| **no** |") == 4  # two steps per series
