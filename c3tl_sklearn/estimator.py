@@ -59,6 +59,28 @@ class TensorBatchIterator:
             yield self.X[idx], None if self.y is None else self.y[idx]
 
 
+class C3TLNet(NeuralNetRegressor):
+    """skorch's regressor with a squared error that can weight contexts.
+
+    ``context_weight`` (a tensor with one weight per context code, or
+    ``None``) rescales each pair's mean squared error over genes by its
+    context's weight, so that sparsely measured contexts are not drowned out
+    by densely measured ones.
+    """
+
+    def __init__(self, *args, context_weight=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.context_weight = context_weight
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        if self.context_weight is None or X is None:
+            return super().get_loss(y_pred, y_true, X=X, training=training)
+        y_true = torch.as_tensor(y_true, device=y_pred.device)
+        weight = self.context_weight.to(y_pred.device)[X[:, 0].long()]
+        per_pair = ((y_pred - y_true) ** 2).mean(dim=1)
+        return (weight * per_pair).sum() / weight.sum()
+
+
 class C3TLRegressor(PerturbationRegressorMixin):
     """Predict perturbation effects in contexts where they were never measured.
 
@@ -117,6 +139,11 @@ class C3TLRegressor(PerturbationRegressorMixin):
         of that context's pairs, keeping a fraction drawn uniformly from
         ``[context_keep_min, 1]``. Values below 1 teach the context encoder to
         work from a handful of measurements (see ``predict(observed=...)``).
+    context_balance : float in [0, 1], default=0.0
+        Weight each training pair's error by ``n_c ** -context_balance``, where
+        ``n_c`` is the number of training pairs of its context: 0 weights pairs
+        equally, 1 weights contexts equally, so a sparsely measured target
+        context counts as much as a complete one.
     callbacks : list of skorch callbacks or None, default=None
         Extra skorch callbacks (learning-rate schedules, checkpoints, ...).
     device : {"cpu", "cuda"} or str, default="cpu"
@@ -195,6 +222,7 @@ class C3TLRegressor(PerturbationRegressorMixin):
         "leave_target_out": ["boolean"],
         "residual": ["boolean"],
         "context_keep_min": [Interval(Real, 0, 1, closed="right")],
+        "context_balance": [Interval(Real, 0, 1, closed="both")],
         "callbacks": [list, None],
         "device": [StrOptions({"cpu", "cuda"}), str, torch.device],
         "random_state": ["random_state"],
@@ -219,6 +247,7 @@ class C3TLRegressor(PerturbationRegressorMixin):
         leave_target_out=True,
         residual=True,
         context_keep_min=1.0,
+        context_balance=0.0,
         callbacks=None,
         device="cpu",
         random_state=None,
@@ -239,6 +268,7 @@ class C3TLRegressor(PerturbationRegressorMixin):
         self.leave_target_out = leave_target_out
         self.residual = residual
         self.context_keep_min = context_keep_min
+        self.context_balance = context_balance
         self.callbacks = callbacks
         self.device = device
         self.random_state = random_state
@@ -366,8 +396,15 @@ class C3TLRegressor(PerturbationRegressorMixin):
             callbacks.append(
                 ("early_stopping", EarlyStopping(patience=self.patience, load_best=True))
             )
-        return NeuralNetRegressor(
+        context_weight = None
+        if self.context_balance > 0:
+            n_ctx = np.bincount(pairs[~valid, 0], minlength=len(self.contexts_)).clip(min=1)
+            context_weight = torch.as_tensor(
+                n_ctx ** -float(self.context_balance), dtype=torch.float32
+            )
+        return C3TLNet(
             C3TLNetwork,
+            context_weight=context_weight,
             module__n_genes=Y_arr.shape[1],
             module__n_contexts=len(self.contexts_),
             module__n_perturbations=len(self.perturbations_),

@@ -297,7 +297,7 @@ class _IndexTableSplitter(BaseCrossValidator):
     """
 
     # ``groups`` is optional but meaningful: request it under metadata routing.
-    __metadata_request__split = {"groups": True}  # noqa: RUF012
+    __metadata_request__split = {"groups": True}
 
     def _iter_records(self, X, groups) -> Iterator[dict[str, Any]]:  # pragma: no cover
         raise NotImplementedError

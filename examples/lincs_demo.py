@@ -64,7 +64,8 @@ def main() -> pd.DataFrame:
     print(summary.round(4).to_string())
     c3tl = table[table.model == "C3TL"].set_index("context")["pearson"]
     base = table[table.model != "C3TL"].set_index("context")["pearson"]
-    print(f"\nC3TL beats the mean baseline on Pearson in {(c3tl > base).sum()} of {len(c3tl)} folds.")
+    wins = int((c3tl > base).sum())
+    print(f"\nC3TL beats the mean baseline on Pearson in {wins} of {len(c3tl)} folds.")
     return table
 
 

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from skorch.callbacks import Callback
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from skorch.callbacks import Callback
 
 from c3tl_sklearn import C3TLRegressor
 from c3tl_sklearn.datasets import make_synthetic_perturbations
@@ -185,7 +185,7 @@ def test_unknown_perturbation_raises(small_data):
     X, Y = small_data
     model = C3TLRegressor(**FAST).fit(X, Y)
     X_new = pd.DataFrame({"context": ["ctx0"], "perturbation": ["never_seen"]})
-    with pytest.raises(ValueError, match="never observed in fit.*never_seen"):
+    with pytest.raises(ValueError, match=r"never observed in fit.*never_seen"):
         model.predict(X_new)
 
 

@@ -76,7 +76,7 @@ def test_autoencoder_training_keeps_the_target_in():
 
 
 def test_unknown_context_uses_the_mean_context_code():
-    net, x, ctx, pert = make_net(False, seed=3)
+    net, _, _, pert = make_net(False, seed=3)
     net.eval()
     with torch.no_grad():
         _, psi = net.codes()
@@ -86,7 +86,7 @@ def test_unknown_context_uses_the_mean_context_code():
 
 
 def test_extra_observations_change_only_their_context_code():
-    net, x, ctx, pert = make_net(True, seed=4)
+    net, *_ = make_net(True, seed=4)
     net.eval()
     with torch.no_grad():
         z0, psi0 = net.codes()
