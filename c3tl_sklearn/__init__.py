@@ -18,6 +18,9 @@ _EXPORTS = {
     "ContextKFold": "model_selection",
     "PerturbationHoldout": "model_selection",
     "ScarcitySplit": "model_selection",
+    "C3TLSearchCV": "tuning",
+    "pseudobulk": "preprocessing",
+    "to_anndata": "preprocessing",
     "load_lincs_knockdowns": "datasets",
     "make_synthetic_perturbations": "datasets",
 }

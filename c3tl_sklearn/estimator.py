@@ -316,7 +316,7 @@ class C3TLRegressor(PerturbationRegressorMixin):
         self.pca_ = None
         self.mean_outside_basis_ = None
         if self.n_components is not None and self.n_components < min(Y_arr.shape):
-            self.pca_ = PCA(self.n_components, svd_solver="randomized", random_state=seed)
+            self.pca_ = PCA(self.n_components, random_state=seed)
             self.pca_.fit(Y_arr[train])
             coefs = self.pca_.transform(Y_arr).astype(np.float32)
             if self.residual:
