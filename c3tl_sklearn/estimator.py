@@ -95,25 +95,27 @@ class C3TLRegressor(PerturbationRegressorMixin):
     ----------
     context_col, perturbation_col : str, default="context", "perturbation"
         Columns of the index table holding the labels (any hashable values).
-    n_components : int or None, default=256
-        Effects are encoded and decoded in their top ``n_components``
-        principal directions (a PCA of the training effects, computed once
-        per fit). Squared error in that orthonormal basis equals squared error
-        over genes up to a constant, so this is the paper's model with the
-        decoder's output layer kept in the span of the data; it makes an epoch
-        cost independent of the number of genes. ``None``, or a value not
-        below the number of genes, works on the genes directly.
+    n_components : int or None, default=50
+        The encoders read, and the decoder writes, effects in their top
+        ``n_components`` principal directions (a PCA of the training effects,
+        computed once per fit). Squared error in that orthonormal basis equals
+        squared error over genes up to a constant, so this is the paper's model
+        with the decoder's output kept in the span of the data, plus (with
+        ``residual``) the exact perturbation mean in gene space. It makes an
+        epoch's cost independent of the number of genes and regularises: on
+        LINCS, 50 components beat 20, 32, 128 and all 593 genes. ``None``, or a
+        value not below the number of genes, works on the genes directly.
     latent_dim : int, default=64
         Width of the shared latent space of perturbation and context codes.
     hidden_dims : tuple of int, default=(256,)
         Hidden layer widths of each encoder; the decoder mirrors them.
-    dropout : float, default=0.1
+    dropout : float, default=0.0
         Dropout after every hidden activation.
-    lr : float, default=1e-3
+    lr : float, default=3e-3
         AdamW learning rate.
     weight_decay : float, default=1e-4
         AdamW weight decay.
-    max_epochs : int, default=300
+    max_epochs : int, default=500
         Upper bound on training epochs.
     batch_size : int or None, default=None
         Query pairs per optimisation step; ``None`` uses all training pairs in
@@ -139,7 +141,7 @@ class C3TLRegressor(PerturbationRegressorMixin):
         of that context's pairs, keeping a fraction drawn uniformly from
         ``[context_keep_min, 1]``. Values below 1 teach the context encoder to
         work from a handful of measurements (see ``predict(observed=...)``).
-    context_balance : float in [0, 1], default=0.0
+    context_balance : float in [0, 1], default=1.0
         Weight each training pair's error by ``n_c ** -context_balance``, where
         ``n_c`` is the number of training pairs of its context: 0 weights pairs
         equally, 1 weights contexts equally, so a sparsely measured target
@@ -234,20 +236,20 @@ class C3TLRegressor(PerturbationRegressorMixin):
         *,
         context_col="context",
         perturbation_col="perturbation",
-        n_components=256,
+        n_components=50,
         latent_dim=64,
         hidden_dims=(256,),
-        dropout=0.1,
-        lr=1e-3,
+        dropout=0.0,
+        lr=3e-3,
         weight_decay=1e-4,
-        max_epochs=300,
+        max_epochs=500,
         batch_size=None,
         patience=20,
         validation_fraction=0.1,
         leave_target_out=True,
         residual=True,
         context_keep_min=1.0,
-        context_balance=0.0,
+        context_balance=1.0,
         callbacks=None,
         device="cpu",
         random_state=None,
@@ -320,17 +322,20 @@ class C3TLRegressor(PerturbationRegressorMixin):
             self.pca_.fit(Y_arr[train])
             coefs = self.pca_.transform(Y_arr).astype(np.float32)
             if self.residual:
-                # The residual mean is exact in gene space: the network decodes only the
-                # correction, so the part of each perturbation's mean outside the basis
-                # is added back at predict instead of being lost to the projection.
-                outside = Y_arr - self.pca_.inverse_transform(coefs)
+                # The network decodes a correction to the perturbation mean, which is
+                # exact in gene space: the part of each mean outside the basis is kept
+                # and added at predict (means commute with the affine projection).
                 n_pert = len(self.perturbations_)
                 members = sparse.csr_matrix(
                     (np.ones(len(p_codes)), (p_codes, np.arange(len(p_codes)))),
                     shape=(n_pert, len(p_codes)),
                 )
                 counts = np.bincount(p_codes, minlength=n_pert)[:, None]
-                self.mean_outside_basis_ = (members @ outside / counts).astype(np.float32)
+                mean_y = members @ Y_arr / counts
+                mean_coefs = (members @ coefs / counts).astype(np.float32)
+                self.mean_outside_basis_ = (
+                    mean_y - self.pca_.inverse_transform(mean_coefs)
+                ).astype(np.float32)
             Y_arr = coefs
 
         devices = [device] if device.type == "cuda" else []

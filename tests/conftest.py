@@ -1,11 +1,14 @@
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 from c3tl_sklearn.datasets import make_synthetic_perturbations
 
-# two cores: one torch thread per test process keeps runs predictable
+# Two shared cores: more than one thread per process oversubscribes them and
+# spin-waiting threads make tiny fits many times slower.
 torch.set_num_threads(1)
+threadpool_limits(1)
 
 
 @pytest.fixture(scope="session")

@@ -93,17 +93,29 @@ def test_learns_transfer_better_than_mean_of_other_contexts():
     assert row_pearson(pred, truth) > row_pearson(mean_pred, truth)
 
 
-def test_pca_response_basis(small_data):
+@pytest.mark.parametrize("residual", [False, True])
+def test_pca_response_basis(small_data, residual):
     X, Y = small_data
-    model = C3TLRegressor(**{**FAST, "n_components": 5}).fit(X, Y)
+    model = C3TLRegressor(**{**FAST, "n_components": 5, "residual": residual}).fit(X, Y)
     assert model.pca_.n_components_ == 5
     assert model.net_.module_.obs_x.shape == (len(X), 5)
     pred = model.predict(X)
     assert pred.shape == Y.shape
-    # predictions live in the 5-dimensional affine span of the basis
+    if residual:
+        # the part of each perturbation's mean effect outside the basis is kept exactly
+        p_codes = np.searchsorted(model.perturbations_, X["perturbation"].to_numpy())
+        pert_mean = Y.groupby(X["perturbation"].to_numpy()).mean().loc[model.perturbations_]
+        projected = model.pca_.inverse_transform(model.pca_.transform(pert_mean.to_numpy()))
+        np.testing.assert_allclose(
+            model.mean_outside_basis_, pert_mean.to_numpy() - projected, atol=1e-5
+        )
+        pred = pred - model.mean_outside_basis_[p_codes]
+    else:
+        assert model.mean_outside_basis_ is None
+    # the decoded part lives in the 5-dimensional affine span of the basis
     centred = pred - model.pca_.mean_
-    residual = centred - centred @ model.pca_.components_.T @ model.pca_.components_
-    assert np.abs(residual).max() < 1e-4
+    residual_part = centred - centred @ model.pca_.components_.T @ model.pca_.components_
+    assert np.abs(residual_part).max() < 1e-4
     assert C3TLRegressor(**{**FAST, "n_components": 100}).fit(X, Y).pca_ is None
 
 
