@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 # (the default PyPI wheel on Linux is the CUDA build) or installs their own first.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo test lint benchmark speed clean
+.PHONY: install demo test lint benchmark scarcity speed clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,20 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+# The paper's held-out-context protocol on LINCS, every model tuned with 20 Optuna trials
+benchmark: install
+	$(VENV)/bin/c3tl-benchmark --data lincs --protocol heldout --models all --n-trials 20 \
+		--threads 1 --out benchmarks/results/lincs-heldout
+
+# The paper's data-scarcity protocol on LINCS (5, 3, 2 training contexts x 5 fractions)
+scarcity: install
+	$(VENV)/bin/c3tl-benchmark --data lincs --protocol scarcity --models all --n-trials 0 \
+		--threads 1 --out benchmarks/results/lincs-scarcity
+
+# Seconds per epoch, fit, predict and memory at the paper's data shapes
+speed: install
+	$(PY) benchmarks/speed.py --threads 1 --full-fit
 
 lint: install
 	$(VENV)/bin/ruff check .

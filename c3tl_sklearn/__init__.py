@@ -18,6 +18,7 @@ _EXPORTS = {
     "ContextKFold": "model_selection",
     "PerturbationHoldout": "model_selection",
     "ScarcitySplit": "model_selection",
+    "C3TLEnsemble": "ensemble",
     "C3TLSearchCV": "tuning",
     "pseudobulk": "preprocessing",
     "to_anndata": "preprocessing",
