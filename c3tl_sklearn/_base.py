@@ -75,6 +75,28 @@ class PerturbationRegressorMixin(RegressorMixin, BaseEstimator):
             perturbations,
         )
 
+    def _validate_observed(self, observed):
+        """Check post-fit measurements ``(X_obs, Y_obs)``.
+
+        Returns the context labels, a float32 copy of the effects and the
+        perturbation codes; every perturbation must have been seen in fit.
+        """
+        if not (isinstance(observed, tuple | list) and len(observed) == 2):
+            raise TypeError("observed must be a pair (X_obs, Y_obs): an index table and effects.")
+        X_obs, Y_obs = observed
+        contexts, perturbations = check_index_table(
+            X_obs, self.context_col, self.perturbation_col, name="X_obs"
+        )
+        Y_arr, _ = check_response(Y_obs, n_rows=len(contexts), name="Y_obs")
+        if Y_arr.shape[1] != self.n_genes_:
+            raise ValueError(
+                f"Y_obs has {Y_arr.shape[1]} genes but the model was fitted on {self.n_genes_}."
+            )
+        check_no_duplicate_pairs(contexts, perturbations)
+        p_codes = encode_labels(perturbations, self.perturbations_)
+        self._raise_unknown_perturbations(p_codes, perturbations)
+        return contexts, Y_arr, p_codes
+
     def _raise_unknown_perturbations(self, p_codes, perturbations):
         """A perturbation never observed in fit has no code: refuse clearly."""
         unknown = p_codes < 0

@@ -33,9 +33,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import PerturbationRegressorMixin, unique_labels
 from ._validation import (
-    check_index_table,
-    check_no_duplicate_pairs,
-    check_response,
     encode_labels,
 )
 
@@ -526,21 +523,8 @@ gene_names_
         """Validate ``observed``; return (X_obs, Y_obs, contexts, p_codes) or ``None``."""
         if observed is None:
             return None
-        if not (isinstance(observed, tuple | list) and len(observed) == 2):
-            raise TypeError("observed must be a pair (X_obs, Y_obs): an index table and effects.")
-        X_obs, Y_obs = observed
-        contexts, perturbations = check_index_table(
-            X_obs, self.context_col, self.perturbation_col, name="X_obs"
-        )
-        Y_arr, _ = check_response(Y_obs, n_rows=len(contexts), name="Y_obs")
-        if Y_arr.shape[1] != self.n_genes_:
-            raise ValueError(
-                f"Y_obs has {Y_arr.shape[1]} genes but the model was fitted on {self.n_genes_}."
-            )
-        check_no_duplicate_pairs(contexts, perturbations)
-        p_codes = encode_labels(perturbations, self.perturbations_)
-        self._raise_unknown_perturbations(p_codes, perturbations)
-        return X_obs, Y_arr, contexts, p_codes
+        contexts, Y_arr, p_codes = self._validate_observed(observed)
+        return observed[0], Y_arr, contexts, p_codes
 
     def _members_observed(self, obs):
         """What the members receive: the calibration pairs plus the user's measurements."""

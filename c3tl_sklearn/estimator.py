@@ -20,9 +20,6 @@ from skorch.helper import predefined_split
 
 from ._base import PerturbationRegressorMixin, unique_labels
 from ._validation import (
-    check_index_table,
-    check_no_duplicate_pairs,
-    check_response,
     encode_labels,
 )
 from .network import C3TLNetwork
@@ -486,20 +483,7 @@ class C3TLRegressor(PerturbationRegressorMixin):
 
     def _encode_observed(self, observed):
         """Validate post-fit measurements; return encoder tensors and their new context labels."""
-        if not (isinstance(observed, tuple | list) and len(observed) == 2):
-            raise TypeError("observed must be a pair (X_obs, Y_obs): an index table and effects.")
-        X_obs, Y_obs = observed
-        contexts, perturbations = check_index_table(
-            X_obs, self.context_col, self.perturbation_col, name="X_obs"
-        )
-        Y_arr, _ = check_response(Y_obs, n_rows=len(contexts), name="Y_obs")
-        if Y_arr.shape[1] != self.n_genes_:
-            raise ValueError(
-                f"Y_obs has {Y_arr.shape[1]} genes but the model was fitted on {self.n_genes_}."
-            )
-        check_no_duplicate_pairs(contexts, perturbations)
-        p_codes = encode_labels(perturbations, self.perturbations_)
-        self._raise_unknown_perturbations(p_codes, perturbations)
+        contexts, Y_arr, p_codes = self._validate_observed(observed)
         c_codes = encode_labels(contexts, self.contexts_)
         new_contexts = unique_labels(contexts[c_codes < 0])
         new = encode_labels(contexts, new_contexts)
