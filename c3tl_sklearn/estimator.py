@@ -335,7 +335,9 @@ class C3TLRegressor(PerturbationRegressorMixin):
                 ).astype(np.float32)
             Y_arr = coefs
 
-        devices = [device] if device.type == "cuda" else []
+        devices = []
+        if device.type == "cuda":
+            devices = [device.index if device.index is not None else torch.cuda.current_device()]
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             self.net_ = self._make_net(hidden_dims, valid, pairs, Y_arr)
