@@ -34,13 +34,20 @@ class TensorBatchIterator:
     a Python loop over pairs every epoch. The pair table and effects here are
     plain arrays, so one ``randperm`` and one gather per batch do the same
     work; a full batch is handed over without any copy.
+
+    With ``group_col``, rows sharing a value in that column of ``X`` (the
+    perturbation code) always land in the same batch: groups are shuffled and
+    packed into batches of about ``batch_size`` rows, a batch closing with the
+    group that reaches the size.
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int, shuffle: bool = False):
+    def __init__(self, dataset: Dataset, batch_size: int, shuffle: bool = False,
+                 group_col: int | None = None):
         self.X = torch.as_tensor(dataset.X)
         self.y = None if dataset.y is None else torch.as_tensor(dataset.y)
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.group_col = group_col
 
     def __len__(self) -> int:
         return -(-len(self.X) // self.batch_size)
@@ -50,10 +57,25 @@ class TensorBatchIterator:
         if self.batch_size >= n:
             yield self.X, self.y
             return
-        order = torch.randperm(n) if self.shuffle else torch.arange(n)
-        for start in range(0, n, self.batch_size):
-            idx = order[start : start + self.batch_size]
+        if self.group_col is None:
+            order = torch.randperm(n) if self.shuffle else torch.arange(n)
+            batches = order.split(self.batch_size)
+        else:
+            batches = self._group_batches()
+        for idx in batches:
             yield self.X[idx], None if self.y is None else self.y[idx]
+
+    def _group_batches(self) -> tuple[torch.Tensor, ...]:
+        _, group = torch.unique(self.X[:, self.group_col], return_inverse=True)
+        n_groups = int(group.max()) + 1
+        rank = torch.randperm(n_groups) if self.shuffle else torch.arange(n_groups)
+        sizes = torch.bincount(rank[group], minlength=n_groups)  # by position in the order
+        starts = torch.cumsum(sizes, 0) - sizes
+        batch_of_group = starts // self.batch_size
+        batch = batch_of_group[rank[group]]
+        order = torch.argsort(batch * n_groups + rank[group], stable=True)
+        counts = torch.bincount(batch)
+        return order.split(counts[counts > 0].tolist())
 
 
 class C3TLNet(NeuralNetRegressor):
@@ -115,9 +137,19 @@ class C3TLRegressor(PerturbationRegressorMixin):
         AdamW weight decay.
     max_epochs : int, default=500
         Upper bound on training epochs.
-    batch_size : int or None, default=None
-        Query pairs per optimisation step; ``None`` uses all training pairs in
-        one step per epoch (the encoders always see every observation).
+    batch_size : int or None, default=8192
+        Query pairs per optimisation step. With at most this many training
+        pairs (LINCS: about 4,000) an epoch is one exact full-batch step in
+        which the encoders see every observation. With more, each step takes
+        whole perturbations (all their pairs) until about ``batch_size``
+        pairs, and the encoders read only those perturbations' observations:
+        perturbation codes stay exact and each context code is the mean over
+        the batch's pairs of that context. A step then costs in proportion to
+        the batch, so an epoch is linear in the number of pairs and gives
+        several steps. On the Tahoe shape (48 x 1,138 x 2,000, synthetic)
+        8192 reached a held-out MSE of 0.033 in 108 s, 2048 reached 0.020 in
+        208 s, and full-batch steps (``None``) 0.024 in 423 s
+        (2 threads). ``None`` always trains full-batch.
     patience : int, default=20
         Early stopping: epochs without improvement of the validation loss
         before training stops; the best weights are restored.
@@ -241,7 +273,7 @@ class C3TLRegressor(PerturbationRegressorMixin):
         lr=3e-3,
         weight_decay=1e-4,
         max_epochs=500,
-        batch_size=None,
+        batch_size=8192,
         patience=20,
         validation_fraction=0.1,
         leave_target_out=True,
@@ -341,7 +373,7 @@ class C3TLRegressor(PerturbationRegressorMixin):
             devices = [device.index if device.index is not None else torch.cuda.current_device()]
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            self.net_ = self._make_net(hidden_dims, valid, pairs, Y_arr)
+            self.net_ = self._make_net(hidden_dims, valid, pairs, Y_arr, int(targets.sum()))
             self.net_.initialize()
             self.net_.module_.set_observations(
                 torch.from_numpy(Y_arr[train]), c_codes[train], p_codes[train]
@@ -393,7 +425,7 @@ class C3TLRegressor(PerturbationRegressorMixin):
         n_c = np.bincount(c_codes[train], minlength=len(self.contexts_))
         return (n_p[p_codes] > 1) & (n_c[c_codes] > 1)
 
-    def _make_net(self, hidden_dims, valid, pairs, Y_arr) -> NeuralNetRegressor:
+    def _make_net(self, hidden_dims, valid, pairs, Y_arr, n_targets) -> NeuralNetRegressor:
         callbacks = list(self.callbacks or [])
         train_split = None
         if valid.any():
@@ -407,6 +439,8 @@ class C3TLRegressor(PerturbationRegressorMixin):
             context_weight = torch.as_tensor(
                 n_ctx ** -float(self.context_balance), dtype=torch.float32
             )
+        batch_size = n_targets if self.batch_size is None else self.batch_size
+        batch_sets = batch_size < n_targets
         return C3TLNet(
             C3TLNetwork,
             context_weight=context_weight,
@@ -419,13 +453,15 @@ class C3TLRegressor(PerturbationRegressorMixin):
             module__leave_target_out=self.leave_target_out,
             module__residual=self.residual,
             module__context_keep_min=self.context_keep_min,
+            module__batch_sets=batch_sets,
             optimizer=torch.optim.AdamW,
             optimizer__weight_decay=self.weight_decay,
             lr=self.lr,
             max_epochs=self.max_epochs,
-            batch_size=-1 if self.batch_size is None else self.batch_size,
+            batch_size=batch_size,
             iterator_train=TensorBatchIterator,
             iterator_train__shuffle=True,
+            iterator_train__group_col=1 if batch_sets else None,
             iterator_valid=TensorBatchIterator,
             iterator_valid__batch_size=-1,
             train_split=train_split,

@@ -72,6 +72,13 @@ class C3TLNetwork(nn.Module):
         subset of the context's observations, keeping a fraction drawn
         uniformly from ``[context_keep_min, 1]``. Below 1 this prepares the
         context encoder for contexts with few measurements.
+    batch_sets : bool, default=False
+        In training mode, encode only the observations of the perturbations
+        that occur in the batch of query pairs, rather than every observation.
+        Meant for batches that hold whole perturbations (all their query
+        pairs): perturbation codes are then exact and context codes are means
+        over the batch's pairs of each context, so a step costs in proportion
+        to the batch rather than to the whole data set.
 
     Notes
     -----
@@ -100,6 +107,7 @@ class C3TLNetwork(nn.Module):
         leave_target_out: bool = True,
         residual: bool = True,
         context_keep_min: float = 1.0,
+        batch_sets: bool = False,
     ):
         super().__init__()
         hidden_dims = tuple(hidden_dims)
@@ -110,6 +118,7 @@ class C3TLNetwork(nn.Module):
         self.leave_target_out = leave_target_out
         self.residual = residual
         self.context_keep_min = context_keep_min
+        self.batch_sets = batch_sets
         self.input_proj = nn.Linear(n_genes, 2 * h0)
         self.context_embedding = nn.Embedding(n_contexts, h0)  # identity input of Theta_z
         self.perturbation_embedding = nn.Embedding(n_perturbations, h0)  # of Theta_psi
@@ -212,19 +221,31 @@ class C3TLNetwork(nn.Module):
             return self.predict_pairs(pairs)
 
         ctx, pert, row = pairs[:, 0], pairs[:, 1], pairs[:, 2]
-        hz, hpsi = self.encode_rows()
+        x, obs_ctx, obs_pert = self.obs_x, self.obs_context, self.obs_perturbation
+        if self.batch_sets:
+            # Encode only the observations of the batch's perturbations: their
+            # codes stay exact, and each context code is the mean over the
+            # batch's pairs of that context, an unbiased estimate of it at a
+            # fraction of the cost of a pass over every observation.
+            in_batch = torch.zeros(self.n_perturbations, dtype=torch.bool, device=x.device)
+            in_batch[pert] = True
+            rows = torch.nonzero(in_batch[obs_pert]).squeeze(1)
+            position = torch.full_like(obs_pert, -1)
+            position[rows] = torch.arange(len(rows), device=x.device)
+            x, obs_ctx, obs_pert = x[rows], obs_ctx[rows], obs_pert[rows]
+            row = torch.where(row >= 0, position[row.clamp(min=0)], row)
+        hz, hpsi = self.encode_rows(x, obs_ctx, obs_pert)
         if self.residual:
             # raw effects ride along with the perturbation codes: one segment sum
-            hz = torch.cat([hz, self.obs_x], dim=1)
+            hz = torch.cat([hz, x], dim=1)
         keep = None
         if self.context_keep_min < 1.0:
             frac = torch.empty(self.n_contexts, device=hz.device).uniform_(
                 self.context_keep_min, 1.0
             )
-            keep = (torch.rand(len(self.obs_context), device=hz.device)
-                    < frac[self.obs_context]).to(hz.dtype)
-        sum_z, n_z = _segment_mean(hz, self.obs_perturbation, self.n_perturbations)
-        sum_psi, n_psi = _segment_mean(hpsi, self.obs_context, self.n_contexts, keep)
+            keep = (torch.rand(len(obs_ctx), device=hz.device) < frac[obs_ctx]).to(hz.dtype)
+        sum_z, n_z = _segment_mean(hz, obs_pert, self.n_perturbations)
+        sum_psi, n_psi = _segment_mean(hpsi, obs_ctx, self.n_contexts, keep)
         s_z, c_z = sum_z[pert], n_z[pert]
         s_psi, c_psi = sum_psi[ctx], n_psi[ctx]
         if self.leave_target_out:
@@ -237,4 +258,10 @@ class C3TLNetwork(nn.Module):
             c_psi = c_psi - own_psi
         z = s_z / c_z.clamp(min=1)[:, None]
         psi = s_psi / c_psi.clamp(min=1)[:, None]
+        if self.batch_sets or keep is not None:
+            # a context left with no pair to encode from is predicted like an
+            # unseen one: from the mean context code
+            seen = n_psi > 0
+            mean_psi = (sum_psi[seen] / n_psi[seen][:, None]).mean(0)
+            psi = torch.where((c_psi > 0)[:, None], psi, mean_psi)
         return self.decode(z, psi)

@@ -7,10 +7,14 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from skorch.callbacks import Callback
+from skorch.dataset import Dataset
 
 from c3tl_sklearn import C3TLRegressor
 from c3tl_sklearn.datasets import make_synthetic_perturbations
+from c3tl_sklearn.estimator import TensorBatchIterator
 
 from .conftest import holdout_context
 
@@ -170,7 +174,33 @@ def test_minibatches_train_too(small_data):
     X, Y = small_data
     model = C3TLRegressor(**{**FAST, "batch_size": 16, "max_epochs": 3}).fit(X, Y)
     assert model.n_epochs_ <= 3
+    assert model.net_.module_.batch_sets
     assert np.isfinite(model.predict(X)).all()
+    full = C3TLRegressor(**{**FAST, "batch_size": 10**6, "max_epochs": 3}).fit(X, Y)
+    assert not full.net_.module_.batch_sets
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    groups=st.lists(st.integers(0, 12), min_size=1, max_size=80),
+    batch_size=st.integers(1, 30),
+    shuffle=st.booleans(),
+)
+def test_grouped_batches_keep_groups_whole(groups, batch_size, shuffle):
+    X = np.column_stack([np.arange(len(groups)), groups, np.arange(len(groups))])
+    y = np.arange(len(groups), dtype=np.float32)[:, None]
+    iterator = TensorBatchIterator(Dataset(X, y), batch_size, shuffle=shuffle, group_col=1)
+    batches = list(iterator)
+    seen = np.concatenate([b[0][:, 0].numpy() for b in batches])
+    assert sorted(seen) == list(range(len(groups)))  # every row exactly once
+    largest = max(np.bincount(groups))
+    for xb, yb in batches:
+        np.testing.assert_array_equal(yb[:, 0].numpy(), xb[:, 0].numpy())  # rows stay paired
+        assert 0 < len(xb) <= batch_size + largest - 1
+    owner = {}
+    for k, (xb, _) in enumerate(batches):
+        for g in np.unique(xb[:, 1].numpy()):
+            assert owner.setdefault(int(g), k) == k  # a group never spans two batches
 
 
 def test_leave_target_out_false_is_the_autoencoder(tiny_data):

@@ -58,6 +58,7 @@ def test_training_forward_leaves_the_target_out(residual):
     n_c = torch.bincount(ctx, minlength=4)
     rows = [i for i in range(len(x)) if n_p[pert[i]] > 1 and n_c[ctx[i]] > 1][:8]
     pairs = torch.tensor([[int(ctx[i]), int(pert[i]), i] for i in rows])
+    checked = 0
     with torch.no_grad():
         out = net(pairs)
         for k, i in enumerate(rows):
@@ -112,3 +113,54 @@ def test_context_subsampling_only_in_training():
     assert not torch.allclose(a, b)  # a new subset each step
     net.eval()
     torch.testing.assert_close(net(pairs), net(pairs))
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_batch_sets_encode_the_batch_perturbations_only(residual):
+    net, x, ctx, pert = make_net(residual, seed=6, batch_sets=True)
+    net.train()
+    n_p = torch.bincount(pert, minlength=6)
+    batch_perts = [p for p in range(6) if n_p[p] > 1][:2]
+    rows = [i for i in range(len(x)) if int(pert[i]) in batch_perts]
+    pairs = torch.tensor([[int(ctx[i]), int(pert[i]), i] for i in rows])
+    sub_x, sub_ctx, sub_pert = x[rows], ctx[rows], pert[rows]
+    checked = 0
+    with torch.no_grad():
+        out = net(pairs)
+        for k, i in enumerate(rows):
+            # the same formula on the batch's observations alone
+            c, p = int(ctx[i]), int(pert[i])
+            rows_c = [j for j in range(len(rows)) if sub_ctx[j] == c and j != k]
+            if not rows_c:
+                continue  # no other pair of this context in the batch: see below
+            expected = naive_prediction(net, sub_x, sub_ctx, sub_pert, c, p, exclude_row=k)
+            torch.testing.assert_close(out[k], expected, rtol=1e-5, atol=1e-6)
+            checked += 1
+        assert checked >= 3
+        # every perturbation is observed twice or more here, so a batch of all
+        # pairs is the exact full-data forward
+        assert (n_p > 1).all()
+        full = torch.tensor([[int(ctx[i]), int(pert[i]), i] for i in range(len(x))])
+        net.batch_sets = False
+        exact = net(full)
+        net.batch_sets = True
+        torch.testing.assert_close(net(full), exact)
+
+
+def test_batch_sets_context_alone_in_batch_gets_the_mean_code():
+    torch.manual_seed(0)
+    net = C3TLNetwork(3, 2, 2, latent_dim=2, hidden_dims=(4,), residual=False, batch_sets=True)
+    # context 1 has one pair of perturbation 0 and one of perturbation 1
+    x = torch.randn(4, 3)
+    ctx, pert = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 0, 1])
+    net.set_observations(x, ctx, pert)
+    net.train()
+    with torch.no_grad():
+        out = net(torch.tensor([[0, 0, 0], [1, 0, 2]]))
+        hz, hpsi = net.encode_rows(x[[0, 2]], ctx[[0, 2]], pert[[0, 2]])
+        # pair (1, 0) leaves context 1 with nothing in the batch: mean of the
+        # batch's context codes (context 0 from row 0, context 1 from row 2)
+        mean_psi = (hpsi[0] + hpsi[1]) / 2
+        torch.testing.assert_close(out[1], net.gamma(hz[0] + mean_psi))
+        # pair (0, 0) keeps nothing of context 0 either
+        torch.testing.assert_close(out[0], net.gamma(hz[1] + mean_psi))
