@@ -58,7 +58,6 @@ def test_training_forward_leaves_the_target_out(residual):
     n_c = torch.bincount(ctx, minlength=4)
     rows = [i for i in range(len(x)) if n_p[pert[i]] > 1 and n_c[ctx[i]] > 1][:8]
     pairs = torch.tensor([[int(ctx[i]), int(pert[i]), i] for i in rows])
-    checked = 0
     with torch.no_grad():
         out = net(pairs)
         for k, i in enumerate(rows):
