@@ -514,7 +514,7 @@ def render(args: argparse.Namespace, argv: list[str], rows: list[tuple[str, str]
         "contexts). *s/epoch*: median skorch epoch `dur` after dropping the first epoch; "
         f"*fit s*: wall time of {fit_what}; *fit outside epochs*: fit s minus the sum of "
         "all epoch durations (input checks, PCA, network set-up, first-use imports); "
-        "*predict s*: median of {PREDICT_REPEATS} "
+        f"*predict s*: median of {PREDICT_REPEATS} "
         "`predict` calls on all held-out pairs; *peak RSS*: peak resident memory from just "
         "before `fit` to the end of `predict` (kernel `VmHWM`, reset after data generation; "
         "includes libraries and the resident training data); *RSS before fit*: resident "

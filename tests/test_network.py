@@ -163,3 +163,16 @@ def test_batch_sets_context_alone_in_batch_gets_the_mean_code():
         torch.testing.assert_close(out[1], net.gamma(hz[0] + mean_psi))
         # pair (0, 0) keeps nothing of context 0 either
         torch.testing.assert_close(out[0], net.gamma(hz[1] + mean_psi))
+
+
+def test_codes_in_blocks_equal_one_pass():
+    net, *_ = make_net(True, seed=7)
+    net.eval()
+    extra = (torch.randn(3, 5), torch.tensor([0, 4, 4]), torch.tensor([1, 2, 3]))
+    with torch.enable_grad():  # autograd on: a single pass over all rows
+        z1, psi1 = net.codes(extra)
+    net.chunk_rows = 4  # many blocks, the last one partial
+    with torch.no_grad():
+        z2, psi2 = net.codes(extra)
+    torch.testing.assert_close(z2, z1.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(psi2, psi1.detach(), rtol=1e-5, atol=1e-6)
