@@ -53,7 +53,9 @@ A scaling series measures s/epoch at 12, 24 and 48 contexts (1,138
 perturbations x 2,000 genes; more contexts means more observed pairs) and at
 500, 1,000 and 2,000 genes (48 x 1,138), and checks, for every step of a
 series, that epoch time grew at most 10% more than the size did (``time ratio
-<= 1.1 x size ratio``; for a doubling: at most doubled plus 10%).
+<= 1.1 x size ratio``; for a doubling: at most doubled plus 10%). The series
+runs ``--rounds`` times (each configuration once per round, in a fresh
+subprocess) and quotes the median over rounds.
 
 The paper's figures are GPU figures (1.7, 0.25 and 0.11 s per epoch, 2.1 GB of
 GPU memory); the table shows our/paper ratios beside them. On a machine with
@@ -376,6 +378,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads and OMP/BLAS threads in the workers "
                              "(default: library defaults)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of the scaling series: each round runs every scaling "
+                             "configuration once, and the tables quote the median over "
+                             "rounds, so a burst of load on a shared machine hits one "
+                             "round rather than one size (default: 3)")
     parser.add_argument("--tiny", action="store_true",
                         help="miniature shapes for smoke tests (seconds)")
     parser.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
@@ -393,6 +400,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--epochs must be at least 2 (the first epoch is dropped)")
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be positive")
+    if args.rounds < 1:
+        parser.error("--rounds must be positive")
     if args.isolate is None:
         args.isolate = not args.tiny
     if args.device == "cuda":
@@ -425,6 +434,23 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {key}: {res['epoch_s']:.3f} s/epoch, fit {res['fit_s']:.1f} s "
                       f"({res['n_epochs']} epochs), predict {res['predict_s']:.3f} s, "
                       f"peak RSS {res['peak_rss_gb']:.2f} GB", flush=True)
+    scaling_keys = sorted({k for points in series.values() for _, k in points})
+    by_key = {c["key"]: c for c in configs}
+    rounds = {k: [results[k]["epoch_s"]] for k in scaling_keys if "epoch_s" in results[k]}
+    for r in range(2, args.rounds + 1):
+        for key in list(rounds):
+            print(f"scaling round {r}/{args.rounds}: {key} ...", flush=True)
+            res = run_worker([by_key[key]], args.threads)[key]
+            if "error" in res:
+                print(f"  {key}: FAILED {res['error']}", flush=True)
+                results[key] = res
+                rounds.pop(key)
+                continue
+            rounds[key].append(res["epoch_s"])
+            print(f"  {key}: {res['epoch_s']:.3f} s/epoch", flush=True)
+    for key, values in rounds.items():
+        results[key] = {**results[key], "epoch_s": statistics.median(values),
+                        "epoch_s_rounds": values}
     total_s = time.perf_counter() - started
     args.load_after = _load_average()
 
@@ -606,7 +632,8 @@ def render_scaling(series: dict[str, list[tuple[int, str]]],
         "or genes), the epoch-time ratio, and whether time grew at most "
         f"{TOLERANCE:g} x the size ratio (a doubling at most doubles the epoch time plus "
         f"{TOLERANCE - 1:.0%}). Ratios to the smallest size are shown too. "
-        "Timings on a shared machine are noisy.",
+        "Timings on a shared machine are noisy: each s/epoch is the median over rounds "
+        "(`--rounds`) of a run's median epoch, and *rounds* lists every run's figure.",
     ]
     for what, points in series.items():
         ok = [(n, results[k]) for n, k in points if "error" not in results[k]]
@@ -618,9 +645,9 @@ def render_scaling(series: dict[str, list[tuple[int, str]]],
             "",
             f"### Scaling in {what} ({', '.join(shapes)})",
             "",
-            f"| {what} | train pairs | genes | s/epoch (median) | size x (vs smallest) "
+            f"| {what} | train pairs | genes | s/epoch (median) | rounds | size x (vs smallest) "
             "| time x (vs smallest) | step: size x -> time x | linear + 10% |",
-            "|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
 
         def size(res: dict, what: str = what) -> float:
@@ -638,9 +665,10 @@ def render_scaling(series: dict[str, list[tuple[int, str]]],
                 r_time = res["epoch_s"] / prev["epoch_s"]
                 step = f"x{r_size:.2f} -> x{r_time:.2f}"
                 holds = "yes" if r_time <= TOLERANCE * r_size else "**no**"
+            runs = ", ".join(f"{v:.3f}" for v in res.get("epoch_s_rounds", [res["epoch_s"]]))
             lines.append(
                 f"| {n:,} | {res['n_train_pairs']} | {res['shape'][2]} | {res['epoch_s']:.3f} "
-                f"| {rel_size:.2f} | {rel_time:.2f} | {step} | {holds} |"
+                f"| {runs} | {rel_size:.2f} | {rel_time:.2f} | {step} | {holds} |"
             )
         failed = [n for n, k in points if "error" in results[k]]
         if failed:

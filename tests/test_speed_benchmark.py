@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
@@ -36,7 +37,7 @@ def report(tmp_path_factory) -> tuple[subprocess.CompletedProcess, str]:
     out = tmp_path_factory.mktemp("speed") / "speed.md"
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--tiny", "--epochs", "3", "--threads", "1",
-         "--out", str(out)],
+         "--rounds", "2", "--out", str(out)],
         capture_output=True, text=True, timeout=120, check=False,
     )
     text = out.read_text() if out.exists() else ""
@@ -78,3 +79,14 @@ def test_scaling_series_are_reported(report):
     assert "### Scaling in contexts" in text
     assert "### Scaling in genes" in text
     assert text.count("| yes |") + text.count("| **no** |") == 4  # two steps per series
+    header = next(line for line in text.splitlines() if line.startswith("| contexts |"))
+    columns = _cells(header)
+    section = text.split("### Scaling in contexts")[1].split("### Scaling in genes")[0]
+    rows = [line for line in section.splitlines()
+            if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == 3
+    for line in rows:
+        cells = dict(zip(columns, _cells(line), strict=True))
+        runs = [float(v) for v in cells["rounds"].split(",")]
+        assert len(runs) == 2  # --rounds 2
+        assert float(cells["s/epoch (median)"]) == pytest.approx(np.median(runs), abs=1e-3)
