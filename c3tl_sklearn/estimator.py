@@ -37,8 +37,8 @@ class TensorBatchIterator:
 
     With ``group_col``, rows sharing a value in that column of ``X`` (the
     perturbation code) always land in the same batch: groups are shuffled and
-    packed into batches of about ``batch_size`` rows, a batch closing with the
-    group that reaches the size.
+    packed into ``ceil(n / batch_size)`` batches of about equal size, a batch
+    closing with the group that reaches its share.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, shuffle: bool = False,
@@ -71,7 +71,11 @@ class TensorBatchIterator:
         rank = torch.randperm(n_groups) if self.shuffle else torch.arange(n_groups)
         sizes = torch.bincount(rank[group], minlength=n_groups)  # by position in the order
         starts = torch.cumsum(sizes, 0) - sizes
-        batch_of_group = starts // self.batch_size
+        # equal shares rather than full batches and a runt: every step then
+        # sees context codes averaged over about as many pairs
+        n = len(self.X)
+        share = -(-n // -(-n // self.batch_size))
+        batch_of_group = starts // share
         batch = batch_of_group[rank[group]]
         order = torch.argsort(batch * n_groups + rank[group], stable=True)
         counts = torch.bincount(batch)
@@ -140,9 +144,10 @@ class C3TLRegressor(PerturbationRegressorMixin):
     batch_size : int or None, default=8192
         Query pairs per optimisation step. With at most this many training
         pairs (LINCS: about 4,000) an epoch is one exact full-batch step in
-        which the encoders see every observation. With more, each step takes
-        whole perturbations (all their pairs) until about ``batch_size``
-        pairs, and the encoders read only those perturbations' observations:
+        which the encoders see every observation. With more, the pairs are
+        split into ``ceil(n_pairs / batch_size)`` batches of about equal size
+        made of whole perturbations (all their pairs), and a step's encoders
+        read only its perturbations' observations:
         perturbation codes stay exact and each context code is the mean over
         the batch's pairs of that context. A step then costs in proportion to
         the batch, so an epoch is linear in the number of pairs and gives

@@ -243,7 +243,7 @@ class C3TLNetwork(nn.Module):
         if self.batch_sets:
             # Encode only the observations of the batch's perturbations: their
             # codes stay exact, and each context code is the mean over the
-            # batch's pairs of that context, an unbiased estimate of it at a
+            # batch's pairs of that context: a sample of the full mean, at a
             # fraction of the cost of a pass over every observation.
             in_batch = torch.zeros(self.n_perturbations, dtype=torch.bool, device=x.device)
             in_batch[pert] = True

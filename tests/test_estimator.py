@@ -194,6 +194,7 @@ def test_grouped_batches_keep_groups_whole(groups, batch_size, shuffle):
     seen = np.concatenate([b[0][:, 0].numpy() for b in batches])
     assert sorted(seen) == list(range(len(groups)))  # every row exactly once
     largest = max(np.bincount(groups))
+    assert len(batches) <= -(-len(groups) // batch_size)  # equal shares, no extra runt
     for xb, yb in batches:
         np.testing.assert_array_equal(yb[:, 0].numpy(), xb[:, 0].numpy())  # rows stay paired
         assert 0 < len(xb) <= batch_size + largest - 1
