@@ -155,7 +155,9 @@ class C3TLNetwork(nn.Module):
         hz, hpsi = self.input_proj(x).chunk(2, dim=1)
         known = (context >= 0) & (context < self.n_contexts)
         ctx_emb = self.context_embedding(torch.where(known, context, 0))
-        hz = self.theta_z(hz + known[:, None].to(hz.dtype) * ctx_emb)
+        if not bool(known.all()):  # the mask costs a pass over the rows: only when needed
+            ctx_emb = known[:, None].to(hz.dtype) * ctx_emb
+        hz = self.theta_z(hz + ctx_emb)
         hpsi = self.theta_psi(hpsi + self.perturbation_embedding(perturbation))
         return hz, hpsi
 
