@@ -143,20 +143,20 @@ class C3TLRegressor(PerturbationRegressorMixin):
         AdamW weight decay.
     max_epochs : int, default=500
         Upper bound on training epochs.
-    batch_size : int or None, default=8192
+    batch_size : int or None, default=4096
         Query pairs per optimisation step. With at most this many training
-        pairs (LINCS: about 4,000) an epoch is one exact full-batch step in
-        which the encoders see every observation. With more, the pairs are
-        split into ``ceil(n_pairs / batch_size)`` batches of about equal size
-        made of whole perturbations (all their pairs), and a step's encoders
-        read only its perturbations' observations:
-        perturbation codes stay exact and each context code is the mean over
-        the batch's pairs of that context. A step then costs in proportion to
-        the batch, so an epoch is linear in the number of pairs and gives
-        several steps. On the Tahoe shape (48 x 1,138 x 2,000, synthetic)
-        8192 reached a held-out MSE of 0.033 in 108 s, 2048 reached 0.020 in
-        208 s, and full-batch steps (``None``) 0.024 in 423 s
-        (2 threads). ``None`` always trains full-batch.
+        pairs an epoch is one exact full-batch step in which the encoders see
+        every observation. With more, the pairs are split into
+        ``ceil(n_pairs / batch_size)`` batches of about equal size made of
+        whole perturbations (all their pairs), and a step's encoders read only
+        its perturbations' observations: perturbation codes stay exact and
+        each context code is the mean over the batch's pairs of that context.
+        A step then costs in proportion to its batch, so an epoch is linear in
+        the number of pairs and gives several steps. On the Tahoe shape (48 x
+        1,138 x 2,000, synthetic, 2 threads) 4096 reached a held-out MSE of
+        0.024 in 113 s, while full-batch steps (``None``) needed 423 s for
+        0.024 (``benchmarks/batch_size.py``). ``None`` always trains
+        full-batch.
     patience : int, default=20
         Early stopping: epochs without improvement of the validation loss
         before training stops; the best weights are restored.
@@ -280,7 +280,7 @@ class C3TLRegressor(PerturbationRegressorMixin):
         lr=3e-3,
         weight_decay=1e-4,
         max_epochs=500,
-        batch_size=8192,
+        batch_size=4096,
         patience=20,
         validation_fraction=0.1,
         leave_target_out=True,
