@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -14,7 +15,8 @@ from ._validation import (
     encode_labels,
 )
 
-__all__ = ["PerturbationRegressorMixin", "unique_labels"]
+__all__ = ["PerturbationRegressorMixin", "segment_means", "transfer_holdout_mask",
+           "unique_labels"]
 
 
 def unique_labels(values: np.ndarray) -> np.ndarray:
@@ -27,6 +29,44 @@ def unique_labels(values: np.ndarray) -> np.ndarray:
     out = np.empty(len(uniq), dtype=object)  # element-wise, so tuple labels stay scalars
     out[:] = uniq
     return out
+
+
+def segment_means(codes: np.ndarray, n_groups: int, values: np.ndarray):
+    """Per-group means of the rows of ``values`` (float64) and the group sizes.
+
+    One sparse indicator-matrix product, no Python loop over rows. Groups without
+    rows get a mean of 0.
+    """
+    n = len(codes)
+    indicator = sparse.csr_matrix(
+        (np.ones(n, dtype=np.float64), (codes, np.arange(n))), shape=(n_groups, n)
+    )
+    sums = np.asarray(indicator @ np.asarray(values, dtype=np.float64))
+    counts = np.bincount(codes, minlength=n_groups)
+    means = sums / np.maximum(counts, 1)[:, None]
+    return means, counts
+
+
+def transfer_holdout_mask(c_codes, p_codes, fraction: float, rng) -> np.ndarray:
+    """Hold out ``fraction`` of each context's pairs whose perturbation stays observed.
+
+    Pairs held out this way look like the prediction task: their perturbation
+    is still measured in some other context. A perturbation's last
+    observation is never taken and every context keeps at least one pair.
+    """
+    n = len(c_codes)
+    held = np.zeros(n, dtype=bool)
+    if fraction == 0:
+        return held
+    frame = pd.DataFrame({"c": c_codes, "p": p_codes, "u": rng.random_sample(n)})
+    p_rank = frame.groupby("p")["u"].rank(method="first").to_numpy() - 1
+    p_size = frame.groupby("p")["p"].transform("size").to_numpy()
+    eligible = p_rank < p_size - 1
+    n_c = np.bincount(c_codes)
+    quota = np.minimum(np.round(fraction * n_c), n_c - 1).astype(int)
+    c_rank = frame[eligible].groupby("c")["u"].rank(method="first").to_numpy() - 1
+    held[np.flatnonzero(eligible)[c_rank < quota[c_codes[eligible]]]] = True
+    return held
 
 
 class PerturbationRegressorMixin(RegressorMixin, BaseEstimator):

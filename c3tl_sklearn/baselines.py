@@ -39,14 +39,13 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from sklearn.base import _fit_context
 from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import PerturbationRegressorMixin
+from ._base import PerturbationRegressorMixin, segment_means
 
 __all__ = [
     "AdditiveBaseline",
@@ -58,22 +57,6 @@ __all__ = [
 #: Shrinkage of the context offset used by :class:`AdditiveBaseline` by default
 #: and by :class:`LinearTransferBaseline` for its additive fallback.
 _DEFAULT_SHRINKAGE = 1.0
-
-
-def _segment_mean(codes: np.ndarray, n_groups: int, values: np.ndarray):
-    """Per-group means of the rows of ``values`` (float64) and the group sizes.
-
-    One sparse indicator-matrix product, no Python loop over rows. Groups without
-    rows get a mean of 0.
-    """
-    n = len(codes)
-    indicator = sp.csr_matrix(
-        (np.ones(n, dtype=np.float64), (codes, np.arange(n))), shape=(n_groups, n)
-    )
-    sums = np.asarray(indicator @ np.asarray(values, dtype=np.float64))
-    counts = np.bincount(codes, minlength=n_groups)
-    means = sums / np.maximum(counts, 1)[:, None]
-    return means, counts
 
 
 class _TransferBaseline(PerturbationRegressorMixin):
@@ -98,7 +81,7 @@ class _TransferBaseline(PerturbationRegressorMixin):
         pair_index = np.full((n_ctx, n_pert), -1, dtype=np.int64)
         pair_index[c_codes, p_codes] = np.arange(len(c_codes))
         self.pair_index_ = pair_index
-        self.perturbation_means_, self.perturbation_counts_ = _segment_mean(
+        self.perturbation_means_, self.perturbation_counts_ = segment_means(
             p_codes, n_pert, Y_arr
         )
         return c_codes, p_codes
@@ -138,7 +121,7 @@ class _TransferBaseline(PerturbationRegressorMixin):
         usable = counts > 1
         resid = self.effects_[usable].astype(np.float64) - means[usable]
         n_ctx = len(self.contexts_)
-        mean_resid, n_used = _segment_mean(c_codes[usable], n_ctx, resid)
+        mean_resid, n_used = segment_means(c_codes[usable], n_ctx, resid)
         with np.errstate(invalid="ignore", divide="ignore"):
             factor = np.where(n_used > 0, n_used / (n_used + shrinkage), 0.0)
         return mean_resid * factor[:, None], n_used

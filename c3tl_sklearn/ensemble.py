@@ -31,7 +31,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import PerturbationRegressorMixin, unique_labels
+from ._base import (
+    PerturbationRegressorMixin,
+    segment_means,
+    transfer_holdout_mask,
+    unique_labels,
+)
 from ._validation import (
     encode_labels,
 )
@@ -68,13 +73,6 @@ def _accepts_observed(estimator) -> bool:
         return "observed" in inspect.signature(estimator.predict).parameters
     except (TypeError, ValueError):  # pragma: no cover - exotic callables
         return False
-
-
-def _segment_means(codes: np.ndarray, n: int, values: np.ndarray):
-    counts = np.bincount(codes, minlength=n).astype(np.float64)
-    sums = np.zeros((n, values.shape[1]))
-    np.add.at(sums, codes, values)
-    return sums / np.maximum(counts, 1)[:, None], counts
 
 
 def _fit_variance_shape(r2: np.ndarray, terms: list[np.ndarray]):
@@ -389,20 +387,8 @@ gene_names_
 
     def _calibration_mask(self, c_codes, p_codes, rng) -> np.ndarray:
         """Hold out a fraction of each context's pairs whose perturbation stays observed."""
-        n = len(c_codes)
-        cal = np.zeros(n, dtype=bool)
-        if self.calibration_fraction == 0:
-            return cal
-        frame = pd.DataFrame({"c": c_codes, "p": p_codes, "u": rng.random_sample(n)})
-        p_rank = frame.groupby("p")["u"].rank(method="first").to_numpy() - 1
-        p_size = frame.groupby("p")["p"].transform("size").to_numpy()
-        eligible = p_rank < p_size - 1  # never a perturbation's last observation
-        n_c = np.bincount(c_codes, minlength=len(self.contexts_))
-        quota = np.minimum(np.round(self.calibration_fraction * n_c), n_c - 1).astype(int)
-        c_rank = frame[eligible].groupby("c")["u"].rank(method="first").to_numpy() - 1
-        chosen = np.flatnonzero(eligible)[c_rank < quota[c_codes[eligible]]]
-        cal[chosen] = True
-        if not cal.any():
+        cal = transfer_holdout_mask(c_codes, p_codes, self.calibration_fraction, rng)
+        if self.calibration_fraction > 0 and not cal.any():
             warnings.warn(
                 "calibration_fraction is too small for this data: no pair was held out, so "
                 "standard deviations are the raw ensemble spread (not calibrated).",
@@ -415,8 +401,8 @@ gene_names_
         """Mean effects, their spread across contexts, offsets and mean-effect features."""
         n_pert, n_ctx = len(self.perturbations_), len(self.contexts_)
         Y64 = Y_fit.astype(np.float64)
-        means, counts = _segment_means(p_codes, n_pert, Y64)
-        sq, _ = _segment_means(p_codes, n_pert, Y64**2)
+        means, counts = segment_means(p_codes, n_pert, Y64)
+        sq, _ = segment_means(p_codes, n_pert, Y64**2)
         spread = np.maximum(sq - means**2, 0.0) * (counts / np.maximum(counts - 1, 1))[:, None]
         once = counts < 2
         if once.all():
@@ -424,7 +410,7 @@ gene_names_
         elif once.any():
             spread[once] = np.median(spread[~once], axis=0)
         self.perturbation_spread_ = spread.astype(np.float32)
-        offsets, _ = _segment_means(c_codes, n_ctx, Y64 - means[p_codes])
+        offsets, _ = segment_means(c_codes, n_ctx, Y64 - means[p_codes])
         self.zero_shot_variance_ = np.mean(offsets**2, axis=0).astype(np.float32)
         k = int(min(_MAX_MEAN_COMPONENTS, n_pert - 1, Y64.shape[1]))
         if k >= 1:

@@ -18,7 +18,7 @@ from skorch.callbacks import EarlyStopping
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 
-from ._base import PerturbationRegressorMixin, unique_labels
+from ._base import PerturbationRegressorMixin, transfer_holdout_mask, unique_labels
 from ._validation import (
     encode_labels,
 )
@@ -35,10 +35,11 @@ class TensorBatchIterator:
     plain arrays, so one ``randperm`` and one gather per batch do the same
     work; a full batch is handed over without any copy.
 
-    With ``group_col``, rows sharing a value in that column of ``X`` (the
-    perturbation code) always land in the same batch: groups are shuffled and
-    packed into ``ceil(n / batch_size)`` batches of about equal size, a batch
-    closing with the group that reaches its share.
+    With ``group_col``, rows sharing a value in that column of ``X`` (a
+    non-negative integer code, here the perturbation code) always land in the
+    same batch: groups are shuffled and packed into ``ceil(n / batch_size)``
+    batches of about equal size, a batch closing with the group that reaches
+    its share.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, shuffle: bool = False,
@@ -48,8 +49,6 @@ class TensorBatchIterator:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.group_col = group_col
-        if group_col is not None:
-            _, self._group = torch.unique(self.X[:, group_col], return_inverse=True)
 
     def __len__(self) -> int:
         return -(-len(self.X) // self.batch_size)
@@ -68,7 +67,7 @@ class TensorBatchIterator:
             yield self.X[idx], None if self.y is None else self.y[idx]
 
     def _group_batches(self) -> tuple[torch.Tensor, ...]:
-        group = self._group
+        group = self.X[:, self.group_col].long()  # integer codes; unused codes are empty
         n_groups = int(group.max()) + 1
         rank = torch.randperm(n_groups) if self.shuffle else torch.arange(n_groups)
         sizes = torch.bincount(rank[group], minlength=n_groups)  # by position in the order
@@ -396,21 +395,8 @@ class C3TLRegressor(PerturbationRegressorMixin):
 
     def _validation_mask(self, c_codes, p_codes, rng) -> np.ndarray:
         """Hold out a fraction of each context's pairs whose perturbation stays observed."""
-        n = len(c_codes)
-        valid = np.zeros(n, dtype=bool)
-        if self.validation_fraction == 0:
-            return valid
-        frame = pd.DataFrame({"c": c_codes, "p": p_codes, "u": rng.random_sample(n)})
-        # per perturbation, never take its last observation
-        p_rank = frame.groupby("p")["u"].rank(method="first") - 1
-        p_size = frame.groupby("p")["p"].transform("size")
-        eligible = (p_rank < p_size - 1).to_numpy()
-        n_c = np.bincount(c_codes)
-        quota = np.minimum(np.round(self.validation_fraction * n_c), n_c - 1).astype(int)
-        c_rank = frame[eligible].groupby("c")["u"].rank(method="first").to_numpy() - 1
-        chosen = np.flatnonzero(eligible)[c_rank < quota[c_codes[eligible]]]
-        valid[chosen] = True
-        if not valid.any():
+        valid = transfer_holdout_mask(c_codes, p_codes, self.validation_fraction, rng)
+        if self.validation_fraction > 0 and not valid.any():
             warnings.warn(
                 "validation_fraction is too small for this data: no pair was held out, "
                 f"so training runs all {self.max_epochs} epochs without early stopping.",

@@ -35,8 +35,8 @@ def mlp(sizes: Sequence[int], dropout: float = 0.0) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _segment_mean(values: torch.Tensor, segment: torch.Tensor, n_segments: int, weight=None):
-    """Mean of ``values`` rows per segment (zero where empty) and the row counts."""
+def _segment_sum(values: torch.Tensor, segment: torch.Tensor, n_segments: int, weight=None):
+    """Sum of ``values`` rows per segment (zero where empty) and the row counts."""
     if weight is not None:
         values = values * weight[:, None]
     sums = values.new_zeros(n_segments, values.shape[1]).index_add_(0, segment, values)
@@ -203,10 +203,10 @@ class C3TLNetwork(nn.Module):
                 if informs_z:
                     if self.residual:
                         hz = torch.cat([hz, x[block]], dim=1)
-                    sum_z = sum_z.index_add(0, pert[block], hz)
-                    n_z = n_z + torch.bincount(pert[block], minlength=self.n_perturbations)
-                sum_psi = sum_psi.index_add(0, ctx[block], hpsi)
-                n_psi = n_psi + torch.bincount(ctx[block], minlength=n_ctx)
+                    sums, counts = _segment_sum(hz, pert[block], self.n_perturbations)
+                    sum_z, n_z = sum_z + sums, n_z + counts
+                sums, counts = _segment_sum(hpsi, ctx[block], n_ctx)
+                sum_psi, n_psi = sum_psi + sums, n_psi + counts
         z = sum_z / n_z.clamp(min=1)[:, None]
         psi = sum_psi / n_psi.clamp(min=1)[:, None]
         seen = n_psi > 0
@@ -264,8 +264,8 @@ class C3TLNetwork(nn.Module):
                 self.context_keep_min, 1.0
             )
             keep = (torch.rand(len(obs_ctx), device=hz.device) < frac[obs_ctx]).to(hz.dtype)
-        sum_z, n_z = _segment_mean(hz, obs_pert, self.n_perturbations)
-        sum_psi, n_psi = _segment_mean(hpsi, obs_ctx, self.n_contexts, keep)
+        sum_z, n_z = _segment_sum(hz, obs_pert, self.n_perturbations)
+        sum_psi, n_psi = _segment_sum(hpsi, obs_ctx, self.n_contexts, keep)
         s_z, c_z = sum_z[pert], n_z[pert]
         s_psi, c_psi = sum_psi[ctx], n_psi[ctx]
         if self.leave_target_out:
