@@ -18,13 +18,23 @@ from skorch.callbacks import EarlyStopping
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 
-from ._base import PerturbationRegressorMixin, transfer_holdout_mask, unique_labels
+from ._base import (
+    PerturbationRegressorMixin,
+    segment_means,
+    transfer_holdout_mask,
+    unique_labels,
+)
 from ._validation import (
     encode_labels,
 )
+from .adaptation import ContextReadout
 from .network import C3TLNetwork
 
 __all__ = ["C3TLRegressor"]
+
+#: At most this many principal components of the perturbations' mean effects
+#: are read-out features.
+_MAX_MEAN_COMPONENTS = 50
 
 
 class TensorBatchIterator:
@@ -182,6 +192,18 @@ class C3TLRegressor(PerturbationRegressorMixin):
         ``n_c`` is the number of training pairs of its context: 0 weights pairs
         equally, 1 weights contexts equally, so a sparsely measured target
         context counts as much as a complete one.
+    adaptation : {"ridge", "offset"} or None, default="ridge"
+        How a context's own measurements correct its predictions after
+        training (see :mod:`c3tl_sklearn.adaptation`). The network's
+        predictions of the context's measured pairs, each made with the pair
+        left out of both codes, leave residuals; ``"ridge"`` adds the
+        context's mean residual (shrunk like :class:`AdditiveBaseline`'s
+        offset) plus a ridge regression of the residuals on perturbation
+        features (the latent perturbation codes and the principal components
+        of the perturbations' mean effects), in gene space. ``"offset"`` adds
+        the shrunk mean residual alone; ``None`` leaves the network's
+        predictions as they are. Measurements passed to :meth:`predict` as
+        ``observed`` join those of fit in the same read-out.
     callbacks : list of skorch callbacks or None, default=None
         Extra skorch callbacks (learning-rate schedules, checkpoints, ...).
     device : {"cpu", "cuda"} or str, default="cpu"
@@ -220,6 +242,11 @@ class C3TLRegressor(PerturbationRegressorMixin):
         Epochs trained.
     validation_mask_ : ndarray of bool, shape (n_rows,)
         Rows of the fit data held out for early stopping.
+    readout_ : ContextReadout or None
+        Per-context statistics of the held-out residuals of the fit data
+        (``None`` when ``adaptation=None``).
+    readout_features_ : ndarray of shape (n_perturbations, n_features) or None
+        Standardised perturbation features the read-out regresses on.
 
     Notes
     -----
@@ -261,6 +288,7 @@ class C3TLRegressor(PerturbationRegressorMixin):
         "residual": ["boolean"],
         "context_keep_min": [Interval(Real, 0, 1, closed="right")],
         "context_balance": [Interval(Real, 0, 1, closed="both")],
+        "adaptation": [StrOptions({"ridge", "offset"}), None],
         "callbacks": [list, None],
         "device": [StrOptions({"cpu", "cuda"}), str, torch.device],
         "random_state": ["random_state"],
@@ -286,6 +314,7 @@ class C3TLRegressor(PerturbationRegressorMixin):
         residual=True,
         context_keep_min=1.0,
         context_balance=1.0,
+        adaptation="ridge",
         callbacks=None,
         device="cpu",
         random_state=None,
@@ -307,6 +336,7 @@ class C3TLRegressor(PerturbationRegressorMixin):
         self.residual = residual
         self.context_keep_min = context_keep_min
         self.context_balance = context_balance
+        self.adaptation = adaptation
         self.callbacks = callbacks
         self.device = device
         self.random_state = random_state
@@ -337,6 +367,7 @@ class C3TLRegressor(PerturbationRegressorMixin):
             raise ValueError("device='cuda' was requested but torch sees no CUDA device.")
 
         c_codes, p_codes, Y_arr = self._validate_fit_data(X, Y)
+        Y_genes = Y_arr
         rng = check_random_state(self.random_state)
         valid = self._validation_mask(c_codes, p_codes, rng)
         train = ~valid
@@ -391,7 +422,65 @@ class C3TLRegressor(PerturbationRegressorMixin):
         self.validation_mask_ = valid
         self.history_ = self.net_.history
         self.n_epochs_ = len(self.history_)
+        self._fit_readout(Y_genes, c_codes, p_codes)
         return self
+
+    def _fit_readout(self, Y_genes, c_codes, p_codes) -> None:
+        """Read-out statistics from every fit pair's held-out residual (see ``adaptation``)."""
+        self.readout_ = self.readout_features_ = None
+        if self.adaptation is None:
+            return
+        self.readout_features_ = self._perturbation_features(Y_genes, p_codes)
+        module = self.net_.module_.eval()
+        with torch.no_grad():
+            held_out = module.held_out_predictions().cpu().numpy()
+        n_p = np.bincount(p_codes, minlength=len(self.perturbations_))
+        # a perturbation measured only here has no prediction without its own pair
+        usable = np.flatnonzero(n_p[p_codes] > 1)
+        self.readout_ = ContextReadout(
+            len(self.contexts_), self.readout_features_.shape[1], self.n_genes_
+        )
+        # one context at a time: its penalty is chosen on all of its pairs at once
+        for c in np.unique(c_codes[usable]):
+            block = usable[c_codes[usable] == c]
+            pred = self._to_genes(held_out[block], p_codes[block])
+            if self.mean_outside_basis_ is not None:
+                # leave the pair out of its perturbation's mean outside the basis too:
+                # (k M - own) / (k - 1) = M + (M - own) / (k - 1)
+                y = Y_genes[block].astype(np.float64)
+                own = y - self.pca_.inverse_transform(self.pca_.transform(y))
+                outside = self.mean_outside_basis_[p_codes[block]]
+                pred += (outside - own) / (n_p[p_codes[block]] - 1)[:, None]
+            self.readout_.add(
+                self.readout_features_[p_codes[block]], Y_genes[block] - pred, c_codes[block]
+            )
+
+    def _perturbation_features(self, Y_genes, p_codes) -> np.ndarray:
+        """Standardised latent codes and mean-effect principal components per perturbation."""
+        module = self.net_.module_.eval()
+        with torch.no_grad():
+            z, _ = module.codes()
+        means, _ = segment_means(p_codes, len(self.perturbations_), Y_genes)
+        basis = self.pca_
+        k = int(min(_MAX_MEAN_COMPONENTS, len(self.perturbations_) - 1, self.n_genes_))
+        if basis is None or basis.n_components_ > k:
+            basis = PCA(k, random_state=0).fit(Y_genes) if k >= 1 else None
+        parts = [z[:, : self.latent_dim].cpu().numpy().astype(np.float64)]
+        if basis is not None:
+            parts.append(basis.transform(means)[:, :k])
+        F = np.hstack(parts)
+        sd = F.std(axis=0)
+        return ((F - F.mean(axis=0)) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
+
+    def _to_genes(self, pred, p_codes) -> np.ndarray:
+        """Network outputs in gene space (float64), with the mean outside the basis added."""
+        pred = np.asarray(pred, dtype=np.float64)
+        if self.pca_ is None:
+            return pred
+        out = self.pca_.inverse_transform(pred)
+        if self.mean_outside_basis_ is not None:
+            out += self.mean_outside_basis_[p_codes]
+        return out
 
     def _validation_mask(self, c_codes, p_codes, rng) -> np.ndarray:
         """Hold out a fraction of each context's pairs whose perturbation stays observed."""
@@ -489,6 +578,10 @@ class C3TLRegressor(PerturbationRegressorMixin):
         -------
         Y_pred : ndarray of shape (n_rows, n_genes), float32
         """
+        return self._predict(X, observed)
+
+    def _predict(self, X, observed=None, adapt_observed: bool = True) -> np.ndarray:
+        """``predict``; ``adapt_observed=False`` keeps ``observed`` out of the read-out."""
         c_codes, p_codes, contexts, perturbations = self._validate_predict_data(X)
         self._raise_unknown_perturbations(p_codes, perturbations)
         extra = None
@@ -498,32 +591,47 @@ class C3TLRegressor(PerturbationRegressorMixin):
             new = encode_labels(contexts, new_contexts)
             c_codes = np.where((c_codes < 0) & (new >= 0), len(self.contexts_) + new, c_codes)
         self._warn_unknown_contexts(c_codes, contexts)
-        pairs = np.column_stack([c_codes, p_codes, np.full(len(c_codes), -1)]).astype(np.int64)
-        if extra is None:
-            Y_pred = self.net_.predict(pairs)
-        else:
-            module = self.net_.module_.eval()
-            device = module.obs_x.device
-            with torch.no_grad():
-                Y_pred = module.predict_pairs(
-                    torch.from_numpy(pairs).to(device), [t.to(device) for t in extra]
-                ).cpu().numpy()
-        if self.pca_ is not None:
-            Y_pred = self.pca_.inverse_transform(Y_pred)
-            if self.mean_outside_basis_ is not None:
-                Y_pred += self.mean_outside_basis_[p_codes]
-        return Y_pred.astype(np.float32, copy=False)
+        module = self.net_.module_.eval()
+        device = module.obs_x.device
+        pairs = torch.from_numpy(np.column_stack([c_codes, p_codes]).astype(np.int64))
+        extra_t = None if extra is None else [t.to(device) for t in extra[:3]]
+        with torch.no_grad():
+            Y_pred = module.predict_pairs(pairs.to(device), extra_t).cpu().numpy()
+        Y_pred = self._to_genes(Y_pred, p_codes)
+        readout = self.readout_
+        if readout is not None and extra is not None and adapt_observed:
+            readout = self._readout_with(extra, extra_t)
+        if readout is not None:
+            Y_pred += readout.correction(
+                c_codes, self.readout_features_[p_codes], features=self.adaptation == "ridge"
+            )
+        return Y_pred.astype(np.float32)
+
+    def _readout_with(self, extra, extra_t) -> ContextReadout:
+        """The fit read-out plus the held-out residuals of post-fit measurements."""
+        _, c_obs, p_obs, Y_obs = extra
+        module = self.net_.module_
+        with torch.no_grad():
+            held_out = module.held_out_predictions(extra_t, include_fit=False).cpu().numpy()
+        c_obs = c_obs.numpy()
+        p_obs = p_obs.numpy()
+        residuals = Y_obs - self._to_genes(held_out, p_obs)
+        readout = self.readout_.extended(int(c_obs.max()) + 1)
+        return readout.add(self.readout_features_[p_obs], residuals, c_obs)
 
     def _encode_observed(self, observed):
-        """Validate post-fit measurements; return encoder tensors and their new context labels."""
+        """Validate post-fit measurements.
+
+        Returns encoder tensors ``(x, context, perturbation)`` followed by the
+        effects in gene space, and the labels of the contexts new to the model.
+        """
         contexts, Y_arr, p_codes = self._validate_observed(observed)
         c_codes = encode_labels(contexts, self.contexts_)
         new_contexts = unique_labels(contexts[c_codes < 0])
         new = encode_labels(contexts, new_contexts)
         c_codes = np.where(c_codes < 0, len(self.contexts_) + new, c_codes)
-        if self.pca_ is not None:
-            Y_arr = self.pca_.transform(Y_arr).astype(np.float32)
-        extra = (torch.from_numpy(Y_arr), torch.from_numpy(c_codes), torch.from_numpy(p_codes))
+        x = Y_arr if self.pca_ is None else self.pca_.transform(Y_arr).astype(np.float32)
+        extra = (torch.from_numpy(x), torch.from_numpy(c_codes), torch.from_numpy(p_codes), Y_arr)
         return extra, new_contexts
 
     def _warn_unknown_contexts(self, c_codes, contexts):

@@ -161,7 +161,7 @@ class C3TLNetwork(nn.Module):
         hpsi = self.theta_psi(hpsi + self.perturbation_embedding(perturbation))
         return hz, hpsi
 
-    def codes(self, extra=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def codes(self, extra=None, return_counts: bool = False):
         """Code tables ``z`` (n_perturbations, .) and ``psi`` (n_context_codes, latent).
 
         Parameters
@@ -171,6 +171,9 @@ class C3TLNetwork(nn.Module):
             gradient step involved). Their context codes may go beyond
             ``n_contexts - 1`` for contexts the network has never seen; the
             returned ``psi`` table then has a row for each.
+        return_counts : bool, default=False
+            Also return the number of observations behind each row of ``z``
+            and of ``psi``.
 
         Notes
         -----
@@ -211,7 +214,57 @@ class C3TLNetwork(nn.Module):
         psi = sum_psi / n_psi.clamp(min=1)[:, None]
         seen = n_psi > 0
         psi = torch.where(seen[:, None], psi, psi[seen].mean(0, keepdim=True))
+        if return_counts:
+            return z, psi, n_z, n_psi
         return z, psi
+
+    def held_out_predictions(self, extra=None, include_fit: bool = True) -> torch.Tensor:
+        """Each observation predicted with itself left out of both of its means.
+
+        This is what the network predicts for a pair it has not measured,
+        evaluated on pairs that it has: the residuals of these predictions are
+        held out from the codes (though not from the weights), which is what
+        the context read-out of :mod:`c3tl_sklearn.adaptation` is fitted on.
+
+        Parameters
+        ----------
+        extra : tuple of tensors (x, context, perturbation), optional
+            Further observations, as in :meth:`codes`; they inform context
+            codes only, so only their context mean leaves them out.
+        include_fit : bool, default=True
+            Predict the stored observations too; ``False`` predicts ``extra`` only.
+
+        Returns
+        -------
+        predictions : tensor of shape (n_observations + n_extra, n_outputs)
+            Rows of the stored observations first, then those of ``extra``.
+            An observation that is the only one of its perturbation keeps it
+            (there is nothing else to encode the perturbation from), and the
+            only one of its context gets the mean context code.
+        """
+        z, psi, n_z, n_psi = self.codes(extra, return_counts=True)
+        sources = [(self.obs_x, self.obs_context, self.obs_perturbation, True)]
+        if extra is not None:
+            sources.append((*extra, False))
+        if not include_fit:
+            sources = sources[1:]
+        psi_seen = psi[n_psi > 0].mean(0)
+        out = []
+        for x, ctx, pert, informs_z in sources:
+            for start in range(0, len(x), self.chunk_rows):
+                block = slice(start, start + self.chunk_rows)
+                xb, cb, pb = x[block], ctx[block], pert[block]
+                hz, hpsi = self.encode_rows(xb, cb, pb)
+                zb = z[pb]
+                if informs_z:
+                    if self.residual:
+                        hz = torch.cat([hz, xb], dim=1)
+                    k = n_z[pb][:, None]
+                    zb = torch.where(k > 1, (zb * k - hz) / (k - 1).clamp(min=1), zb)
+                k = n_psi[cb][:, None]
+                psib = torch.where(k > 1, (psi[cb] * k - hpsi) / (k - 1).clamp(min=1), psi_seen)
+                out.append(self.decode(zb, psib))
+        return torch.cat(out) if out else self.obs_x.new_zeros(0, self.obs_x.shape[1])
 
     def decode(self, z: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
         """Effects from perturbation codes ``z`` and context codes ``psi``.
