@@ -6,9 +6,8 @@ Three things a single fitted network does not give:
   ensemble mean, a standard deviation per predicted value whose scale is
   calibrated on held-out pairs (see :class:`C3TLEnsemble`, Notes).
 - **New contexts without refit.** ``predict(X, observed=(X_obs, Y_obs))``
-  passes post-fit measurements to every member (they update context codes)
-  and, on top, fits a closed-form ridge read-out of each member's residuals
-  on the measured pairs: no gradient step, milliseconds.
+  passes post-fit measurements to every member, which adds them to its
+  context codes and its closed-form read-out: no gradient step, milliseconds.
 - **The next experiment.** :meth:`C3TLEnsemble.suggest_perturbations` ranks
   the unmeasured perturbations of a context by the expected reduction of the
   predictive variance of all the others.
@@ -40,18 +39,10 @@ from ._base import (
 from ._validation import (
     encode_labels,
 )
+from .adaptation import ContextReadout
 
 __all__ = ["C3TLEnsemble"]
 
-#: Ridge penalties tried (by exact leave-one-out error) for the read-out that
-#: adapts members to post-fit measurements; features are standardised.
-_ALPHAS = np.logspace(-1, 4, 11)
-#: Penalty used when fewer than three pairs of a context were measured.
-_DEFAULT_ALPHA = 30.0
-#: Ridge penalty of the read-out's intercept (a per-gene context offset), in
-#: pairs: the offset is the mean residual shrunk by n / (n + 1), as
-#: :class:`~c3tl_sklearn.baselines.AdditiveBaseline` does.
-_INTERCEPT_PENALTY = 1.0
 #: Pseudo-count (in pairs) shrinking a context's variance inflation toward the
 #: global one.
 _PRIOR_PAIRS = 5.0
@@ -120,46 +111,6 @@ def _interval_inflation(r2: np.ndarray, v: np.ndarray) -> float:
     return float(np.quantile(t, 0.95) / _Z95) ** 2
 
 
-class _Readout:
-    """Closed-form ridge read-out of residuals on perturbation features.
-
-    ``R ~ b + (F - mean F) W``: ridge regression of the centred residuals on
-    the centred features with penalty ``alpha``, chosen by exact
-    leave-one-out error summed over genes among ``_ALPHAS`` (``_DEFAULT_ALPHA``
-    with fewer than three pairs); one SVD serves every ``alpha``. The
-    intercept ``b`` (a per-gene context offset) is the mean residual shrunk
-    by ``n / (n + _INTERCEPT_PENALTY)``, as the additive baseline shrinks its
-    offset.
-    """
-
-    def __init__(self, F: np.ndarray, R: np.ndarray):
-        n = F.shape[0]
-        self.f_mean = F.mean(axis=0)
-        r_mean = R.mean(axis=0)
-        Fc, Rc = F - self.f_mean, R - r_mean
-        U, sv, Vt = np.linalg.svd(Fc, full_matrices=False)
-        keep = sv > 1e-10 * max(float(sv.max(initial=0.0)), 1e-300)
-        U, sv, Vt = U[:, keep], sv[keep], Vt[keep]
-        UtR = U.T @ Rc
-        alphas = list(_ALPHAS) if n >= 3 else [_DEFAULT_ALPHA]
-        best = None
-        for a in alphas:
-            shrink = sv**2 / (sv**2 + a)
-            fitted_c = U @ (shrink[:, None] * UtR)
-            h = 1.0 / n + (U**2) @ shrink
-            loo = (Rc - fitted_c) / np.maximum(1.0 - h, 1e-6)[:, None]
-            err = float(np.sum(loo**2))
-            if best is None or err < best[0]:
-                best = (err, a, shrink, fitted_c, loo)
-        _, self.alpha, shrink, fitted_c, self.loo = best
-        self.W = Vt.T @ ((shrink / np.where(sv > 0, sv, 1.0))[:, None] * UtR)
-        self.b = r_mean * (n / (n + _INTERCEPT_PENALTY))
-        self.fitted = self.b + fitted_c
-
-    def correction(self, F: np.ndarray) -> np.ndarray:
-        return self.b + (F - self.f_mean) @ self.W
-
-
 class C3TLEnsemble(PerturbationRegressorMixin):
     """Independently seeded C3TL networks with calibrated predictive uncertainty.
 
@@ -188,10 +139,9 @@ class C3TLEnsemble(PerturbationRegressorMixin):
         the real one. ``0`` fits the members on everything and makes the
         standard deviation the raw ensemble spread (not calibrated).
     adapt_observed : bool, default=True
-        With ``observed`` measurements at predict time, correct each member's
-        predictions in the measured contexts with a closed-form ridge read-out
-        of its residuals on the measured pairs (see Notes). ``False`` relies
-        on the members' context codes alone.
+        With ``observed`` measurements at predict time, members that adapt
+        (``C3TLRegressor``) add them to their context read-out (see Notes).
+        ``False`` lets them inform the members' context codes only.
     n_jobs : int or None, default=None
         Members fitted in parallel by joblib; ``None`` means one at a time.
     random_state : int, RandomState instance or None, default=None
@@ -252,23 +202,14 @@ gene_names_
     shrunk toward ``s`` with a pseudo-count of 5 pairs.
 
     **Measurements after fit.** ``predict(X, observed=(X_obs, Y_obs))`` hands
-    the measurements to every member (``C3TLRegressor`` updates its context
-    codes from them). With ``adapt_observed=True`` each member's residuals
-    on the measured pairs of a context are then regressed, by ridge
-    regression in closed form, on features of their perturbations (the
-    member's latent perturbation code and the principal components of the
-    perturbation's mean effect); the fitted read-out corrects the member's
-    predictions for the other perturbations of that context. Its intercept
-    is a per-gene context offset (shrunk like the additive baseline's) and
-    its penalty is chosen by exact leave-one-out error. The leave-one-out
-    residuals also give ``s_c`` for that context (the conformal factor on
-    them, shrunk toward ``s``), so the intervals of a newly measured context
-    are calibrated on its own measurements. The read-out is there because the
-    context codes alone carry little of a context the network never trained
-    on: on LINCS (a cell line left out of fit, 10% of its pairs observed) the
-    codes-only prediction scores about as well as zero-shot, far below a
-    refit, while the read-out matches or beats the refit (see
-    ``examples/new_context_without_refit.py``).
+    the measurements to every member. A ``C3TLRegressor`` member updates its
+    context codes from them and, with ``adapt_observed=True``, adds them to
+    its context read-out (see :mod:`c3tl_sklearn.adaptation` and the
+    member's ``adaptation`` parameter): the held-out residuals of a
+    context's measured pairs, regressed in closed form on perturbation
+    features, correct the member's predictions for the other perturbations
+    of that context. Intervals of a context new to the model use the global
+    factor ``s``.
 
     **No measurement at all.** A context never seen in fit nor in
     ``observed`` is predicted zero-shot by the members; its variance adds
@@ -413,43 +354,26 @@ gene_names_
         offsets, _ = segment_means(c_codes, n_ctx, Y64 - means[p_codes])
         self.zero_shot_variance_ = np.mean(offsets**2, axis=0).astype(np.float32)
         k = int(min(_MAX_MEAN_COMPONENTS, n_pert - 1, Y64.shape[1]))
-        if k >= 1:
-            pca = PCA(k, random_state=0).fit(Y64)
-            self._mean_features = pca.transform(means)
-        else:
-            self._mean_features = np.zeros((n_pert, 0))
+        self._mean_features = (
+            PCA(k, random_state=0).fit(Y64).transform(means) if k >= 1 else np.zeros((n_pert, 0))
+        )
 
     def _fit_member_features(self) -> None:
-        """Standardised read-out features per member: its perturbation codes and mean PCs."""
+        """Perturbation features per member: its read-out's, else standardised mean PCs."""
+        sd = self._mean_features.std(axis=0)
+        fallback = (self._mean_features - self._mean_features.mean(axis=0)) / np.where(
+            sd > 0, sd, 1.0
+        )
         self._features = []
         for member in self.estimators_:
-            parts = [self._mean_features]
-            codes = self._member_codes(member)
-            if codes is not None:
-                parts.insert(0, codes)
-            F = np.hstack(parts)
-            sd = F.std(axis=0)
-            F = (F - F.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-            self._features.append(F)
-
-    def _member_codes(self, member) -> np.ndarray | None:
-        """Latent perturbation codes of a fitted ``C3TLRegressor`` (rows in our order)."""
-        module = getattr(getattr(member, "net_", None), "module_", None)
-        latent = getattr(member, "latent_dim", None)
-        if module is None or latent is None or not hasattr(module, "codes"):
-            return None
-        import torch
-
-        was_training = module.training
-        module.eval()
-        with torch.no_grad():
-            z, _ = module.codes()
-        module.train(was_training)
-        z = z[:, :latent].cpu().numpy().astype(np.float64)
-        rows = encode_labels(self.perturbations_, member.perturbations_)
-        out = np.zeros((len(self.perturbations_), z.shape[1]))
-        out[rows >= 0] = z[rows[rows >= 0]]
-        return out
+            F = getattr(member, "readout_features_", None)
+            if F is None:
+                self._features.append(fallback)
+                continue
+            rows = encode_labels(self.perturbations_, member.perturbations_)
+            out = np.zeros((len(self.perturbations_), F.shape[1]))
+            out[rows >= 0] = F[rows[rows >= 0]]
+            self._features.append(out)
 
     def _fit_variance_model(self, X_cal, Y_cal, c_cal) -> None:
         n_ctx = len(self.contexts_)
@@ -491,14 +415,20 @@ gene_names_
         return a * ens_var + d * spread + self.noise_floor_
 
     def _member_predictions(self, X, observed) -> np.ndarray:
-        """(n_members, n_rows, n_genes) float64, one zero-shot warning at most."""
+        """(n_members, n_rows, n_genes) float64, one zero-shot warning at most.
+
+        Members that adapt to measurements (``C3TLRegressor``) take the
+        user's ``observed`` into their read-out only with ``adapt_observed``.
+        """
         out = []
         with warnings.catch_warnings():
             warnings.filterwarnings(
                 "ignore", message=".*never observed in fit", category=UserWarning
             )
             for member in self.estimators_:
-                if observed is not None and self._accepts_observed:
+                if observed is not None and hasattr(member, "_predict"):
+                    pred = member._predict(X, observed, adapt_observed=self.adapt_observed)
+                elif observed is not None and self._accepts_observed:
                     pred = member.predict(X, observed=observed)
                 else:
                     pred = member.predict(X)
@@ -533,16 +463,14 @@ gene_names_
         return X_all, np.vstack([Y_cal[keep], obs[1]])
 
     def _predict_parts(self, X, observed):
-        """Member predictions (adapted), per-row variance bookkeeping."""
+        """Member predictions and per-row variance bookkeeping."""
         c_codes, p_codes, contexts, perturbations = self._validate_predict_data(X)
         self._raise_unknown_perturbations(p_codes, perturbations)
         obs = self._check_observed(observed)
-        n = len(c_codes)
         X_query = X[[self.context_col, self.perturbation_col]].reset_index(drop=True)
-        if obs is not None:
-            X_obs_idx = obs[0][[self.context_col, self.perturbation_col]].reset_index(drop=True)
-            X_query = pd.concat([X_query, X_obs_idx], ignore_index=True)
         preds = self._member_predictions(X_query, self._members_observed(obs))
+        if obs is not None and self.adapt_observed:
+            preds = self._adapt_plain_members(preds, contexts, p_codes, obs)
         inflation = np.where(c_codes >= 0, self.context_inflation_[c_codes.clip(min=0)],
                              self.interval_inflation_)
         zero_shot = c_codes < 0
@@ -550,43 +478,30 @@ gene_names_
             obs_ctx = pd.Index(obs[2], dtype=object, tupleize_cols=False)
             query_ctx = pd.Index(contexts, dtype=object, tupleize_cols=False)
             zero_shot &= ~query_ctx.isin(obs_ctx)
-            if self.adapt_observed:
-                preds, inflation = self._adapt(
-                    preds, n, contexts, p_codes, obs, inflation
-                )
-            preds = preds[:, :n]
         return preds, p_codes, inflation, zero_shot
 
-    def _adapt(self, preds, n, contexts, p_codes, obs, inflation):
-        """Ridge read-out of each member's residuals per measured context (closed form)."""
-        _, Y_obs, obs_contexts, obs_p = obs
+    def _adapt_plain_members(self, preds, contexts, p_codes, obs):
+        """The context read-out for members that have none of their own (the baselines).
+
+        Such a member does not use ``observed``, so its residuals on the
+        measured pairs are held out as they are.
+        """
+        plain = [k for k, m in enumerate(self.estimators_) if not hasattr(m, "readout_")]
+        if not plain:
+            return preds
+        X_obs, Y_obs, obs_contexts, obs_p = obs
+        labels = unique_labels(obs_contexts)
+        obs_c = encode_labels(obs_contexts, labels)
+        query_c = encode_labels(contexts, labels)
+        X_obs = X_obs[[self.context_col, self.perturbation_col]].reset_index(drop=True)
+        obs_preds = self._member_predictions(X_obs, None)
         preds = preds.copy()
-        inflation = inflation.copy()
-        query_ctx = pd.Series(contexts, dtype=object)
-        obs_series = pd.Series(obs_contexts, dtype=object)
-        for label in unique_labels(obs_contexts):
-            o_rows = np.flatnonzero((obs_series == label).to_numpy())
-            q_rows = np.flatnonzero((query_ctx == label).to_numpy())
-            Y_c = Y_obs[o_rows].astype(np.float64)
-            loo = np.zeros_like(Y_c)
-            fitted = np.empty((len(self.estimators_), len(o_rows), self.n_genes_))
-            for k, F in enumerate(self._features):
-                pred_obs = preds[k, n + o_rows]
-                ro = _Readout(F[obs_p[o_rows]], Y_c - pred_obs)
-                loo += ro.loo / len(self._features)
-                fitted[k] = pred_obs + ro.fitted
-                if len(q_rows):
-                    preds[k, q_rows] += ro.correction(F[p_codes[q_rows]])
-            if len(q_rows) and self.calibration_mask_.any():
-                v_obs = self._base_variance(
-                    self._ensemble_var(fitted),
-                    self.perturbation_spread_[obs_p[o_rows]].astype(np.float64),
-                )
-                s_c = _interval_inflation(loo**2, v_obs)
-                m = float(len(o_rows))
-                s = self.interval_inflation_
-                inflation[q_rows] = (m * s_c + _PRIOR_PAIRS * s) / (m + _PRIOR_PAIRS)
-        return preds, inflation
+        for k in plain:
+            F = self._features[k]
+            readout = ContextReadout(len(labels), F.shape[1], self.n_genes_)
+            readout.add(F[obs_p], Y_obs - obs_preds[k], obs_c)
+            preds[k] += readout.correction(query_c, F[p_codes])
+        return preds
 
     # -------------------------------------------------------------- predict
     def predict(self, X, return_std=False, observed=None):

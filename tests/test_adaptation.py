@@ -1,0 +1,182 @@
+"""The context read-out (``c3tl_sklearn.adaptation``) and its use inside C3TLRegressor."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from skorch.callbacks import Callback
+
+from c3tl_sklearn import AdditiveBaseline, C3TLRegressor
+from c3tl_sklearn.adaptation import ALPHAS, ContextReadout, _loo_alpha
+
+from .conftest import holdout_context
+
+FAST = dict(max_epochs=25, hidden_dims=(32,), latent_dim=8, random_state=0)
+
+
+# ----------------------------------------------------------------- ContextReadout
+def _rows(seed, n=40, k=5, d=7, n_ctx=3):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, k)), rng.normal(size=(n, d)), rng.integers(0, n_ctx, n)
+
+
+def test_offset_is_the_shrunk_mean_residual():
+    F, R, codes = _rows(0)
+    readout = ContextReadout(3, F.shape[1], R.shape[1]).add(F, R, codes)
+    for c in range(3):
+        rows = codes == c
+        b, *_ = readout.solve(c)
+        np.testing.assert_allclose(b, R[rows].sum(0) / (rows.sum() + 1.0))
+    out = readout.correction(codes, F, features=False)
+    np.testing.assert_allclose(out[codes == 1], np.broadcast_to(readout.solve(1)[0], out[codes == 1].shape))
+
+
+def test_map_matches_sklearn_ridge_on_centred_data():
+    from sklearn.linear_model import Ridge
+
+    F, R, codes = _rows(1, n=60)
+    readout = ContextReadout(3, F.shape[1], R.shape[1]).add(F, R, codes)
+    b, W, f_bar, alpha = readout.solve(2)
+    rows = codes == 2
+    ridge = Ridge(alpha=alpha).fit(F[rows], R[rows])
+    np.testing.assert_allclose(W, ridge.coef_.T, atol=1e-5)
+    np.testing.assert_allclose(f_bar, F[rows].mean(0))
+
+
+def test_loo_alpha_matches_brute_force_leave_one_out():
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(2)
+    F = rng.normal(size=(15, 4))
+    R = F @ rng.normal(size=(4, 3)) + rng.normal(size=(15, 3))
+    errors = []
+    for alpha in ALPHAS:
+        err = 0.0
+        for i in range(len(F)):
+            keep = np.arange(len(F)) != i
+            ridge = Ridge(alpha=alpha).fit(F[keep], R[keep])
+            err += float(np.sum((ridge.predict(F[i : i + 1]) - R[i]) ** 2))
+        errors.append(err)
+    assert _loo_alpha(F, R) == ALPHAS[int(np.argmin(errors))]
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), split=st.integers(1, 39))
+def test_statistics_add_up_and_contexts_stay_apart(seed, split):
+    F, R, codes = _rows(seed)
+    whole = ContextReadout(3, F.shape[1], R.shape[1]).add(F, R, codes)
+    parts = ContextReadout(3, F.shape[1], R.shape[1])
+    parts.add(F[:split], R[:split], codes[:split]).add(F[split:], R[split:], codes[split:])
+    np.testing.assert_allclose(parts.gram_fr_, whole.gram_fr_, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(parts.sum_r_, whole.sum_r_, atol=1e-9)
+    # another context's rows never move a context's read-out
+    alone = ContextReadout(3, F.shape[1], R.shape[1]).add(F[codes == 0], R[codes == 0],
+                                                         codes[codes == 0])
+    for got, want in zip(alone.solve(0), whole.solve(0), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_empty_context_gets_no_correction():
+    F, R, codes = _rows(3)
+    readout = ContextReadout(4, F.shape[1], R.shape[1]).add(F, R, codes)
+    out = readout.correction(np.array([3, -1, 7]), F[:3])
+    assert np.all(out == 0)
+
+
+# -------------------------------------------------------- inside C3TLRegressor
+class _ZeroDecoderOutput(Callback):
+    """Makes Gamma output 0 so the network predicts the perturbation means."""
+
+    def on_train_begin(self, net, **kwargs):
+        last = net.module_.gamma[-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.zero_()
+
+
+@pytest.mark.parametrize("n_components", [None, 5])
+def test_offset_limit_is_the_additive_baseline(small_data, n_components):
+    X, Y = small_data
+    train, test = holdout_context(X, "ctx2", keep=0.3)
+    model = C3TLRegressor(
+        **{**FAST, "max_epochs": 2, "lr": 1e-12, "n_components": n_components},
+        adaptation="offset", callbacks=[_ZeroDecoderOutput()],
+    ).fit(X.iloc[train], Y.iloc[train])
+    additive = AdditiveBaseline().fit(X.iloc[train], Y.iloc[train])
+    np.testing.assert_allclose(
+        model.predict(X.iloc[test]), additive.predict(X.iloc[test]), atol=1e-4
+    )
+
+
+def test_adaptation_uses_only_the_contexts_own_measurements(small_data):
+    X, Y = small_data
+    model = C3TLRegressor(**FAST).fit(X, Y)
+    X_a = X[X.context == "ctx0"].assign(context="new_a")
+    Y_a = Y[(X.context == "ctx0").to_numpy()]
+    X_b = X[X.context == "ctx1"].assign(context="new_b")
+    Y_b = Y[(X.context == "ctx1").to_numpy()]
+    query = X_a.iloc[10:]
+    alone = model.predict(query, observed=(X_a.iloc[:10], Y_a.iloc[:10]))
+    both = model.predict(query, observed=(pd.concat([X_a.iloc[:10], X_b]),
+                                          pd.concat([Y_a.iloc[:10], Y_b])))
+    np.testing.assert_allclose(alone, both, atol=1e-5)
+    # and the measurements do change that context's prediction
+    codes_only = model._predict(query, (X_a.iloc[:10], Y_a.iloc[:10]), adapt_observed=False)
+    assert not np.allclose(alone, codes_only)
+
+
+def test_readout_improves_a_sparsely_measured_context(small_data):
+    X, Y = small_data
+    train, test = holdout_context(X, "ctx3", keep=0.25)
+    errors = {}
+    for adaptation in (None, "offset", "ridge"):
+        model = C3TLRegressor(**{**FAST, "max_epochs": 60}, adaptation=adaptation)
+        pred = model.fit(X.iloc[train], Y.iloc[train]).predict(X.iloc[test])
+        errors[adaptation] = float(np.mean((pred - Y.iloc[test].to_numpy()) ** 2))
+    assert errors["ridge"] < errors[None]
+
+
+def test_no_leakage_of_test_pairs(small_data):
+    """Held-out pairs' effects cannot reach their predictions: changing them changes nothing."""
+    X, Y = small_data
+    train, test = holdout_context(X, "ctx1", keep=0.3)
+    model = C3TLRegressor(**FAST).fit(X.iloc[train], Y.iloc[train])
+    pred = model.predict(X.iloc[test])
+    # a fit pair's held-out prediction does not move when its own effect does
+    module = model.net_.module_.eval()
+    with torch.no_grad():
+        before = module.held_out_predictions()
+        x = module.obs_x.clone()
+        x[0] += 5.0
+        module.set_observations(x, module.obs_context, module.obs_perturbation)
+        after = module.held_out_predictions()
+    np.testing.assert_allclose(after[0].numpy(), before[0].numpy(), atol=1e-4)
+    assert pred.shape == (len(test), Y.shape[1])
+
+
+def test_held_out_prediction_equals_prediction_without_the_pair(small_data):
+    X, Y = small_data
+    model = C3TLRegressor(**{**FAST, "n_components": None}).fit(X, Y)
+    module = model.net_.module_.eval()
+    x, c, p = module.obs_x.clone(), module.obs_context.clone(), module.obs_perturbation.clone()
+    with torch.no_grad():
+        held = module.held_out_predictions()
+        for i in (0, 17, 101):
+            keep = torch.arange(len(x)) != i
+            module.set_observations(x[keep], c[keep], p[keep])
+            direct = module.predict_pairs(torch.stack([c[i : i + 1], p[i : i + 1]], 1))
+            np.testing.assert_allclose(held[i].numpy(), direct[0].numpy(), atol=1e-5)
+            module.set_observations(x, c, p)
+
+
+def test_adaptation_is_deterministic_and_validated(small_data):
+    X, Y = small_data
+    a = C3TLRegressor(**FAST).fit(X, Y).predict(X.iloc[:20])
+    b = C3TLRegressor(**FAST).fit(X, Y).predict(X.iloc[:20])
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="adaptation"):
+        C3TLRegressor(**FAST, adaptation="bayes").fit(X, Y)
+    plain = C3TLRegressor(**FAST, adaptation=None).fit(X, Y)
+    assert plain.readout_ is None and plain.readout_features_ is None
