@@ -9,11 +9,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # the doctests fit small networks; one thread each keeps them quick on shared cores
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import c3tl_sklearn  # noqa: E402
+import c3tl_sklearn
 
 project = "c3tl-sklearn"
 author = "c3tl-sklearn developers"
-copyright = "2026, c3tl-sklearn developers"  # noqa: A001
+copyright = "2026, c3tl-sklearn developers"
 release = c3tl_sklearn.__version__
 version = release
 
