@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 # (the default PyPI wheel on Linux is the CUDA build) or installs their own first.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo test lint benchmark scarcity speed clean
+.PHONY: install demo test docs lint benchmark scarcity speed clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,13 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+# The API reference and the getting-started page into docs/_build/html, warnings
+# as errors; then the page's examples and every docstring example run as doctests
+docs: install
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	$(PY) -m sphinx -W --keep-going -q -b doctest docs docs/_build/doctest
+	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules c3tl_sklearn
 
 # The paper's held-out-context protocol on LINCS, every model tuned with 20 Optuna trials
 benchmark: install
@@ -41,4 +48,4 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info docs/_build docs/generated

@@ -22,6 +22,7 @@ _EXPORTS = {
     "C3TLSearchCV": "tuning",
     "pseudobulk": "preprocessing",
     "to_anndata": "preprocessing",
+    "load_glioblastoma_crispri": "datasets",
     "load_lincs_knockdowns": "datasets",
     "make_synthetic_perturbations": "datasets",
 }

@@ -18,6 +18,26 @@ Edge cases have defined values, so no NaN reaches an average:
 - :func:`top_k_overlap`: ties in magnitude are broken in favour of the lower
   gene index.
 
+How they relate to cell-eval (0.8.2), the implementation the field compares
+against; ``tests/test_metrics_celleval.py`` computes both on the same effects:
+
+- :func:`pearson_delta` is cell-eval's ``pearson_delta``; cell-eval takes the
+  predicted effect against the predicted file's controls, see the function's
+  notes.
+- mean squared / absolute error over all entries of the effects (the
+  ``mse`` column of :func:`score_table`, :data:`mse_scorer`,
+  :func:`sklearn.metrics.mean_absolute_error`) is the mean over
+  perturbations of cell-eval's ``mse_delta`` / ``mae_delta``, and of its
+  ``mse`` / ``mae`` on pseudo-bulk expression when the predicted and real
+  controls coincide.
+- :func:`discrimination_score` with ``metric="l1"|"l2"|"cosine"`` and
+  ``convention="cell-eval"`` is cell-eval's
+  ``discrimination_score_{l1,l2,cosine}``; the default convention is the
+  pairwise fraction, an affine map of it per context.
+- :func:`top_k_overlap` is cell-eval's ``overlap_at_k`` on differential
+  expression tables in which every gene is significant.
+- :func:`centered_pearson_delta` has no cell-eval counterpart.
+
 The scorers (``pearson_scorer``, ``centered_pearson_scorer``, ...) plug into
 ``scoring=`` of :func:`~sklearn.model_selection.cross_val_score` and
 :class:`~sklearn.model_selection.GridSearchCV`; the two that need the context of
@@ -34,6 +54,7 @@ from numbers import Integral
 import numpy as np
 import pandas as pd
 from scipy import sparse
+from scipy.spatial.distance import cdist
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import make_scorer, mean_squared_error
 
@@ -183,6 +204,27 @@ def pearson_delta(Y_true, Y_pred, *, per_row: bool = False):
         vector is constant counts as ``0.0``, with an
         :class:`~sklearn.exceptions.UndefinedMetricWarning`.
 
+    Notes
+    -----
+    For row ``i``, ``r_i = corr(t_i, p_i)`` over genes, and the score is the
+    mean of ``r_i``. This is cell-eval's ``pearson_delta`` (0.8.2; scipy's
+    :func:`~scipy.stats.pearsonr` per perturbation, averaged over
+    perturbations) when both are given the same effects: equal to 1e-6 in
+    ``tests/test_metrics_celleval.py``. The deliberate differences:
+
+    - which control an effect is taken against. cell-eval computes
+      ``t_i = mean(real cells of i) - mean(real controls)`` and
+      ``p_i = mean(predicted cells of i) - mean(predicted controls)``, the
+      predicted file's own controls (cell-eval issue #196); here ``Y_pred``
+      is compared as given, and a model predicts effects against the
+      measured controls of the context. With predicted controls ``c_pred``
+      and measured ones ``c_real``, cell-eval's value is this function's on
+      ``Y_pred + c_real - c_pred``.
+    - cell-eval scores one context per run; here the mean is over every
+      row given, so it pools contexts (weighting each by its rows), and
+      :func:`score_table` reports each context separately.
+    - a constant row gives NaN in cell-eval and ``0.0`` here.
+
     Examples
     --------
     >>> import numpy as np
@@ -289,14 +331,19 @@ def centered_pearson_delta(Y_true, Y_pred, contexts, *, per_row: bool = False):
 # --------------------------------------------------------------------------- discrimination
 
 
-def _discrimination_rows(Yt: np.ndarray, Yp: np.ndarray, codes: np.ndarray) -> np.ndarray:
+def _discrimination_rows(
+    Yt: np.ndarray, Yp: np.ndarray, codes: np.ndarray, metric: str = "l2"
+) -> np.ndarray:
     """Per-row discrimination score; NaN for rows alone in their context.
 
-    For a fixed prediction ``p_i`` the squared distance to ``t_j`` is
-    ``|p_i|^2 + |t_j|^2 - 2 p_i.t_j``; the first term is the same for every
-    ``j``, so ``|t_j|^2 - 2 p_i.t_j`` orders the ``j`` identically and is one
-    matrix product. Identical truth rows share one column, so their (tied)
-    distances are exactly equal.
+    Only the order of the distances from a prediction matters, so each metric
+    uses the cheapest quantity with the same order. L2: for a fixed prediction
+    ``p_i`` the squared distance to ``t_j`` is ``|p_i|^2 + |t_j|^2 - 2
+    p_i.t_j``; the first term is the same for every ``j``, so ``|t_j|^2 - 2
+    p_i.t_j`` orders the ``j`` identically and is one matrix product. Cosine:
+    ``1 - cos`` is ordered as ``-p_i.t_j / |t_j|``. L1 has no such shortcut.
+    Identical truth rows share one column, so their (tied) distances are
+    exactly equal.
     """
     scores = np.full(Yt.shape[0], np.nan)
     order = np.argsort(codes, kind="stable")
@@ -307,10 +354,22 @@ def _discrimination_rows(Yt: np.ndarray, Yp: np.ndarray, codes: np.ndarray) -> n
             continue
         truth, inverse = np.unique(Yt[rows], axis=0, return_inverse=True)
         inverse = inverse.ravel()
-        sq_norms = np.einsum("ij,ij->i", truth, truth)
+        if metric == "l2":
+            sq_norms = np.einsum("ij,ij->i", truth, truth)
+        elif metric == "cosine":
+            norms = np.sqrt(np.einsum("ij,ij->i", truth, truth))
+            # a zero vector has cosine similarity 0 with everything, as in scikit-learn
+            truth = truth / np.where(norms > 0, norms, 1.0)[:, None]
         for start in range(0, m, _BLOCK):
             block = np.arange(start, min(start + _BLOCK, m))
-            dist = (sq_norms - 2.0 * (Yp[rows[block]] @ truth.T))[:, inverse]  # (b, m)
+            pred = Yp[rows[block]]
+            if metric == "l2":
+                dist = sq_norms - 2.0 * (pred @ truth.T)
+            elif metric == "cosine":
+                dist = -(pred @ truth.T)
+            else:
+                dist = cdist(pred, truth, metric="cityblock")
+            dist = dist[:, inverse]  # (b, m)
             own = dist[np.arange(block.size), block][:, None]
             farther = (dist > own).sum(axis=1)
             ties = (dist == own).sum(axis=1) - 1  # minus the row itself
@@ -318,11 +377,23 @@ def _discrimination_rows(Yt: np.ndarray, Yp: np.ndarray, codes: np.ndarray) -> n
     return scores
 
 
-def discrimination_score(Y_true, Y_pred, contexts, *, per_row: bool = False):
+_DISCRIMINATION_METRICS = ("l2", "l1", "cosine")
+_DISCRIMINATION_CONVENTIONS = ("pairwise", "cell-eval")
+
+
+def discrimination_score(
+    Y_true,
+    Y_pred,
+    contexts,
+    *,
+    metric: str = "l2",
+    convention: str = "pairwise",
+    per_row: bool = False,
+):
     """How well each prediction picks out its own perturbation among its context's.
 
     For row ``i`` and every other row ``j`` of the same context, ``j`` counts 1
-    if its true effect is farther (Euclidean) from the prediction for ``i``
+    if its true effect is farther (by ``metric``) from the prediction for ``i``
     than ``i``'s own true effect is, and 1/2 if it is exactly as far. The row
     score is the fraction over the ``j``; the result is the mean over rows.
     1 is perfect; 0.5 is what predicting the same vector for every
@@ -337,6 +408,24 @@ def discrimination_score(Y_true, Y_pred, contexts, *, per_row: bool = False):
     contexts : array-like of shape (n_rows,) or None
         Context label of every row; rows are compared only within their
         context. ``None`` compares all rows with each other.
+    metric : {"l2", "l1", "cosine"}, default="l2"
+        Distance between a prediction and a true effect: Euclidean, Manhattan
+        or cosine distance (``1 - cos``; a zero vector is at distance 1 from
+        everything, as in :func:`sklearn.metrics.pairwise_distances`).
+    convention : {"pairwise", "cell-eval"}, default="pairwise"
+        How the comparisons become a score, for a context with ``m`` rows:
+
+        - ``"pairwise"``: ``s_i = (farther_i + ties_i / 2) / (m - 1)``, the
+          fraction of the other perturbations that the prediction places
+          farther away than its own. 1 is perfect, 0 the worst, 0.5 chance.
+        - ``"cell-eval"``: ``1 - rank_i / m``, cell-eval's
+          ``discrimination_score_{l1,l2,cosine}``, where ``rank_i`` is the
+          number of true effects (of all ``m``, the row's own included)
+          closer to the prediction than the row's own, ties counted as one
+          half. It equals ``(1 + (m - 1) s_i) / m``: 1 is perfect, ``1 / m``
+          the worst and ``(m + 1) / (2 m)`` chance, so its floor depends on
+          how many perturbations a context has.
+
     per_row : bool, default=False
         Return the per-row scores instead of their mean.
 
@@ -350,7 +439,30 @@ def discrimination_score(Y_true, Y_pred, contexts, *, per_row: bool = False):
     Raises
     ------
     ValueError
-        If no context has two or more rows (and ``per_row=False``).
+        If no context has two or more rows (and ``per_row=False``), or for an
+        unknown ``metric`` or ``convention``.
+
+    Notes
+    -----
+    Relation to cell-eval (``cell_eval.metrics.discrimination_score``, 0.8.2),
+    which scores one context per run: with ``convention="cell-eval"`` and the
+    same ``metric`` the per-row values are equal to cell-eval's per
+    perturbation (tested to 1e-6 in ``tests/test_metrics_celleval.py``) when
+    the inputs are the same effects. The deliberate differences:
+
+    - cell-eval's effects are differences of pseudo-bulk means against the
+      control cells of each file, the predicted file's own (predicted)
+      controls for predictions (cell-eval issues #183 and #196); here both
+      matrices are effects already, in practice against the measured controls
+      (:func:`~c3tl_sklearn.preprocessing.pseudobulk`).
+    - cell-eval drops, by default, the gene named like the perturbation
+      (``exclude_target_gene=True``, for knockdowns whose target dominates
+      the profile); here every column counts, so drop the target gene from
+      ``Y_true`` and ``Y_pred`` to reproduce it.
+    - cell-eval breaks exact ties by the sort order of perturbation names;
+      here a tie counts one half, its expected value under a random order.
+    - A context with one perturbation scores 1 in cell-eval (nothing to
+      confuse it with); here it is left out, with a warning.
 
     Examples
     --------
@@ -361,10 +473,21 @@ def discrimination_score(Y_true, Y_pred, contexts, *, per_row: bool = False):
     1.0
     >>> discrimination_score(Y_true, np.zeros((3, 2)), None)
     0.5
+    >>> round(discrimination_score(Y_true, np.zeros((3, 2)), None, convention="cell-eval"), 3)
+    0.667
     """
+    if metric not in _DISCRIMINATION_METRICS:
+        raise ValueError(f"metric must be one of {_DISCRIMINATION_METRICS}; got {metric!r}.")
+    if convention not in _DISCRIMINATION_CONVENTIONS:
+        raise ValueError(
+            f"convention must be one of {_DISCRIMINATION_CONVENTIONS}; got {convention!r}."
+        )
     Yt, Yp = _check_pair(Y_true, Y_pred)
     codes = _check_contexts(contexts, Yt.shape[0])
-    scores = _discrimination_rows(Yt, Yp, codes)
+    scores = _discrimination_rows(Yt, Yp, codes, metric)
+    if convention == "cell-eval":
+        m = np.bincount(codes)[codes]
+        scores = (1.0 + (m - 1) * scores) / m
     alone = np.isnan(scores)
     if alone.any():
         warnings.warn(
@@ -431,6 +554,20 @@ def top_k_overlap(Y_true, Y_pred, k: int = 50, *, per_row: bool = False):
     -------
     score : float or ndarray of shape (n_rows,)
         In [0, 1]; 1 when the top-``k`` sets agree.
+
+    Notes
+    -----
+    cell-eval's ``overlap_at_k`` (0.8.2) is the same fraction over genes
+    from differential-expression tables: per perturbation, the genes with
+    FDR below 0.05 ranked by ``|log2 fold change|`` (ties by table order).
+    Given tables in which every gene is significant and the log fold change
+    is the effect, the two are equal (tested in
+    ``tests/test_metrics_celleval.py``). On cells they differ by design:
+    cell-eval's genes are those its Mann-Whitney tests call significant, its
+    fold change is ``log2`` of the ratio of mean expression in count space
+    (``mean(expm1(x))``), and it divides by ``min(k, n_significant)``;
+    here every gene is ranked by the effect as given (a difference of means
+    of log-normalised expression) and the divisor is ``k``.
 
     Examples
     --------
