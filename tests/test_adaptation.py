@@ -30,7 +30,8 @@ def test_offset_is_the_shrunk_mean_residual():
         b, *_ = readout.solve(c)
         np.testing.assert_allclose(b, R[rows].sum(0) / (rows.sum() + 1.0))
     out = readout.correction(codes, F, features=False)
-    np.testing.assert_allclose(out[codes == 1], np.broadcast_to(readout.solve(1)[0], out[codes == 1].shape))
+    expected = np.broadcast_to(readout.solve(1)[0], out[codes == 1].shape)
+    np.testing.assert_allclose(out[codes == 1], expected)
 
 
 def test_map_matches_sklearn_ridge_on_centred_data():
@@ -38,7 +39,7 @@ def test_map_matches_sklearn_ridge_on_centred_data():
 
     F, R, codes = _rows(1, n=60)
     readout = ContextReadout(3, F.shape[1], R.shape[1]).add(F, R, codes)
-    b, W, f_bar, alpha = readout.solve(2)
+    _, W, f_bar, alpha = readout.solve(2)
     rows = codes == 2
     ridge = Ridge(alpha=alpha).fit(F[rows], R[rows])
     np.testing.assert_allclose(W, ridge.coef_.T, atol=1e-5)
