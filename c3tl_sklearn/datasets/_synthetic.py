@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 from sklearn.utils import check_random_state
 
 __all__ = ["make_synthetic_perturbations"]
@@ -18,6 +19,9 @@ def make_synthetic_perturbations(
     hidden_dim: int = 64,
     context_scale: float = 0.7,
     noise: float = 0.1,
+    context_offset: float = 0.0,
+    noise_df: float | None = None,
+    rank_transform: bool = False,
     observed_fraction: float = 1.0,
     as_frame: bool = True,
     return_truth: bool = False,
@@ -46,6 +50,20 @@ def make_synthetic_perturbations(
     noise : float, default=0.1
         Standard deviation of the observation noise, relative to the unit
         standard deviation of the noise-free effects.
+    context_offset : float, default=0.0
+        Standard deviation of a per-context, per-gene offset added to every
+        effect of the context (relative to the unit standard deviation of
+        the manifold effects): contexts that differ mostly by a shift, as
+        cell lines with different baselines do.
+    noise_df : float or None, default=None
+        Degrees of freedom of Student-t observation noise (heavy tails, as
+        outlier wells give); ``None`` draws Gaussian noise. Either way the
+        noise is scaled to standard deviation ``noise`` (``noise_df > 2``).
+    rank_transform : bool, default=False
+        Replace each observed effect vector by the normal scores of its
+        ranks (``Phi^-1((rank - 0.5) / n_genes)``), the signed rank-type
+        values that signature databases publish; ``truth["effects"]`` stays
+        on the original scale.
     observed_fraction : float, default=1.0
         Fraction of (context, perturbation) pairs returned; each perturbation
         keeps at least one pair.
@@ -80,8 +98,10 @@ def make_synthetic_perturbations(
             raise ValueError(f"{name} must be a positive integer; got {value!r}.")
     if not 0.0 < observed_fraction <= 1.0:
         raise ValueError(f"observed_fraction must be in (0, 1]; got {observed_fraction!r}.")
-    if noise < 0 or context_scale < 0:
-        raise ValueError("noise and context_scale must be non-negative.")
+    if noise < 0 or context_scale < 0 or context_offset < 0:
+        raise ValueError("noise, context_scale and context_offset must be non-negative.")
+    if noise_df is not None and not noise_df > 2:
+        raise ValueError(f"noise_df must be above 2 (finite variance) or None; got {noise_df!r}.")
     rng = check_random_state(random_state)
 
     z = rng.standard_normal((n_perturbations, latent_dim))
@@ -105,10 +125,21 @@ def make_synthetic_perturbations(
         u = z[pi[sl]] + psi[ci[sl]]
         clean[sl] = np.tanh(u @ w1 + b1) @ w2
     clean /= clean.std()
+    if context_offset > 0:
+        clean += (context_offset * rng.standard_normal((n_contexts, n_genes)))[ci].astype(
+            np.float32
+        )
     Y = np.empty_like(clean)
     for start in range(0, ci.size, 8192):
         sl = slice(start, start + 8192)
-        Y[sl] = clean[sl] + noise * rng.standard_normal(clean[sl].shape)
+        if noise_df is None:
+            eps = rng.standard_normal(clean[sl].shape)
+        else:
+            eps = rng.standard_t(noise_df, clean[sl].shape) / np.sqrt(noise_df / (noise_df - 2))
+        Y[sl] = clean[sl] + noise * eps
+    if rank_transform:
+        ranks = Y.argsort(axis=1).argsort(axis=1) + 0.5
+        Y = norm.ppf(ranks / n_genes).astype(np.float32)
 
     ctx_names = np.array([f"ctx{i}" for i in range(n_contexts)], dtype=object)
     pert_names = np.array([f"pert{i}" for i in range(n_perturbations)], dtype=object)
