@@ -136,10 +136,10 @@ class C3TLRegressor(PerturbationRegressorMixin):
         squared error over genes up to a constant, so this is the paper's model
         with the decoder's output kept in the span of the data, plus (with
         ``residual``) the exact perturbation mean in gene space. It makes an
-        epoch's cost independent of the number of genes; on LINCS 50
-        components were as accurate as all 593 genes and better than 20, 32
-        or 128. ``None``, or a value not below the number of genes, works on
-        the genes directly.
+        epoch's cost independent of the number of genes; what the basis
+        leaves out of a context is recovered in gene space by the read-out
+        (``adaptation``). ``None``, or a value not below the number of genes,
+        works on the genes directly.
     latent_dim : int, default=64
         Width of the shared latent space of perturbation and context codes.
     hidden_dims : tuple of int, default=(256,)
@@ -161,11 +161,9 @@ class C3TLRegressor(PerturbationRegressorMixin):
         its perturbations' observations: perturbation codes stay exact and
         each context code is the mean over the batch's pairs of that context.
         A step then costs in proportion to its batch, so an epoch is linear in
-        the number of pairs and gives several steps. On the Tahoe shape (48 x
-        1,138 x 2,000, synthetic, 2 threads) 4096 reached a held-out MSE of
-        0.0236 in 107 s, full-batch steps (``None``) 0.0229 in 327 s and
-        2048 0.0191 in 182 s (``benchmarks/batch_size.py``). ``None``
-        always trains full-batch.
+        the number of pairs and gives several steps
+        (``benchmarks/batch_size.py`` measures what that costs in accuracy).
+        ``None`` always trains full-batch.
     patience : int, default=20
         Early stopping: epochs without improvement of the validation loss
         before training stops; the best weights are restored.
@@ -564,15 +562,12 @@ class C3TLRegressor(PerturbationRegressorMixin):
         observed : tuple (X_obs, Y_obs), optional
             Measurements made after fit, for example a handful of
             perturbations in a brand-new context: an index table and its
-            effects, like the arguments of :meth:`fit`. They update the codes
-            of their contexts (new context labels included) without any
-            gradient step, in milliseconds; perturbation codes stay those of
-            fit. Every perturbation in ``X_obs`` must have been seen in fit.
-            The codes alone transfer little to a context unlike any seen in
-            fit (on LINCS, trained on five cell lines: pearson_delta 0.67
-            against 0.92 for a refit); :class:`~c3tl_sklearn.C3TLEnsemble`
-            adds a closed-form read-out of these measurements on top and
-            matches the refit (0.93), also with a single member.
+            effects, like the arguments of :meth:`fit`. Without any gradient
+            step they update the codes of their contexts (new context labels
+            included) and join the context read-out (see ``adaptation``),
+            which is what carries most of what they say about a context the
+            network never trained on. Perturbation codes stay those of fit;
+            every perturbation in ``X_obs`` must have been seen in fit.
 
         Returns
         -------
