@@ -523,8 +523,8 @@ gene_names_
 
         Returns
         -------
-        Y_mean : ndarray of shape (n_rows, n_genes), float32
-        Y_std : ndarray of shape (n_rows, n_genes), float32
+        Y_mean : ndarray of shape (n_rows, n_genes), float64
+        Y_std : ndarray of shape (n_rows, n_genes), float64
             Only with ``return_std=True``; strictly positive.
         """
         check_is_fitted(self)
@@ -537,9 +537,9 @@ gene_names_
         self._warn_zero_shot(X, zero_shot)
         mean = preds.mean(axis=0)
         if not return_std:
-            return mean.astype(np.float32)
+            return mean
         std = np.sqrt(self._variance(preds, p_codes, inflation, zero_shot))
-        return mean.astype(np.float32), std.astype(np.float32)
+        return mean, std
 
     def _variance(self, preds, p_codes, inflation, zero_shot) -> np.ndarray:
         """Calibrated predictive variance (n_rows, n_genes), strictly positive."""

@@ -8,7 +8,6 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 import torch
-from scipy import sparse
 from sklearn.base import _fit_context
 from sklearn.decomposition import PCA
 from sklearn.utils import check_random_state
@@ -28,10 +27,12 @@ from ._validation import (
     encode_labels,
 )
 from .adaptation import ContextReadout
-from .network import C3TLNetwork
+from .network import CONTEXT, PERTURBATION, C3TLNetwork, query_pairs
 
 __all__ = ["C3TLRegressor"]
 
+#: AdamW's fused kernel runs on CPU from torch 2.4 on (earlier versions raise).
+_FUSED_ADAMW = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)
 #: At most this many principal components of the perturbations' mean effects
 #: are read-out features.
 _MAX_MEAN_COMPONENTS = 50
@@ -94,23 +95,33 @@ class TensorBatchIterator:
 
 
 class C3TLNet(NeuralNetRegressor):
-    """skorch's regressor with a squared error that can weight contexts.
+    """skorch's regressor for :class:`C3TLNetwork`: observations and a context-weighted loss.
 
+    ``observations`` (a tuple ``(x, context, perturbation)``) are what the
+    network encodes from; they are handed to every module skorch
+    initialises, so its own ``fit`` works as for any module.
     ``context_weight`` (a tensor with one weight per context code, or
     ``None``) rescales each pair's mean squared error over genes by its
     context's weight, so that sparsely measured contexts are not drowned out
     by densely measured ones.
     """
 
-    def __init__(self, *args, context_weight=None, **kwargs):
+    def __init__(self, *args, observations=None, context_weight=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.observations = observations
         self.context_weight = context_weight
+
+    def initialize_module(self):
+        super().initialize_module()
+        if self.observations is not None:
+            self.module_.set_observations(*self.observations)
+        return self
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         if self.context_weight is None or X is None:
             return super().get_loss(y_pred, y_true, X=X, training=training)
         y_true = torch.as_tensor(y_true, device=y_pred.device)
-        weight = self.context_weight.to(y_pred.device)[X[:, 0].long()]
+        weight = self.context_weight.to(y_pred.device)[X[:, CONTEXT].long()]
         per_pair = ((y_pred - y_true) ** 2).mean(dim=1)
         return (weight * per_pair).sum() / weight.sum()
 
@@ -365,7 +376,6 @@ class C3TLRegressor(PerturbationRegressorMixin):
             raise ValueError("device='cuda' was requested but torch sees no CUDA device.")
 
         c_codes, p_codes, Y_arr = self._validate_fit_data(X, Y)
-        Y_genes = Y_arr
         rng = check_random_state(self.random_state)
         valid = self._validation_mask(c_codes, p_codes, rng)
         train = ~valid
@@ -375,52 +385,28 @@ class C3TLRegressor(PerturbationRegressorMixin):
                 "No observed pair can be predicted from the others: every perturbation "
                 "needs observations in at least two contexts."
             )
-        pairs = np.column_stack([c_codes, p_codes, np.full(len(c_codes), -1)]).astype(np.int64)
-        # position of each training row inside the encoder's observation buffers
-        pairs[train, 2] = np.arange(int(train.sum()))
-
+        # each training row's position inside the encoder's observation buffers
+        rows = np.where(train, np.cumsum(train) - 1, -1)
+        pairs = query_pairs(c_codes, p_codes, rows)
         seed = int(rng.randint(np.iinfo(np.int32).max))
-        self.pca_ = None
-        self.mean_outside_basis_ = None
-        if self.n_components is not None and self.n_components < min(Y_arr.shape):
-            self.pca_ = PCA(self.n_components, random_state=seed)
-            self.pca_.fit(Y_arr[train])
-            coefs = self.pca_.transform(Y_arr).astype(np.float32)
-            if self.residual:
-                # The network decodes a correction to the perturbation mean, which is
-                # exact in gene space: the part of each mean outside the basis is kept
-                # and added at predict (means commute with the affine projection).
-                n_pert = len(self.perturbations_)
-                members = sparse.csr_matrix(
-                    (np.ones(len(p_codes)), (p_codes, np.arange(len(p_codes)))),
-                    shape=(n_pert, len(p_codes)),
-                )
-                counts = np.bincount(p_codes, minlength=n_pert)[:, None]
-                mean_y = members @ Y_arr / counts
-                mean_coefs = (members @ coefs / counts).astype(np.float32)
-                self.mean_outside_basis_ = (
-                    mean_y - self.pca_.inverse_transform(mean_coefs)
-                ).astype(np.float32)
-            Y_arr = coefs
+        Y_net = self._fit_basis(Y_arr, p_codes, train, seed)
 
         devices = []
         if device.type == "cuda":
             devices = [device.index if device.index is not None else torch.cuda.current_device()]
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            self.net_ = self._make_net(hidden_dims, valid, pairs, Y_arr, int(targets.sum()))
-            self.net_.initialize()
-            self.net_.module_.set_observations(
-                torch.from_numpy(Y_arr[train]), c_codes[train], p_codes[train]
-            )
-            self.net_.partial_fit(pairs[targets], Y_arr[targets])
+            observations = (torch.from_numpy(Y_net[train]), c_codes[train], p_codes[train])
+            self.net_ = self._make_net(hidden_dims, valid, pairs, Y_net, int(targets.sum()),
+                                       observations)
+            self.net_.fit(pairs[targets], Y_net[targets])
 
         # prediction encodes from every observation, the validation pairs included
-        self.net_.module_.set_observations(torch.from_numpy(Y_arr), c_codes, p_codes)
+        self.net_.module_.set_observations(torch.from_numpy(Y_net), c_codes, p_codes)
         self.validation_mask_ = valid
         self.history_ = self.net_.history
         self.n_epochs_ = len(self.history_)
-        self._fit_readout(Y_genes, c_codes, p_codes)
+        self._fit_readout(Y_arr, c_codes, p_codes)
         return self
 
     def _fit_readout(self, Y_genes, c_codes, p_codes) -> None:
@@ -480,6 +466,25 @@ class C3TLRegressor(PerturbationRegressorMixin):
             out += self.mean_outside_basis_[p_codes]
         return out
 
+    def _fit_basis(self, Y_arr, p_codes, train, seed) -> np.ndarray:
+        """Fit ``pca_`` and ``mean_outside_basis_``; return the effects the network reads."""
+        self.pca_ = self.mean_outside_basis_ = None
+        if self.n_components is None or self.n_components >= min(Y_arr.shape):
+            return Y_arr
+        self.pca_ = PCA(self.n_components, random_state=seed).fit(Y_arr[train])
+        coefs = self.pca_.transform(Y_arr).astype(np.float32)
+        if self.residual:
+            # The network decodes a correction to the perturbation mean, which is
+            # exact in gene space: the part of each mean outside the basis is kept
+            # and added at predict (means commute with the affine projection).
+            n_pert = len(self.perturbations_)
+            mean_y, _ = segment_means(p_codes, n_pert, Y_arr)
+            mean_coefs, _ = segment_means(p_codes, n_pert, coefs)
+            self.mean_outside_basis_ = (
+                mean_y - self.pca_.inverse_transform(mean_coefs.astype(np.float32))
+            ).astype(np.float32)
+        return coefs
+
     def _validation_mask(self, c_codes, p_codes, rng) -> np.ndarray:
         """Hold out a fraction of each context's pairs whose perturbation stays observed."""
         valid = transfer_holdout_mask(c_codes, p_codes, self.validation_fraction, rng)
@@ -505,7 +510,7 @@ class C3TLRegressor(PerturbationRegressorMixin):
         n_c = np.bincount(c_codes[train], minlength=len(self.contexts_))
         return (n_p[p_codes] > 1) & (n_c[c_codes] > 1)
 
-    def _make_net(self, hidden_dims, valid, pairs, Y_arr, n_targets) -> NeuralNetRegressor:
+    def _make_net(self, hidden_dims, valid, pairs, Y_arr, n_targets, observations):
         callbacks = list(self.callbacks or [])
         train_split = None
         if valid.any():
@@ -515,7 +520,7 @@ class C3TLRegressor(PerturbationRegressorMixin):
             )
         context_weight = None
         if self.context_balance > 0:
-            n_ctx = np.bincount(pairs[~valid, 0], minlength=len(self.contexts_)).clip(min=1)
+            n_ctx = np.bincount(pairs[~valid, CONTEXT], minlength=len(self.contexts_)).clip(min=1)
             context_weight = torch.as_tensor(
                 n_ctx ** -float(self.context_balance), dtype=torch.float32
             )
@@ -523,6 +528,7 @@ class C3TLRegressor(PerturbationRegressorMixin):
         batch_sets = batch_size < n_targets
         return C3TLNet(
             C3TLNetwork,
+            observations=observations,
             context_weight=context_weight,
             module__n_genes=Y_arr.shape[1],
             module__n_contexts=len(self.contexts_),
@@ -536,13 +542,14 @@ class C3TLRegressor(PerturbationRegressorMixin):
             module__batch_sets=batch_sets,
             optimizer=torch.optim.AdamW,
             optimizer__weight_decay=self.weight_decay,
-            optimizer__fused=True,  # one kernel per step: 8x faster than the loop on CPU
+            # one kernel per step, far faster than the loop on CPU (torch >= 2.4)
+            optimizer__fused=_FUSED_ADAMW,
             lr=self.lr,
             max_epochs=self.max_epochs,
             batch_size=batch_size,
             iterator_train=TensorBatchIterator,
             iterator_train__shuffle=True,
-            iterator_train__group_col=1 if batch_sets else None,
+            iterator_train__group_col=PERTURBATION if batch_sets else None,
             iterator_valid=TensorBatchIterator,
             iterator_valid__batch_size=-1,
             train_split=train_split,
@@ -571,7 +578,9 @@ class C3TLRegressor(PerturbationRegressorMixin):
 
         Returns
         -------
-        Y_pred : ndarray of shape (n_rows, n_genes), float32
+        Y_pred : ndarray of shape (n_rows, n_genes), float64
+            The network computes in float32; the read-out and the output are
+            float64, like every estimator of the package.
         """
         return self._predict(X, observed)
 
@@ -588,7 +597,7 @@ class C3TLRegressor(PerturbationRegressorMixin):
         self._warn_unknown_contexts(c_codes, contexts)
         module = self.net_.module_.eval()
         device = module.obs_x.device
-        pairs = torch.from_numpy(np.column_stack([c_codes, p_codes]).astype(np.int64))
+        pairs = torch.from_numpy(query_pairs(c_codes, p_codes))
         extra_t = None if extra is None else [t.to(device) for t in extra[:3]]
         with torch.no_grad():
             Y_pred = module.predict_pairs(pairs.to(device), extra_t).cpu().numpy()
@@ -600,7 +609,7 @@ class C3TLRegressor(PerturbationRegressorMixin):
             Y_pred += readout.correction(
                 c_codes, self.readout_features_[p_codes], features=self.adaptation == "ridge"
             )
-        return Y_pred.astype(np.float32)
+        return Y_pred
 
     def _readout_with(self, extra, extra_t) -> ContextReadout:
         """The fit read-out plus the held-out residuals of post-fit measurements."""

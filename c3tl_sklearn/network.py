@@ -17,10 +17,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import pairwise
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["C3TLNetwork", "mlp"]
+__all__ = ["CONTEXT", "PERTURBATION", "ROW", "C3TLNetwork", "mlp", "query_pairs"]
+
+#: Columns of the ``(n, 3)`` long tensor of query pairs that ``forward`` takes:
+#: the context code, the perturbation code and the pair's row in the
+#: observation buffers (-1 when the pair is not among the observations).
+CONTEXT, PERTURBATION, ROW = 0, 1, 2
+
+
+def query_pairs(contexts, perturbations, rows=None) -> np.ndarray:
+    """The ``(n, 3)`` int64 query-pair array of the codes (``rows`` default -1)."""
+    rows = np.full(len(contexts), -1) if rows is None else rows
+    return np.column_stack([contexts, perturbations, rows]).astype(np.int64)
 
 
 def mlp(sizes: Sequence[int], dropout: float = 0.0) -> nn.Sequential:
@@ -89,11 +101,11 @@ class C3TLNetwork(nn.Module):
     are one ``Linear(n_genes, 2 * hidden)``: a single pass over the
     observation matrix per forward.
 
-    The forward input is a long tensor of shape ``(batch, 3)``: context code,
-    perturbation code and the row of the pair in the observation buffers (-1
-    if it is not observed). A context code of -1, or a context without
-    observations, is encoded as the mean of the observed context codes
-    (zero-shot).
+    The forward input is a long tensor of shape ``(batch, 3)`` (see
+    :func:`query_pairs`): context code, perturbation code and the row of the
+    pair in the observation buffers (-1 if it is not observed). A context
+    code of -1, or a context without observations, is encoded as the mean of
+    the observed context codes (zero-shot).
     """
 
     chunk_rows = 4096  # observations per block when encoding without autograd
@@ -281,7 +293,7 @@ class C3TLNetwork(nn.Module):
 
         A context code of -1 is predicted from the mean observed context code.
         """
-        ctx, pert = pairs[:, 0], pairs[:, 1]
+        ctx, pert = pairs[:, CONTEXT], pairs[:, PERTURBATION]
         z_table, psi_table = self.codes(extra)
         psi_unknown = psi_table.mean(0)
         psi = torch.where((ctx >= 0)[:, None], psi_table[ctx.clamp(min=0)], psi_unknown)
@@ -293,7 +305,7 @@ class C3TLNetwork(nn.Module):
         if not self.training:
             return self.predict_pairs(pairs)
 
-        ctx, pert, row = pairs[:, 0], pairs[:, 1], pairs[:, 2]
+        ctx, pert, row = pairs[:, CONTEXT], pairs[:, PERTURBATION], pairs[:, ROW]
         x, obs_ctx, obs_pert = self.obs_x, self.obs_context, self.obs_perturbation
         if self.batch_sets:
             # Encode only the observations of the batch's perturbations: their

@@ -50,7 +50,7 @@ def test_shapes_dtypes_and_positive_std(fitted, split):
     mean = fitted.predict(X.iloc[:7])
     mean2, std = fitted.predict(X.iloc[:7], return_std=True)
     assert mean.shape == std.shape == (7, Y.shape[1])
-    assert mean.dtype == std.dtype == np.float32
+    assert mean.dtype == std.dtype == np.float64
     np.testing.assert_array_equal(mean, mean2)
     assert np.all(np.isfinite(std)) and np.all(std > 0)
     assert len(fitted.estimators_) == 3

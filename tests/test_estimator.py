@@ -32,7 +32,7 @@ def test_fit_predict_shapes_and_fitted_attributes(small_data):
     model = C3TLRegressor(**FAST).fit(X, Y)
     pred = model.predict(X.iloc[:7])
     assert pred.shape == (7, Y.shape[1])
-    assert pred.dtype == np.float32
+    assert pred.dtype == np.float64
     assert np.isfinite(pred).all()
     assert list(model.contexts_) == sorted(X["context"].unique())
     assert list(model.perturbations_) == sorted(X["perturbation"].unique())
