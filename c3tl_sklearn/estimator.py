@@ -414,16 +414,20 @@ class C3TLRegressor(PerturbationRegressorMixin):
         self.readout_ = self.readout_features_ = None
         if self.adaptation is None:
             return
-        self.readout_features_ = self._perturbation_features(Y_genes, p_codes)
         module = self.net_.module_.eval()
         with torch.no_grad():
-            held_out = module.held_out_predictions().cpu().numpy()
+            held_out, z_rows = module.held_out_predictions(return_codes=True)
+        F, F_rows = self._readout_features(Y_genes, p_codes, z_rows.cpu().numpy())
+        # standardised over perturbations, so that one penalty suits every feature
+        mean, sd = F.mean(axis=0), F.std(axis=0)
+        sd = np.where(sd > 0, sd, 1.0)
+        self.readout_features_ = ((F - mean) / sd).astype(np.float32)
+        F_rows = (F_rows - mean) / sd
+        held_out = held_out.cpu().numpy()
         n_p = np.bincount(p_codes, minlength=len(self.perturbations_))
         # a perturbation measured only here has no prediction without its own pair
         usable = np.flatnonzero(n_p[p_codes] > 1)
-        self.readout_ = ContextReadout(
-            len(self.contexts_), self.readout_features_.shape[1], self.n_genes_
-        )
+        self.readout_ = ContextReadout(len(self.contexts_), F_rows.shape[1], self.n_genes_)
         # one context at a time: its penalty is chosen on all of its pairs at once
         for c in np.unique(c_codes[usable]):
             block = usable[c_codes[usable] == c]
@@ -435,26 +439,36 @@ class C3TLRegressor(PerturbationRegressorMixin):
                 own = y - self.pca_.inverse_transform(self.pca_.transform(y))
                 outside = self.mean_outside_basis_[p_codes[block]]
                 pred += (outside - own) / (n_p[p_codes[block]] - 1)[:, None]
-            self.readout_.add(
-                self.readout_features_[p_codes[block]], Y_genes[block] - pred, c_codes[block]
-            )
+            self.readout_.add(F_rows[block], Y_genes[block] - pred, c_codes[block])
 
-    def _perturbation_features(self, Y_genes, p_codes) -> np.ndarray:
-        """Standardised latent codes and mean-effect principal components per perturbation."""
+    def _readout_features(self, Y_genes, p_codes, z_rows):
+        """Read-out features per perturbation, and per fit pair without the pair.
+
+        The features are the latent perturbation codes and the principal
+        components of the perturbations' mean effects. A fit pair's residual
+        is regressed on its perturbation's features computed without the
+        pair itself (its own effect would otherwise leak into the features
+        and the read-out would learn from a signal that unmeasured pairs
+        never have).
+        """
         module = self.net_.module_.eval()
         with torch.no_grad():
             z, _ = module.codes()
-        means, _ = segment_means(p_codes, len(self.perturbations_), Y_genes)
+        n_pert = len(self.perturbations_)
+        per_pert = [z[:, : self.latent_dim].cpu().numpy().astype(np.float64)]
+        per_row = [z_rows.astype(np.float64)]
+        means, counts = segment_means(p_codes, n_pert, Y_genes)
+        k = int(min(_MAX_MEAN_COMPONENTS, n_pert - 1, self.n_genes_))
         basis = self.pca_
-        k = int(min(_MAX_MEAN_COMPONENTS, len(self.perturbations_) - 1, self.n_genes_))
-        if basis is None or basis.n_components_ > k:
-            basis = PCA(k, random_state=0).fit(Y_genes) if k >= 1 else None
-        parts = [z[:, : self.latent_dim].cpu().numpy().astype(np.float64)]
-        if basis is not None:
-            parts.append(basis.transform(means)[:, :k])
-        F = np.hstack(parts)
-        sd = F.std(axis=0)
-        return ((F - F.mean(axis=0)) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
+        if k >= 1 and (basis is None or basis.n_components_ > k):
+            basis = PCA(k, random_state=0).fit(Y_genes)
+        if k >= 1:
+            t_means = basis.transform(means)[:, :k]
+            t_own = basis.transform(Y_genes)[:, :k]
+            n = counts[p_codes][:, None]
+            per_pert.append(t_means)
+            per_row.append((n * t_means[p_codes] - t_own) / np.maximum(n - 1, 1))
+        return np.hstack(per_pert), np.hstack(per_row)
 
     def _to_genes(self, pred, p_codes) -> np.ndarray:
         """Network outputs in gene space (float64), with the mean outside the basis added."""

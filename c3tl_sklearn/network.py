@@ -230,7 +230,8 @@ class C3TLNetwork(nn.Module):
             return z, psi, n_z, n_psi
         return z, psi
 
-    def held_out_predictions(self, extra=None, include_fit: bool = True) -> torch.Tensor:
+    def held_out_predictions(self, extra=None, include_fit: bool = True,
+                             return_codes: bool = False):
         """Each observation predicted with itself left out of both of its means.
 
         This is what the network predicts for a pair it has not measured,
@@ -245,6 +246,9 @@ class C3TLNetwork(nn.Module):
             codes only, so only their context mean leaves them out.
         include_fit : bool, default=True
             Predict the stored observations too; ``False`` predicts ``extra`` only.
+        return_codes : bool, default=False
+            Also return each row's perturbation code (latent part) as used in
+            its prediction, that is with the row left out.
 
         Returns
         -------
@@ -261,7 +265,7 @@ class C3TLNetwork(nn.Module):
         if not include_fit:
             sources = sources[1:]
         psi_seen = psi[n_psi > 0].mean(0)
-        out = []
+        out, codes = [], []
         for x, ctx, pert, informs_z in sources:
             for start in range(0, len(x), self.chunk_rows):
                 block = slice(start, start + self.chunk_rows)
@@ -276,7 +280,12 @@ class C3TLNetwork(nn.Module):
                 k = n_psi[cb][:, None]
                 psib = torch.where(k > 1, (psi[cb] * k - hpsi) / (k - 1).clamp(min=1), psi_seen)
                 out.append(self.decode(zb, psib))
-        return torch.cat(out) if out else self.obs_x.new_zeros(0, self.obs_x.shape[1])
+                codes.append(zb[:, : self.latent_dim])
+        if not out:
+            out, codes = [self.obs_x.new_zeros(0, self.obs_x.shape[1])], [z[:0, : self.latent_dim]]
+        if return_codes:
+            return torch.cat(out), torch.cat(codes)
+        return torch.cat(out)
 
     def decode(self, z: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
         """Effects from perturbation codes ``z`` and context codes ``psi``.

@@ -128,17 +128,6 @@ def test_adaptation_uses_only_the_contexts_own_measurements(small_data):
     assert not np.allclose(alone, codes_only)
 
 
-def test_readout_improves_a_sparsely_measured_context(small_data):
-    X, Y = small_data
-    train, test = holdout_context(X, "ctx3", keep=0.25)
-    errors = {}
-    for adaptation in (None, "offset", "ridge"):
-        model = C3TLRegressor(**{**FAST, "max_epochs": 60}, adaptation=adaptation)
-        pred = model.fit(X.iloc[train], Y.iloc[train]).predict(X.iloc[test])
-        errors[adaptation] = float(np.mean((pred - Y.iloc[test].to_numpy()) ** 2))
-    assert errors["ridge"] < errors[None]
-
-
 def test_no_leakage_of_test_pairs(small_data):
     """Held-out pairs' effects cannot reach their predictions: changing them changes nothing."""
     X, Y = small_data
@@ -181,3 +170,32 @@ def test_adaptation_is_deterministic_and_validated(small_data):
         C3TLRegressor(**FAST, adaptation="bayes").fit(X, Y)
     plain = C3TLRegressor(**FAST, adaptation=None).fit(X, Y)
     assert plain.readout_ is None and plain.readout_features_ is None
+
+
+def test_a_pairs_own_effect_never_reaches_its_features(small_data):
+    """The read-out regresses a fit pair's residual on features made without that pair."""
+    X, Y = small_data
+    model = C3TLRegressor(**{**FAST, "n_components": 5}).fit(X, Y)
+    p_codes = np.searchsorted(model.perturbations_, X["perturbation"].to_numpy())
+    values = Y.to_numpy().astype(np.float32)
+    z_rows = np.zeros((len(X), model.latent_dim))
+    _, rows = model._readout_features(values, p_codes, z_rows)
+    changed = values.copy()
+    changed[3] += 10.0
+    _, rows_changed = model._readout_features(changed, p_codes, z_rows)
+    np.testing.assert_allclose(rows_changed[3], rows[3], atol=1e-5)
+    others = p_codes == p_codes[3]
+    others[3] = False
+    assert not np.allclose(rows_changed[others], rows[others])
+
+
+@pytest.mark.parametrize("keep", [0.25, 0.6])
+def test_ridge_readout_beats_no_adaptation(small_data, keep):
+    X, Y = small_data
+    train, test = holdout_context(X, "ctx3", keep=keep)
+    errors = {}
+    for adaptation in (None, "ridge"):
+        model = C3TLRegressor(**{**FAST, "max_epochs": 60}, adaptation=adaptation)
+        pred = model.fit(X.iloc[train], Y.iloc[train]).predict(X.iloc[test])
+        errors[adaptation] = float(np.mean((pred - Y.iloc[test].to_numpy()) ** 2))
+    assert errors["ridge"] < errors[None]
