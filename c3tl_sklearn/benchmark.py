@@ -142,7 +142,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._validation import check_no_duplicate_pairs
+from ._data import check_index_table, check_no_duplicate_pairs, check_response, unique_labels
 from .metrics import score_table
 
 __all__ = [
@@ -307,71 +307,31 @@ def check_benchmark_data(
     ...
     c3tl_sklearn.benchmark.BenchmarkDataError: data: only one context ('a'); ...
     """
-    if not isinstance(X, pd.DataFrame):
-        raise BenchmarkDataError(f"{source}: the index table must be a pandas DataFrame.")
-    missing = [c for c in (context_col, perturbation_col) if c not in X.columns]
-    if missing:
-        raise BenchmarkDataError(
-            f"{source}: missing column(s) {missing}; the columns are "
-            f"{list(X.columns)[:20]}{' ...' if len(X.columns) > 20 else ''}. Name the label "
-            "columns with --context-col and --perturbation-col."
-        )
     if isinstance(Y, pd.DataFrame):
         Y = _gene_matrix(Y, source, "Drop metadata columns from the effect matrix.")
-    else:
-        try:
-            arr = np.asarray(Y, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise BenchmarkDataError(f"{source}: the effects are not numeric ({exc}).") from exc
-        if arr.ndim != 2:
-            raise BenchmarkDataError(
-                f"{source}: the effects must be a 2-D (rows x genes) matrix; got shape "
-                f"{arr.shape}."
-            )
-        Y = pd.DataFrame(arr, columns=pd.Index([f"gene{i}" for i in range(arr.shape[1])],
-                                               name="gene"))
-    if len(Y) != len(X):
-        raise BenchmarkDataError(
-            f"{source}: the index table has {len(X)} rows but the effect matrix has "
-            f"{len(Y)}; row i of one must describe row i of the other."
+    try:
+        contexts, perturbations = check_index_table(
+            X, context_col, perturbation_col, name="the index table",
+            column_hint="Name the label columns with --context-col and --perturbation-col.",
         )
+        check_no_duplicate_pairs(contexts, perturbations)
+        values, _ = check_response(Y, n_rows=len(contexts), name="the effect matrix")
+    except (TypeError, ValueError) as exc:
+        raise BenchmarkDataError(f"{source}: {exc}") from exc
+    if not isinstance(Y, pd.DataFrame):
+        Y = pd.DataFrame(values, columns=pd.Index(
+            [f"gene{i}" for i in range(values.shape[1])], name="gene"))
     if Y.shape[1] < 2:
         raise BenchmarkDataError(
             f"{source}: the effects have {Y.shape[1]} gene column(s); the correlation "
             "metrics need at least 2 genes."
         )
-    X = X[[context_col, perturbation_col]].reset_index(drop=True)
-    for col in (context_col, perturbation_col):
-        isna = X[col].isna().to_numpy()
-        if isna.any():
-            raise BenchmarkDataError(
-                f"{source}: column {col!r} has {int(isna.sum())} missing label(s), the first "
-                f"in row {int(np.flatnonzero(isna)[0])}."
-            )
-    values = Y.to_numpy()
-    finite = np.isfinite(values)
-    if not finite.all():
-        rows, cols = np.nonzero(~finite)
-        i, j = int(rows[0]), int(cols[0])
-        raise BenchmarkDataError(
-            f"{source}: {int((~finite).sum())} effect value(s) are NaN or infinite in "
-            f"{np.unique(rows).size} row(s); the first is row {i} "
-            f"({X.at[i, context_col]!r}, {X.at[i, perturbation_col]!r}), gene "
-            f"{Y.columns[j]!r}. Drop or impute them first."
-        )
-    try:
-        check_no_duplicate_pairs(
-            X[context_col].to_numpy(dtype=object), X[perturbation_col].to_numpy(dtype=object)
-        )
-    except ValueError as exc:
-        raise BenchmarkDataError(f"{source}: {exc}") from exc
-    contexts = pd.unique(X[context_col])
-    if len(contexts) < 2:
+    if len(unique_labels(contexts)) < 2:
         raise BenchmarkDataError(
             f"{source}: only one context ({contexts[0]!r}); a held-out-context benchmark "
             "needs at least 2 contexts (3 with tuning). Is --context-col the right column?"
         )
-    return X, Y
+    return X[[context_col, perturbation_col]].reset_index(drop=True), Y
 
 
 def load_benchmark_data(
@@ -645,17 +605,6 @@ def _choose_test_contexts(labels: np.ndarray, n_test: int | None, seed: int) -> 
     return list(labels[chosen])
 
 
-def _sorted_labels(values: pd.Series) -> np.ndarray:
-    uniq = list(pd.unique(values))
-    try:
-        uniq = sorted(uniq)
-    except TypeError:
-        pass
-    out = np.empty(len(uniq), dtype=object)
-    out[:] = uniq
-    return out
-
-
 @dataclass
 class _Split:
     index: int
@@ -721,7 +670,7 @@ def _inner_cv(X_train, *, exclude, n_folds, adaptation_fraction, seed, labels):
     """LeaveOneContextOut over ``n_folds`` training contexts (never ``exclude``)."""
     from .model_selection import LeaveOneContextOut
 
-    candidates = [c for c in _sorted_labels(X_train[labels["context_col"]]) if c not in exclude]
+    candidates = [c for c in unique_labels(X_train[labels["context_col"]]) if c not in exclude]
     if len(candidates) < 2:
         raise ValueError(
             "Tuning needs at least 3 contexts (a test context, a training context to hold "
@@ -1121,7 +1070,7 @@ def run_benchmark(
     scoring = _tune_scoring(tune_metric, k) if n_trials else None
     given = dict(params or {})
 
-    context_labels = _sorted_labels(X[context_col])
+    context_labels = unique_labels(X[context_col])
     test_contexts = _choose_test_contexts(context_labels, n_test_contexts, seed)
     if protocol == "heldout":
         splits = _heldout_splits(X, test_contexts=test_contexts,

@@ -33,11 +33,10 @@ from numbers import Integral
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import make_scorer, mean_squared_error
 
-from ._validation import check_response
+from ._data import check_labels, check_response, segment_means, sorted_codes
 
 __all__ = [
     "SCORERS",
@@ -89,31 +88,8 @@ def _check_contexts(contexts, n_rows: int) -> np.ndarray:
     """Integer codes of per-row context labels (``None``: one context for all rows)."""
     if contexts is None:
         return np.zeros(n_rows, dtype=np.intp)
-    if isinstance(contexts, pd.DataFrame):
-        raise ValueError("contexts must be 1-D: one context label per row.")
-    if isinstance(contexts, (pd.Series, pd.Index)):
-        labels = contexts.to_numpy(dtype=object)
-    elif isinstance(contexts, np.ndarray):
-        if contexts.ndim != 1:
-            raise ValueError(
-                f"contexts must be 1-D (one label per row); got shape {contexts.shape}."
-            )
-        labels = contexts.astype(object)
-    else:
-        values = list(contexts)
-        labels = np.empty(len(values), dtype=object)
-        for i, value in enumerate(values):
-            labels[i] = value
-    if labels.shape[0] != n_rows:
-        raise ValueError(
-            f"contexts has {labels.shape[0]} labels but Y_true has {n_rows} rows; give "
-            "the context of every row."
-        )
-    isna = pd.isna(labels)
-    if isna.any():
-        raise ValueError(f"contexts has {int(isna.sum())} missing label(s).")
-    codes, _ = pd.factorize(labels)
-    return np.asarray(codes, dtype=np.intp)
+    labels = check_labels(contexts, n_rows, name="contexts", against="Y_true")
+    return sorted_codes(labels)[0]
 
 
 def _check_min_genes(n_genes: int, name: str) -> None:
@@ -209,13 +185,7 @@ def pearson_delta(Y_true, Y_pred, *, per_row: bool = False):
 
 def _context_means(Y: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """Per-row mean of ``Y`` over the rows of the same context."""
-    n_groups = int(codes.max()) + 1
-    counts = np.bincount(codes, minlength=n_groups)
-    indicator = sparse.csr_matrix(
-        (np.ones(codes.size), (codes, np.arange(codes.size))), shape=(n_groups, codes.size)
-    )
-    means = np.asarray(indicator @ Y) / counts[:, None]
-    return means[codes]
+    return segment_means(codes, int(codes.max()) + 1, Y)[0][codes]
 
 
 def centered_pearson_delta(Y_true, Y_pred, contexts, *, per_row: bool = False):
@@ -508,10 +478,8 @@ def score_table(X, Y_true, Y_pred, context_col: Hashable = "context", *, k: int 
             f"X has {len(X)} rows but Y_true has {Yt.shape[0]}; row i of the responses must "
             "describe row i of the index table."
         )
-    labels = X[context_col].to_numpy(dtype=object)
-    codes = _check_contexts(labels, Yt.shape[0])
-    uniques = np.empty(int(codes.max()) + 1, dtype=object)
-    uniques[codes] = labels  # the label of every code
+    labels = check_labels(X[context_col], Yt.shape[0], name="contexts", against="Y_true")
+    codes, uniques = sorted_codes(labels)
     per_row = {
         "pearson_delta": pearson_delta(Yt, Yp, per_row=True),
         "centered_pearson_delta": centered_pearson_delta(Yt, Yp, codes, per_row=True),
@@ -529,12 +497,8 @@ def score_table(X, Y_true, Y_pred, context_col: Hashable = "context", *, k: int 
         row["n_rows"] = int(mask.sum())
         return row
 
-    try:
-        order = sorted(range(uniques.size), key=uniques.__getitem__)
-    except TypeError:  # labels that cannot be compared keep their first-seen order
-        order = list(range(uniques.size))
-    index = [uniques[code] for code in order]
-    rows = [summarise(codes == code) for code in order]
+    index = list(uniques)
+    rows = [summarise(codes == code) for code in range(uniques.size)]
     rows.append(summarise(np.ones(len(labels), dtype=bool)))
     index.append("overall")
     return pd.DataFrame(

@@ -50,7 +50,14 @@ import pandas as pd
 from sklearn.model_selection import BaseCrossValidator
 from sklearn.utils import check_random_state
 
-from ._validation import check_index_table, check_no_duplicate_pairs
+from ._data import (
+    check_index_table,
+    check_label_columns,
+    check_labels,
+    check_no_duplicate_pairs,
+    object_array,
+    sorted_codes,
+)
 
 __all__ = ["ContextKFold", "LeaveOneContextOut", "PerturbationHoldout", "ScarcitySplit"]
 
@@ -76,82 +83,19 @@ class _Table:
         return self.context_labels.size
 
 
-def _object_array(values: Iterable) -> np.ndarray:
-    """1-D object array of labels; tuples stay single labels."""
-    values = list(values)
-    out = np.empty(len(values), dtype=object)
-    for i, value in enumerate(values):
-        out[i] = value
-    return out
-
-
-def _sorted_codes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer codes of ``labels`` and the distinct labels, sorted when comparable.
-
-    Labels that cannot be compared with each other keep their first-seen order.
-    Tuples stay single labels.
-    """
-    codes, uniques = pd.factorize(labels)
-    uniques = _object_array(uniques)
-    try:
-        order = np.array(sorted(range(uniques.size), key=uniques.__getitem__), dtype=np.intp)
-    except TypeError:
-        order = np.arange(uniques.size)
-    position = np.empty(uniques.size, dtype=np.intp)
-    position[order] = np.arange(uniques.size)
-    return position[np.asarray(codes, dtype=np.intp)], uniques[order]
-
-
 def _read_table(X, groups, context_col: Hashable, perturbation_col: Hashable) -> _Table:
     """Validate ``X`` (and ``groups``) and code contexts and perturbations as integers."""
     if groups is None:
         contexts, perturbations = check_index_table(X, context_col, perturbation_col)
     else:
-        if not isinstance(X, pd.DataFrame):
-            raise TypeError(
-                f"X must be a pandas DataFrame with a {perturbation_col!r} column (one row "
-                f"per (context, perturbation) observation); got {type(X).__name__}."
-            )
-        if perturbation_col not in X.columns:
-            raise ValueError(
-                f"X is missing the perturbation column {perturbation_col!r}; it has "
-                f"{list(X.columns)}. Set perturbation_col to the name your table uses."
-            )
-        if isinstance(groups, pd.DataFrame):
-            raise ValueError("groups must be 1-D (one context label per row of X).")
-        if isinstance(groups, (pd.Series, pd.Index)):
-            contexts = groups.to_numpy(dtype=object, copy=True)
-        elif isinstance(groups, np.ndarray):
-            if groups.ndim != 1:
-                raise ValueError(
-                    f"groups must be 1-D (one context label per row of X); got shape "
-                    f"{groups.shape}."
-                )
-            contexts = groups.astype(object)
-        else:  # a list; tuples in it are single labels
-            contexts = _object_array(groups)
-        if contexts.shape[0] != len(X):
-            raise ValueError(
-                f"groups has {contexts.shape[0]} labels but X has {len(X)} rows; groups "
-                "must give the context of every row of X."
-            )
-        if len(X) == 0:
-            raise ValueError("X is empty: it needs at least one row.")
-        isna = pd.isna(contexts)
-        if isna.any():
-            raise ValueError(
-                f"groups has {int(isna.sum())} missing label(s) "
-                f"(first at row {int(np.flatnonzero(isna)[0])})."
-            )
-        perturbations = X[perturbation_col].to_numpy(dtype=object, copy=True)
-        isna = pd.isna(perturbations)
-        if isna.any():
-            raise ValueError(
-                f"X[{perturbation_col!r}] has {int(isna.sum())} missing label(s) "
-                f"(first at row {int(np.flatnonzero(isna)[0])})."
-            )
+        # groups replaces the context column, so X needs only the perturbation column
+        (perturbations,) = check_label_columns(
+            X, [perturbation_col],
+            column_hint="Set perturbation_col to the name of your table's perturbation column.",
+        )
+        contexts = check_labels(groups, len(X), name="groups", against="X")
     check_no_duplicate_pairs(contexts, perturbations)
-    c_codes, context_labels = _sorted_codes(contexts)
+    c_codes, context_labels = sorted_codes(contexts)
     p_codes, p_uniques = pd.factorize(perturbations)
     return _Table(
         c_codes=c_codes,
@@ -259,7 +203,7 @@ def _codes_of(name: str, requested: Sequence, table: _Table) -> np.ndarray:
 def _context_count(X, groups, context_col) -> int:
     """Number of distinct contexts, for ``get_n_splits``."""
     if groups is not None:
-        return len(pd.unique(pd.Series(_object_array(groups), dtype=object)))
+        return len(pd.unique(pd.Series(object_array(groups), dtype=object)))
     if X is None:
         raise ValueError(
             "The 'X' parameter should not be None: the number of splits depends on the "

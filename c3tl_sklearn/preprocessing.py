@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._validation import check_index_table, check_response
+from ._data import check_index_table, check_response, sorted_codes
 
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
@@ -503,11 +503,8 @@ def _top_genes(scores: np.ndarray, n_top: int) -> np.ndarray:
 # ----------------------------------------------------------------------------
 def _factorize(values) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes (-1 for missing) and the labels, sorted where comparable."""
-    try:
-        codes, uniques = pd.factorize(values, sort=True)
-    except TypeError:  # labels that cannot be ordered: first-seen order
-        codes, uniques = pd.factorize(values, sort=False)
-    return np.asarray(codes, dtype=np.int32), np.asarray(uniques, dtype=object)
+    codes, uniques = sorted_codes(values)
+    return codes.astype(np.int32), uniques
 
 
 def _as_label_list(control) -> list:

@@ -275,12 +275,12 @@ def write_bad(tmp_path, kind: str) -> list[str]:
 
 @pytest.mark.parametrize("kind, message", [
     ("missing column", r"missing column\(s\) \['perturbation'\]"),
-    ("nan", r"1 effect value\(s\) are NaN or infinite .* row 7 \('ctx0', 'pert7'\), gene 'gene3'"),
+    ("nan", r"effect matrix contains 1 NaN or infinite value\(s\) \(first at row 7, column 3\)"),
     ("one context", r"only one context \('ctx1'\)"),
     ("text gene", r"not numeric .* 'note'"),
     ("duplicate pair", r"1 duplicated \(context, perturbation\) pair\(s\)"),
     ("missing label", r"column 'context' has 1 missing label\(s\), the first in row 3"),
-    ("row mismatch", r"index table has 40 rows but the effect matrix has 39"),
+    ("row mismatch", r"effect matrix has 39 rows but the index table has 40"),
     ("no file", r"does not exist"),
     ("bad suffix", r"use \.csv, \.tsv or \.parquet"),
     ("unparsable", r"Cannot parse the data file"),
