@@ -22,11 +22,16 @@ The scorers (``pearson_scorer``, ``centered_pearson_scorer``, ...) plug into
 ``scoring=`` of :func:`~sklearn.model_selection.cross_val_score` and
 :class:`~sklearn.model_selection.GridSearchCV`; the two that need the context of
 every row read it from the index table ``X`` they are called with. ``SCORERS``
-maps names to all of them and can itself be passed as ``scoring=``.
+maps names to all of them and can itself be passed as ``scoring=``. Importing
+the package registers the names ``"pearson_delta"``,
+``"centered_pearson_delta"``, ``"discrimination_score"`` and
+``"top_k_overlap"`` with scikit-learn, so ``scoring="pearson_delta"`` works
+like ``scoring="r2"`` (see :func:`register_scorers`).
 """
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable, Hashable
 from numbers import Integral
@@ -34,7 +39,9 @@ from numbers import Integral
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import make_scorer, mean_squared_error
+from sklearn.metrics import _scorer as _sklearn_scorer
+from sklearn.metrics import get_scorer_names, make_scorer, mean_squared_error
+from sklearn.utils._param_validation import StrOptions
 
 from ._data import check_labels, check_response, segment_means, sorted_codes
 
@@ -48,6 +55,7 @@ __all__ = [
     "mse_scorer",
     "pearson_delta",
     "pearson_scorer",
+    "register_scorers",
     "score_table",
     "top_k_overlap",
     "top_k_scorer",
@@ -610,3 +618,62 @@ SCORERS: dict[str, Callable] = {
     "neg_mean_squared_error": mse_scorer,
 }
 """Every scorer of the module by name; ``scoring=SCORERS`` evaluates them all."""
+
+
+def _scoring_name_constraints():
+    """The ``StrOptions`` of scorer names in the ``scoring`` constraints scikit-learn built.
+
+    scikit-learn validates ``scoring="..."`` against a set of names taken from
+    :func:`~sklearn.metrics.get_scorer_names` when each of its modules is
+    imported; the modules already imported hold that set in their constraints.
+    """
+    known = {"r2", "neg_mean_squared_error"}
+    for module in list(sys.modules.values()):
+        if not getattr(module, "__name__", "").startswith("sklearn."):
+            continue
+        for obj in list(vars(module).values()):
+            constraints = getattr(obj, "_skl_parameter_constraints", None)
+            if constraints is None and isinstance(obj, type):
+                constraints = vars(obj).get("_parameter_constraints")
+            if not isinstance(constraints, dict):
+                continue
+            for constraint in constraints.get("scoring", ()):
+                if isinstance(constraint, StrOptions) and known <= constraint.options:
+                    yield constraint
+
+
+def register_scorers(scorers: dict[str, Callable] | None = None) -> None:
+    """Make scorer names usable as ``scoring="name"`` everywhere in scikit-learn.
+
+    scikit-learn has no public registry of scorer names, so the names are added
+    to the table behind :func:`~sklearn.metrics.get_scorer` and to the name
+    sets that its already imported functions and estimators validate
+    ``scoring`` against. The package calls this once on import with its own
+    scorers; a name scikit-learn already uses is never replaced.
+
+    Parameters
+    ----------
+    scorers : dict of str to callable, optional
+        Scorers by name; the default registers ``pearson_delta``,
+        ``centered_pearson_delta``, ``discrimination_score`` and
+        ``top_k_overlap``.
+
+    Examples
+    --------
+    >>> from sklearn.metrics import get_scorer
+    >>> import c3tl_sklearn.metrics
+    >>> get_scorer("centered_pearson_delta")
+    make_context_scorer(centered_pearson_delta)
+    """
+    if scorers is None:
+        scorers = {name: scorer for name, scorer in SCORERS.items()
+                   if name != "neg_mean_squared_error"}
+    taken = set(get_scorer_names())
+    new = {name: scorer for name, scorer in scorers.items()
+           if name not in taken or _sklearn_scorer._SCORERS[name] is scorer}
+    _sklearn_scorer._SCORERS.update(new)
+    for constraint in _scoring_name_constraints():
+        constraint.options.update(new)
+
+
+register_scorers()
