@@ -143,6 +143,7 @@ import numpy as np
 import pandas as pd
 
 from ._data import check_index_table, check_no_duplicate_pairs, check_response, unique_labels
+from ._serialize import jsonable
 from .metrics import score_table
 
 __all__ = [
@@ -884,20 +885,6 @@ def _plot_scarcity(scores: pd.DataFrame, models: list, k: int, path: Path) -> No
 # --------------------------------------------------------------------------- running
 
 
-def _jsonable(value):
-    if isinstance(value, (bool, str)) or value is None:
-        return value
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if not np.isfinite(value) else float(value)
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return repr(value)
-
-
 def _read_params_file(path) -> dict[str, dict]:
     try:
         with open(path, encoding="utf-8") as fh:
@@ -1268,13 +1255,13 @@ def _tune_model(name, base, X, Y, split, fraction, *, n_trials, inner_folds, sco
     t0 = time.perf_counter()
     search.fit(X_tr, Y_tr)
     seconds = time.perf_counter() - t0
-    states = search.cv_results_["state"].value_counts().to_dict()
+    states = pd.Series(search.cv_results_["state"]).value_counts().to_dict()
     return {
         "params": search.best_params_,
         "source": "tuned",
         "best_score": search.best_score_,
         "tune_metric": objective,
-        "n_trials": len(search.cv_results_),
+        "n_trials": len(search.cv_results_["trial"]),
         "n_complete": int(states.get("COMPLETE", 0)),
         "n_pruned": int(states.get("PRUNED", 0)),
         "n_failed": int(states.get("FAIL", 0)),
@@ -1340,7 +1327,7 @@ def _write_outputs(out: Path, result: BenchmarkResult, plots: dict, *, config, s
     path = out / "params.json"
     payload = {"protocol": config["protocol"], "tune_metric": config["tune_metric"],
                "n_trials": config["n_trials"], "seed": config["seed"],
-               "models": _jsonable(result.params)}
+               "models": jsonable(result.params)}
     path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     files["params.json"] = path
     plot_notes = []

@@ -46,6 +46,7 @@ from sklearn.utils._param_validation import StrOptions
 from ._data import check_labels, check_response, segment_means, sorted_codes
 
 __all__ = [
+    "CONTEXT_METRICS",
     "SCORERS",
     "centered_pearson_delta",
     "centered_pearson_scorer",
@@ -609,6 +610,12 @@ top_k_scorer = make_scorer(top_k_overlap)
 
 mse_scorer = make_scorer(mean_squared_error, greater_is_better=False)
 """Negated mean squared error over all entries (scikit-learn's sign convention)."""
+
+CONTEXT_METRICS: dict[str, Callable] = {
+    "centered_pearson_delta": centered_pearson_delta,
+    "discrimination_score": discrimination_score,
+}
+"""The metrics whose scorers read every row's context from ``X``, by scorer name."""
 
 SCORERS: dict[str, Callable] = {
     "pearson_delta": pearson_scorer,
