@@ -1,5 +1,4 @@
-"""Data for the benchmark: reading tables and .h5ad files, and checking them through the
-package's input contract."""
+"""Data for the benchmark: tables and .h5ad files, read and checked through the input contract."""
 
 from __future__ import annotations
 

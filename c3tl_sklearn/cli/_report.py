@@ -1,5 +1,8 @@
-"""The benchmark's reports: its result object, Markdown tables, and the files it writes
-(scores, fits, parameters, README with the command, data and software versions)."""
+"""The benchmark's reports: its result object, Markdown tables and the files it writes.
+
+The files are the scores, the fits, the parameters and a README with the
+command, the data and the software versions.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Reading cells: AnnData and .h5ad sources, their matrix block by block, value checks, and
-writing predictions back to an AnnData.
+"""AnnData I/O: cells read from AnnData or .h5ad block by block, predictions written back.
 
 A source gives uniform access to the obs label columns, the gene names and the
 expression matrix of an in-memory AnnData, one opened with ``backed="r"``, or an

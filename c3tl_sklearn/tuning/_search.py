@@ -1,5 +1,4 @@
-"""The Optuna search: :class:`C3TLSearchCV`, which scores every trial with scikit-learn's
-:func:`~sklearn.model_selection.cross_validate`."""
+"""The Optuna search :class:`C3TLSearchCV`; every trial is scored with ``cross_validate``."""
 
 from __future__ import annotations
 
