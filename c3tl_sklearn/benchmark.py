@@ -9,34 +9,19 @@ the command.
 import sys
 import warnings
 
-from .cli import (
-    METRICS,
-    MODELS,
-    BenchmarkDataError,
-    BenchmarkResult,
-    build_parser,
-    check_benchmark_data,
-    load_benchmark_data,
-    main,
-    make_model,
-    run_benchmark,
-)
+from . import cli as _cli
 
-__all__ = [
-    "METRICS",
-    "MODELS",
-    "BenchmarkDataError",
-    "BenchmarkResult",
-    "build_parser",
-    "check_benchmark_data",
-    "load_benchmark_data",
-    "main",
-    "make_model",
-    "run_benchmark",
-]
+__all__ = list(_cli.__all__)
+
+
+def __getattr__(name):
+    if name in __all__:
+        return getattr(_cli, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(_cli.main())
 else:
     warnings.warn(
         "c3tl_sklearn.benchmark is deprecated; import from c3tl_sklearn.cli instead.",

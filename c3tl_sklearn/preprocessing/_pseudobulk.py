@@ -6,11 +6,13 @@ import os
 import warnings
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from numbers import Integral, Real
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from .._data import sorted_codes
 from ._h5ad import (
@@ -316,6 +318,18 @@ def _labels_column(labels: np.ndarray) -> pd.Series:
     return pd.Series(labels, dtype=object).infer_objects()
 
 
+@validate_params(
+    {
+        "min_cells": [Interval(Integral, 1, None, closed="left")],
+        "n_top_genes": [Interval(Integral, 1, None, closed="left"), None],
+        "hvg_on": [StrOptions(set(_HVG_ON))],
+        "transform": [StrOptions({t for t in _TRANSFORMS if t is not None}), None],
+        "target_sum": [Interval(Real, 0, None, closed="neither")],
+        "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
+        "return_report": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def pseudobulk(
     adata: AnnData | str | os.PathLike,
     context_key: Hashable,
@@ -462,29 +476,6 @@ def pseudobulk(
     0  2.0  1.0
     1  0.0  2.0
     """
-    # ---- parameters ---------------------------------------------------------
-    if isinstance(min_cells, bool) or not isinstance(min_cells, (int, np.integer)) or (
-        min_cells < 1
-    ):
-        raise ValueError(f"min_cells must be a positive integer; got {min_cells!r}.")
-    if n_top_genes is not None and (
-        isinstance(n_top_genes, bool)
-        or not isinstance(n_top_genes, (int, np.integer))
-        or n_top_genes < 1
-    ):
-        raise ValueError(f"n_top_genes must be a positive integer or None; got {n_top_genes!r}.")
-    if hvg_on not in _HVG_ON:
-        raise ValueError(f"hvg_on must be one of {_HVG_ON}; got {hvg_on!r}.")
-    if transform not in _TRANSFORMS:
-        raise ValueError(f"transform must be one of {_TRANSFORMS}; got {transform!r}.")
-    if not (isinstance(target_sum, (int, float, np.number)) and target_sum > 0):
-        raise ValueError(f"target_sum must be a positive number; got {target_sum!r}.")
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool)
-        or not isinstance(chunk_size, (int, np.integer))
-        or chunk_size < 1
-    ):
-        raise ValueError(f"chunk_size must be a positive integer or None; got {chunk_size!r}.")
     if context_key == perturbation_key:
         raise ValueError(
             f"context_key and perturbation_key are both {context_key!r}; they must be two "

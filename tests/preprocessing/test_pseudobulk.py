@@ -485,13 +485,21 @@ def test_nan_in_matrix_names_the_cell(storage, where, tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"min_cells": 0}, "min_cells must be a positive integer"),
-        ({"min_cells": 2.5}, "min_cells must be a positive integer"),
-        ({"n_top_genes": 0}, "n_top_genes must be a positive integer"),
-        ({"hvg_on": "genes"}, "hvg_on must be one of"),
-        ({"transform": "log2"}, "transform must be one of"),
-        ({"target_sum": -1}, "target_sum must be a positive number"),
-        ({"chunk_size": 0}, "chunk_size must be a positive integer"),
+        ({"min_cells": 0}, r"'min_cells' parameter of pseudobulk must be an int in the "
+                           r"range \[1, inf\)"),
+        ({"min_cells": 2.5}, r"'min_cells' parameter of pseudobulk must be an int in the "
+                             r"range \[1, inf\)"),
+        ({"n_top_genes": 0}, r"'n_top_genes' parameter of pseudobulk must be an int in the "
+                             r"range \[1, inf\) or None"),
+        ({"hvg_on": "genes"}, r"'hvg_on' parameter of pseudobulk must be a str among "
+                              r"\{'(cells|effects)', '(cells|effects)'\}"),
+        ({"transform": "log2"}, r"'transform' parameter of pseudobulk must be a str among "
+                                r"\{'(log1p|normalize_log1p)', '(log1p|normalize_log1p)'\} "
+                                "or None"),
+        ({"target_sum": -1}, r"'target_sum' parameter of pseudobulk must be a float in the "
+                             r"range \(0.0, inf\)"),
+        ({"chunk_size": 0}, r"'chunk_size' parameter of pseudobulk must be an int in the "
+                            r"range \[1, inf\) or None"),
         ({"layer": "missing"}, "no layer 'missing'"),
     ],
 )
