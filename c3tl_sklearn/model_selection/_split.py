@@ -1,395 +1,32 @@
-"""Cross-validation splitters that hold out cellular contexts or (context, perturbation) pairs.
-
-Every splitter follows scikit-learn's protocol (``split(X, y=None, groups=None)``
-yielding ``(train, test)`` integer index arrays, ``get_n_splits``), so it can be
-passed as ``cv=`` to :func:`~sklearn.model_selection.cross_val_score`,
-:class:`~sklearn.model_selection.GridSearchCV` and friends.
-
-``X`` is the package's *index table*: a DataFrame with one row per observed
-(context, perturbation) pair. When ``groups`` is given it supplies the context
-label of every row (and ``X`` then only needs the perturbation column);
-otherwise the context column of ``X`` is used.
-
-Shared conventions
-------------------
-- **Scored pairs are never seen in the target context.** A test row's
-  perturbation is always observed in at least one *training* row of another
-  context, so a model can transfer it; rows that fail this are dropped (they
-  are neither train nor test).
-- **Adaptation rows.** A held-out context keeps an adaptation part in
-  training: ``round(adaptation_fraction * n_c)`` of its ``n_c`` rows (rounded
-  half up), at least 1 when ``adaptation_fraction > 0`` and ``n_c >= 2``, and
-  at most ``n_c - 1`` so a test row is always left. A context with a single row
-  contributes it to the test side. ``adaptation_fraction=0`` is zero-shot.
-- **Nesting.** With the same integer ``random_state`` the rows of every context
-  are put in the same random order (one permutation of all rows is the first
-  draw of every splitter), and the adaptation part is a prefix of that order:
-  a larger adaptation fraction always contains a smaller one's adaptation
-  rows, whatever the other parameters.
-- **Validation.** ``validation_fraction`` moves ``round(validation_fraction *
-  n_adaptation)`` adaptation rows (at least 1 when the fraction is positive and
-  there are at least 2 adaptation rows, at most ``n_adaptation - 1``) into a
-  validation set, taken from the end of the adaptation prefix among rows whose
-  perturbation is observed in a training context. ``split`` yields ``(train ∪
-  validation, test)``; ``split_validation`` yields the ``(train, validation,
-  test)`` triples. ``adaptation_fraction=0.1, validation_fraction=0.2`` is the
-  paper's 8% / 2% / 90% protocol.
-- **Randomness.** ``random_state`` follows scikit-learn: an int gives the same
-  splits on every call; a ``RandomState`` instance or ``None`` gives new draws.
-"""
+"""The splitters: held-out contexts, context folds, held-out pairs and data scarcity."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Sequence
 from numbers import Integral, Real
-from typing import Any
 
 import numpy as np
-import pandas as pd
-from sklearn.model_selection import BaseCrossValidator
 from sklearn.utils import check_random_state
 
-from ._data import (
-    check_index_table,
-    check_label_columns,
-    check_labels,
-    check_no_duplicate_pairs,
-    object_array,
-    sorted_codes,
+from ._base import (
+    _adaptation_parts,
+    _check_fraction,
+    _check_positive_int,
+    _codes_of,
+    _context_count,
+    _empty_test_error,
+    _HeldOutContextSplitter,
+    _IndexTableSplitter,
+    _n_part,
+    _normalise_labels,
+    _observed,
+    _read_table,
+    _rows_by_context,
+    _sorted,
+    _ValidationSplitMixin,
 )
 
 __all__ = ["ContextKFold", "LeaveOneContextOut", "PerturbationHoldout", "ScarcitySplit"]
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-@dataclass(frozen=True)
-class _Table:
-    """Integer-coded view of an index table (internal)."""
-
-    c_codes: np.ndarray  # (n_rows,) codes into context_labels (sorted labels)
-    p_codes: np.ndarray  # (n_rows,) codes of the perturbations
-    context_labels: np.ndarray
-    n_perturbations: int
-
-    @property
-    def n_rows(self) -> int:
-        return self.c_codes.size
-
-    @property
-    def n_contexts(self) -> int:
-        return self.context_labels.size
-
-
-def _read_table(X, groups, context_col: Hashable, perturbation_col: Hashable) -> _Table:
-    """Validate ``X`` (and ``groups``) and code contexts and perturbations as integers."""
-    if groups is None:
-        contexts, perturbations = check_index_table(X, context_col, perturbation_col)
-    else:
-        # groups replaces the context column, so X needs only the perturbation column
-        (perturbations,) = check_label_columns(
-            X, [perturbation_col],
-            column_hint="Set perturbation_col to the name of your table's perturbation column.",
-        )
-        contexts = check_labels(groups, len(X), name="groups", against="X")
-    check_no_duplicate_pairs(contexts, perturbations)
-    c_codes, context_labels = sorted_codes(contexts)
-    p_codes, p_uniques = pd.factorize(perturbations)
-    return _Table(
-        c_codes=c_codes,
-        p_codes=np.asarray(p_codes, dtype=np.intp),
-        context_labels=context_labels,
-        n_perturbations=len(p_uniques),
-    )
-
-
-def _check_fraction(name: str, value, *, allow_zero: bool, allow_one: bool = False) -> float:
-    ok = isinstance(value, Real) and not isinstance(value, bool) and np.isfinite(value)
-    low_ok = ok and (value >= 0 if allow_zero else value > 0)
-    high_ok = ok and (value <= 1 if allow_one else value < 1)
-    if not (low_ok and high_ok):
-        interval = f"{'[' if allow_zero else '('}0, 1{']' if allow_one else ')'}"
-        raise ValueError(f"{name} must be a number in {interval}; got {value!r}.")
-    return float(value)
-
-
-def _check_positive_int(name: str, value) -> int:
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-    return int(value)
-
-
-def _round_half_up(x: float) -> int:
-    # the tiny epsilon makes products such as 0.35 * 10 round like the decimal value
-    return int(np.floor(x + 0.5 + 1e-9))
-
-
-def _n_part(fraction: float, n: int) -> int:
-    """Size of a fraction of ``n`` items: rounded, >= 1 when positive, leaving one out."""
-    if fraction <= 0 or n < 2:
-        return 0
-    return min(max(1, _round_half_up(fraction * n)), n - 1)
-
-
-def _rows_by_context(rng: np.random.RandomState, table: _Table) -> list[np.ndarray]:
-    """Rows of every context in one random order drawn from a permutation of all rows."""
-    rank = np.empty(table.n_rows, dtype=np.intp)
-    rank[rng.permutation(table.n_rows)] = np.arange(table.n_rows)
-    order = np.lexsort((rank, table.c_codes))
-    counts = np.bincount(table.c_codes, minlength=table.n_contexts)
-    return np.split(order, np.cumsum(counts)[:-1])
-
-
-def _observed(table: _Table, rows: np.ndarray) -> np.ndarray:
-    """Boolean over perturbation codes: observed in ``rows``."""
-    seen = np.zeros(table.n_perturbations, dtype=bool)
-    seen[table.p_codes[rows]] = True
-    return seen
-
-
-def _adaptation_parts(
-    rows: np.ndarray,
-    n_adaptation: int,
-    validation_fraction: float,
-    observed: np.ndarray,
-    p_codes: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split the adaptation prefix of ``rows`` into (train part, validation part)."""
-    adaptation = rows[:n_adaptation]
-    n_val = _n_part(validation_fraction, n_adaptation)
-    eligible = adaptation[observed[p_codes[adaptation]]]
-    n_val = min(n_val, eligible.size)
-    validation = eligible[eligible.size - n_val :]
-    train = adaptation[~np.isin(adaptation, validation)]
-    return train, validation
-
-
-def _normalise_labels(labels) -> list:
-    """A list of labels; a single string (or non-iterable hashable) is one label."""
-    if isinstance(labels, (str, bytes)) or not isinstance(labels, Iterable):
-        return [labels]
-    if isinstance(labels, (pd.Series, pd.Index, np.ndarray)):
-        labels = labels.tolist()
-    return list(labels)
-
-
-def _codes_of(name: str, requested: Sequence, table: _Table) -> np.ndarray:
-    """Context codes of user-given labels, with clear errors."""
-    if len(requested) == 0:
-        raise ValueError(f"{name} is empty; give at least one context label.")
-    lookup = {label: code for code, label in enumerate(table.context_labels)}
-    unknown = []
-    for label in requested:
-        try:
-            found = label in lookup
-        except TypeError:  # unhashable
-            found = False
-        if not found:
-            unknown.append(label)
-    if unknown:
-        shown = list(table.context_labels[:20])
-        raise ValueError(
-            f"{name} contains label(s) {unknown} that are not contexts of X; the "
-            f"{table.n_contexts} contexts are {shown}{' ...' if table.n_contexts > 20 else ''}."
-        )
-    codes = np.array([lookup[label] for label in requested], dtype=np.intp)
-    if np.unique(codes).size != codes.size:
-        raise ValueError(f"{name} lists a context more than once: {list(requested)}.")
-    return codes
-
-
-def _context_count(X, groups, context_col) -> int:
-    """Number of distinct contexts, for ``get_n_splits``."""
-    if groups is not None:
-        return len(pd.unique(pd.Series(object_array(groups), dtype=object)))
-    if X is None:
-        raise ValueError(
-            "The 'X' parameter should not be None: the number of splits depends on the "
-            "contexts of X (or pass groups)."
-        )
-    if not isinstance(X, pd.DataFrame) or context_col not in X.columns:
-        raise ValueError(
-            f"X must be a DataFrame with the context column {context_col!r} (or pass groups)."
-        )
-    return int(X[context_col].nunique(dropna=False))
-
-
-def _sorted(parts: list[np.ndarray]) -> np.ndarray:
-    if not parts:
-        return np.empty(0, dtype=np.intp)
-    return np.sort(np.concatenate(parts)).astype(np.intp, copy=False)
-
-
-def _empty_test_error(where: str) -> ValueError:
-    return ValueError(
-        f"{where} has no test rows: none of its held-out rows has a perturbation observed "
-        "in a training context. Lower the adaptation fraction, or choose other test contexts."
-    )
-
-
-# --------------------------------------------------------------------------- base classes
-
-
-class _IndexTableSplitter(BaseCrossValidator):
-    """Shared machinery: ``split`` and ``split_info`` built on ``_iter_records``.
-
-    Subclasses implement ``_iter_records(X, groups)`` yielding dicts with the keys
-    ``train``, ``validation``, ``test`` (sorted integer arrays) and ``info`` (a
-    dict of descriptive columns for :meth:`split_info`).
-    """
-
-    # ``groups`` is optional but meaningful: request it under metadata routing.
-    __metadata_request__split = {"groups": True}
-
-    def _iter_records(self, X, groups) -> Iterator[dict[str, Any]]:  # pragma: no cover
-        raise NotImplementedError
-
-    def split(self, X, y=None, groups=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Generate indices to split the index table into training and test set.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame of shape (n_rows, n_columns)
-            Index table with the context and perturbation columns.
-        y : object, default=None
-            Ignored; present for API compatibility.
-        groups : array-like of shape (n_rows,), default=None
-            Context label of every row. When given it replaces the context
-            column of ``X``.
-
-        Yields
-        ------
-        train : ndarray of int
-            Training row indices (validation rows included), sorted.
-        test : ndarray of int
-            Test row indices, sorted.
-        """
-        for record in self._iter_records(X, groups):
-            train = record["train"]
-            if record["validation"].size:
-                train = np.union1d(train, record["validation"]).astype(np.intp)
-            yield train, record["test"]
-
-    def split_info(self, X, y=None, groups=None) -> pd.DataFrame:
-        """Describe every split: one row per split, in the order ``split`` yields them.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame
-            Index table.
-        y : object, default=None
-            Ignored.
-        groups : array-like of shape (n_rows,), default=None
-            Context labels replacing the context column of ``X``.
-
-        Returns
-        -------
-        info : pandas.DataFrame
-            Columns describing the split (which contexts are held out, for
-            :class:`ScarcitySplit` the ``n_train_contexts`` and
-            ``adaptation_fraction`` of the cell) and the sizes ``n_train``,
-            ``n_validation`` and ``n_test`` of the sets that
-            :meth:`split_validation` yields (``split``'s training set has
-            ``n_train + n_validation`` rows).
-        """
-        rows = []
-        for i, record in enumerate(self._iter_records(X, groups)):
-            rows.append(
-                {
-                    "split": i,
-                    **record["info"],
-                    "n_train": int(record["train"].size),
-                    "n_validation": int(record["validation"].size),
-                    "n_test": int(record["test"].size),
-                }
-            )
-        return pd.DataFrame(rows)
-
-
-class _ValidationSplitMixin:
-    """``split_validation`` for splitters with a ``validation_fraction``."""
-
-    def split_validation(
-        self, X, y=None, groups=None
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Generate (train, validation, test) indices, for early stopping or tuning.
-
-        Validation rows come from the adaptation part of the held-out context(s)
-        (``validation_fraction`` of it); their perturbations are observed in a
-        training context, like the test rows'. ``split`` yields the same test
-        sets with ``train ∪ validation`` as training set.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame
-            Index table.
-        y : object, default=None
-            Ignored.
-        groups : array-like of shape (n_rows,), default=None
-            Context labels replacing the context column of ``X``.
-
-        Yields
-        ------
-        train, validation, test : ndarray of int
-            Disjoint sorted row indices. ``validation`` is empty when
-            ``validation_fraction=0`` or the adaptation part has fewer than two
-            rows.
-        """
-        for record in self._iter_records(X, groups):
-            yield record["train"], record["validation"], record["test"]
-
-
-class _HeldOutContextSplitter(_ValidationSplitMixin, _IndexTableSplitter):
-    """Splits that hold out whole contexts except for an adaptation part."""
-
-    def _check_common_params(self) -> tuple[float, float]:
-        adaptation = _check_fraction(
-            "adaptation_fraction", self.adaptation_fraction, allow_zero=True
-        )
-        validation = _check_fraction(
-            "validation_fraction", self.validation_fraction, allow_zero=True
-        )
-        return adaptation, validation
-
-    @staticmethod
-    def _held_out_record(
-        table: _Table,
-        rows_by_context: list[np.ndarray],
-        held_codes: np.ndarray,
-        adaptation_fraction: float,
-        validation_fraction: float,
-    ) -> dict[str, Any]:
-        held = np.zeros(table.n_contexts, dtype=bool)
-        held[held_codes] = True
-        reference = np.flatnonzero(~held[table.c_codes])  # every row of every kept context
-        observed = _observed(table, reference)
-        train_parts, val_parts, test_parts = [reference], [], []
-        n_adaptation = n_dropped = 0
-        for code in held_codes:
-            rows = rows_by_context[code]
-            n_adapt = _n_part(adaptation_fraction, rows.size)
-            train_adapt, validation = _adaptation_parts(
-                rows, n_adapt, validation_fraction, observed, table.p_codes
-            )
-            rest = rows[n_adapt:]
-            test = rest[observed[table.p_codes[rest]]]
-            train_parts.append(train_adapt)
-            val_parts.append(validation)
-            test_parts.append(test)
-            n_adaptation += n_adapt
-            n_dropped += rest.size - test.size
-        return {
-            "train": _sorted(train_parts),
-            "validation": _sorted(val_parts),
-            "test": _sorted(test_parts),
-            "n_adaptation": n_adaptation,
-            "n_dropped": n_dropped,
-        }
-
-
-# --------------------------------------------------------------------------- splitters
 
 
 class LeaveOneContextOut(_HeldOutContextSplitter):
@@ -889,6 +526,31 @@ default=(0.5, 0.2, 0.1, 0.05, 0.02)
         sizes, fractions = self._check_grid()
         return self._n_test() * len(sizes) * len(fractions)
 
+    def _test_codes(self, table, rng) -> np.ndarray:
+        """Codes of the given test contexts, or of ``n_test_contexts`` drawn ones."""
+        if self.test_contexts is not None:
+            return _codes_of("test_contexts", _normalise_labels(self.test_contexts), table)
+        n_test = _check_positive_int("n_test_contexts", self.n_test_contexts)
+        if n_test >= table.n_contexts:
+            raise ValueError(
+                f"n_test_contexts={n_test} leaves no training context among the "
+                f"{table.n_contexts} contexts of X."
+            )
+        return np.sort(rng.choice(table.n_contexts, size=n_test, replace=False))
+
+    @staticmethod
+    def _training_order(table, test_codes, largest: int, rng) -> np.ndarray:
+        """The non-test contexts in random order; a training set of size k is a prefix."""
+        is_test = np.zeros(table.n_contexts, dtype=bool)
+        is_test[test_codes] = True
+        available = np.flatnonzero(~is_test)
+        if largest > available.size:
+            raise ValueError(
+                f"n_train_contexts asks for up to {largest} training contexts but only "
+                f"{available.size} of the {table.n_contexts} contexts are not test contexts."
+            )
+        return available[rng.permutation(available.size)]
+
     def _iter_records(self, X, groups):
         sizes, fractions = self._check_grid()
         validation = _check_fraction(
@@ -900,28 +562,10 @@ default=(0.5, 0.2, 0.1, 0.05, 0.02)
             )
         table = _read_table(X, groups, self.context_col, self.perturbation_col)
         rng = check_random_state(self.random_state)
+        # the draws come in a fixed order: rows, test contexts, training order
         rows_by_context = _rows_by_context(rng, table)
-        if self.test_contexts is not None:
-            test_codes = _codes_of(
-                "test_contexts", _normalise_labels(self.test_contexts), table
-            )
-        else:
-            n_test = _check_positive_int("n_test_contexts", self.n_test_contexts)
-            if n_test >= table.n_contexts:
-                raise ValueError(
-                    f"n_test_contexts={n_test} leaves no training context among the "
-                    f"{table.n_contexts} contexts of X."
-                )
-            test_codes = np.sort(rng.choice(table.n_contexts, size=n_test, replace=False))
-        is_test = np.zeros(table.n_contexts, dtype=bool)
-        is_test[test_codes] = True
-        available = np.flatnonzero(~is_test)
-        if max(sizes) > available.size:
-            raise ValueError(
-                f"n_train_contexts asks for up to {max(sizes)} training contexts but only "
-                f"{available.size} of the {table.n_contexts} contexts are not test contexts."
-            )
-        train_order = available[rng.permutation(available.size)]
+        test_codes = self._test_codes(table, rng)
+        train_order = self._training_order(table, test_codes, max(sizes), rng)
         rows_of = {int(c): rows_by_context[c] for c in train_order[: max(sizes)]}
         smallest_observed = _observed(
             table, _sorted([rows_of[int(c)] for c in train_order[: min(sizes)]])
