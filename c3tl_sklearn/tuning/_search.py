@@ -35,23 +35,19 @@ FOLD_STEP = 100_000
 _FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
-def _callbacks_param(estimator) -> str | None:
-    """Name of the (nested) skorch ``callbacks`` parameter of an estimator, if any."""
+def _nested_param(estimator, name: str) -> str | None:
+    """The shortest parameter key of ``estimator`` (nested ones included) ending in ``name``."""
     try:
-        names = estimator.get_params(deep=True)
+        keys = estimator.get_params(deep=True)
     except Exception:  # pragma: no cover - exotic estimators
         return None
-    found = [k for k in names if k == "callbacks" or k.endswith("__callbacks")]
+    found = [k for k in keys if k == name or k.endswith(f"__{name}")]
     return min(found, key=len) if found else None
 
 
 def _context_col_of(estimator) -> Any:
-    try:
-        params = estimator.get_params(deep=True)
-    except Exception:  # pragma: no cover
-        return "context"
-    found = [k for k in params if k == "context_col" or k.endswith("__context_col")]
-    return params[min(found, key=len)] if found else "context"
+    key = _nested_param(estimator, "context_col")
+    return "context" if key is None else estimator.get_params(deep=True)[key]
 
 
 def _resolve_scoring(scoring, estimator) -> dict[str, Callable]:
@@ -137,7 +133,8 @@ class _Objective:
         self.objective = objective
         self.splits = splits
         self.X, self.Y = X, Y
-        self.callbacks_key = _callbacks_param(search.estimator) if search.pruning else None
+        self.callbacks_key = (_nested_param(search.estimator, "callbacks") if search.pruning
+                              else None)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.started: list[int] = []  # trials started by this fit (other workers add more)
 
