@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from numbers import Integral, Real
-from typing import Any
+from numbers import Real
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import BaseCrossValidator
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    validate_parameter_constraints,
+)
 
 from .._data import (
     check_index_table,
@@ -19,6 +24,9 @@ from .._data import (
     object_array,
     sorted_codes,
 )
+
+#: A fraction of rows that may be 0 but must leave something: [0, 1).
+FRACTION = Interval(Real, 0, 1, closed="left")
 
 
 @dataclass(frozen=True)
@@ -61,20 +69,13 @@ def _read_table(X, groups, context_col: Hashable, perturbation_col: Hashable) ->
     )
 
 
-def _check_fraction(name: str, value, *, allow_zero: bool, allow_one: bool = False) -> float:
-    ok = isinstance(value, Real) and not isinstance(value, bool) and np.isfinite(value)
-    low_ok = ok and (value >= 0 if allow_zero else value > 0)
-    high_ok = ok and (value <= 1 if allow_one else value < 1)
-    if not (low_ok and high_ok):
-        interval = f"{'[' if allow_zero else '('}0, 1{']' if allow_one else ')'}"
-        raise ValueError(f"{name} must be a number in {interval}; got {value!r}.")
-    return float(value)
-
-
-def _check_positive_int(name: str, value) -> int:
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-    return int(value)
+def _check_entries(name: str, values: list, constraint) -> None:
+    """Hold every entry of a list parameter to one of scikit-learn's constraints."""
+    bad = [v for v in values if not constraint.is_satisfied_by(v)]
+    if bad:
+        raise InvalidParameterError(
+            f"Every entry of {name} must be {constraint}; got {bad[0]!r} in {values}."
+        )
 
 
 def _round_half_up(x: float) -> int:
@@ -198,6 +199,19 @@ class _IndexTableSplitter(BaseCrossValidator):
 
     # ``groups`` is optional but meaningful: request it under metadata routing.
     __metadata_request__split = {"groups": True}
+    _parameter_constraints: ClassVar[dict] = {
+        "context_col": [Hashable],
+        "perturbation_col": [Hashable],
+        "random_state": ["random_state"],
+    }
+
+    def _validate_params(self) -> None:
+        """Check the parameters against ``_parameter_constraints``, as estimators do in fit."""
+        validate_parameter_constraints(
+            self._parameter_constraints,
+            {name: getattr(self, name) for name in self._parameter_constraints},
+            caller_name=type(self).__name__,
+        )
 
     def _iter_records(self, X, groups) -> Iterator[dict[str, Any]]:  # pragma: no cover
         raise NotImplementedError
@@ -300,14 +314,11 @@ class _ValidationSplitMixin:
 class _HeldOutContextSplitter(_ValidationSplitMixin, _IndexTableSplitter):
     """Splits that hold out whole contexts except for an adaptation part."""
 
-    def _check_common_params(self) -> tuple[float, float]:
-        adaptation = _check_fraction(
-            "adaptation_fraction", self.adaptation_fraction, allow_zero=True
-        )
-        validation = _check_fraction(
-            "validation_fraction", self.validation_fraction, allow_zero=True
-        )
-        return adaptation, validation
+    _parameter_constraints: ClassVar[dict] = {
+        **_IndexTableSplitter._parameter_constraints,
+        "adaptation_fraction": [FRACTION],
+        "validation_fraction": [FRACTION],
+    }
 
     @staticmethod
     def _held_out_record(

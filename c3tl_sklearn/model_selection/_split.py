@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import (
+    FRACTION,
     _adaptation_parts,
-    _check_fraction,
-    _check_positive_int,
+    _check_entries,
     _codes_of,
     _context_count,
     _empty_test_error,
@@ -27,6 +29,9 @@ from ._base import (
 )
 
 __all__ = ["ContextKFold", "LeaveOneContextOut", "PerturbationHoldout", "ScarcitySplit"]
+
+#: A number of training contexts.
+_TRAIN_SIZE = Interval(Integral, 1, None, closed="left")
 
 
 class LeaveOneContextOut(_HeldOutContextSplitter):
@@ -89,6 +94,12 @@ class LeaveOneContextOut(_HeldOutContextSplitter):
     1            b             2       8
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_HeldOutContextSplitter._parameter_constraints,
+        "n_test_contexts": [Interval(Integral, 1, None, closed="left"), None],
+        "test_contexts": "no_validation",  # labels, checked against the contexts of X
+    }
+
     def __init__(
         self,
         adaptation_fraction: float = 0.1,
@@ -124,14 +135,16 @@ class LeaveOneContextOut(_HeldOutContextSplitter):
         -------
         n_splits : int
         """
+        self._validate_params()
         if self.test_contexts is not None:
             return len(_normalise_labels(self.test_contexts))
         if self.n_test_contexts is not None:
-            return _check_positive_int("n_test_contexts", self.n_test_contexts)
+            return int(self.n_test_contexts)
         return _context_count(X, groups, self.context_col)
 
     def _iter_records(self, X, groups):
-        adaptation, validation = self._check_common_params()
+        self._validate_params()
+        adaptation, validation = float(self.adaptation_fraction), float(self.validation_fraction)
         table = _read_table(X, groups, self.context_col, self.perturbation_col)
         if table.n_contexts < 2:
             raise ValueError(
@@ -145,7 +158,7 @@ class LeaveOneContextOut(_HeldOutContextSplitter):
                 "test_contexts", _normalise_labels(self.test_contexts), table
             )
         elif self.n_test_contexts is not None:
-            n_test = _check_positive_int("n_test_contexts", self.n_test_contexts)
+            n_test = int(self.n_test_contexts)
             if n_test > table.n_contexts:
                 raise ValueError(
                     f"n_test_contexts={n_test} exceeds the {table.n_contexts} contexts of X."
@@ -212,6 +225,12 @@ class ContextKFold(_HeldOutContextSplitter):
     [('b', 'd'), ('a', 'c')]
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_HeldOutContextSplitter._parameter_constraints,
+        "n_splits": [Interval(Integral, 2, None, closed="left")],
+        "shuffle": ["boolean"],
+    }
+
     def __init__(
         self,
         n_splits: int = 4,
@@ -230,12 +249,6 @@ class ContextKFold(_HeldOutContextSplitter):
         self.perturbation_col = perturbation_col
         self.random_state = random_state
 
-    def _check_n_splits(self) -> int:
-        n = self.n_splits
-        if not isinstance(n, Integral) or isinstance(n, bool) or n < 2:
-            raise ValueError(f"n_splits must be an integer >= 2; got {n!r}.")
-        return int(n)
-
     def get_n_splits(self, X=None, y=None, groups=None) -> int:
         """Number of splits, ``n_splits``.
 
@@ -248,11 +261,13 @@ class ContextKFold(_HeldOutContextSplitter):
         -------
         n_splits : int
         """
-        return self._check_n_splits()
+        self._validate_params()
+        return int(self.n_splits)
 
     def _iter_records(self, X, groups):
-        n_splits = self._check_n_splits()
-        adaptation, validation = self._check_common_params()
+        self._validate_params()
+        n_splits = int(self.n_splits)
+        adaptation, validation = float(self.adaptation_fraction), float(self.validation_fraction)
         table = _read_table(X, groups, self.context_col, self.perturbation_col)
         if n_splits > table.n_contexts:
             raise ValueError(
@@ -315,6 +330,13 @@ class PerturbationHoldout(_IndexTableSplitter):
     [(28, 12), (28, 12)]
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_IndexTableSplitter._parameter_constraints,
+        "n_splits": [Interval(Integral, 1, None, closed="left")],
+        "test_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "max_test_fraction": [Interval(Real, 0, 1, closed="right")],
+    }
+
     def __init__(
         self,
         test_fraction: float = 0.3,
@@ -343,14 +365,13 @@ class PerturbationHoldout(_IndexTableSplitter):
         -------
         n_splits : int
         """
-        return _check_positive_int("n_splits", self.n_splits)
+        self._validate_params()
+        return int(self.n_splits)
 
     def _iter_records(self, X, groups):
-        n_splits = _check_positive_int("n_splits", self.n_splits)
-        test_fraction = _check_fraction("test_fraction", self.test_fraction, allow_zero=False)
-        max_fraction = _check_fraction(
-            "max_test_fraction", self.max_test_fraction, allow_zero=False, allow_one=True
-        )
+        self._validate_params()
+        n_splits = int(self.n_splits)
+        test_fraction, max_fraction = float(self.test_fraction), float(self.max_test_fraction)
         table = _read_table(X, groups, self.context_col, self.perturbation_col)
         if table.n_contexts < 2:
             raise ValueError(
@@ -464,6 +485,16 @@ default=(0.5, 0.2, 0.1, 0.05, 0.02)
     3                 2                  0.1       42      10
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_IndexTableSplitter._parameter_constraints,
+        "n_train_contexts": [_TRAIN_SIZE, "array-like"],
+        "adaptation_fractions": [FRACTION, "array-like"],
+        "validation_fraction": [FRACTION],
+        "n_test_contexts": [Interval(Integral, 1, None, closed="left")],
+        "test_contexts": "no_validation",  # labels, checked against the contexts of X
+        "test_set": [StrOptions({"common", "complement"})],
+    }
+
     def __init__(
         self,
         n_train_contexts: int | Sequence[int] = (5, 3, 2),
@@ -487,21 +518,21 @@ default=(0.5, 0.2, 0.1, 0.05, 0.02)
         self.random_state = random_state
 
     def _check_grid(self) -> tuple[list[int], list[float]]:
+        self._validate_params()
         sizes = self.n_train_contexts
         sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
         if not sizes:
             raise ValueError("n_train_contexts is empty; give at least one size.")
-        sizes = [_check_positive_int("every entry of n_train_contexts", k) for k in sizes]
+        _check_entries("n_train_contexts", sizes, _TRAIN_SIZE)
+        sizes = [int(k) for k in sizes]
         if len(set(sizes)) != len(sizes):
             raise ValueError(f"n_train_contexts has repeated sizes: {sizes}.")
         fractions = self.adaptation_fractions
         fractions = [fractions] if isinstance(fractions, Real) else list(fractions)
         if not fractions:
             raise ValueError("adaptation_fractions is empty; give at least one fraction.")
-        fractions = [
-            _check_fraction("every entry of adaptation_fractions", f, allow_zero=True)
-            for f in fractions
-        ]
+        _check_entries("adaptation_fractions", fractions, FRACTION)
+        fractions = [float(f) for f in fractions]
         if len(set(fractions)) != len(fractions):
             raise ValueError(f"adaptation_fractions has repeated values: {fractions}.")
         return sizes, fractions
@@ -509,7 +540,8 @@ default=(0.5, 0.2, 0.1, 0.05, 0.02)
     def _n_test(self) -> int:
         if self.test_contexts is not None:
             return len(_normalise_labels(self.test_contexts))
-        return _check_positive_int("n_test_contexts", self.n_test_contexts)
+        self._validate_params()
+        return int(self.n_test_contexts)
 
     def get_n_splits(self, X=None, y=None, groups=None) -> int:
         """Number of splits: test contexts x training-set sizes x adaptation fractions.
@@ -530,7 +562,7 @@ default=(0.5, 0.2, 0.1, 0.05, 0.02)
         """Codes of the given test contexts, or of ``n_test_contexts`` drawn ones."""
         if self.test_contexts is not None:
             return _codes_of("test_contexts", _normalise_labels(self.test_contexts), table)
-        n_test = _check_positive_int("n_test_contexts", self.n_test_contexts)
+        n_test = int(self.n_test_contexts)
         if n_test >= table.n_contexts:
             raise ValueError(
                 f"n_test_contexts={n_test} leaves no training context among the "
@@ -553,13 +585,7 @@ default=(0.5, 0.2, 0.1, 0.05, 0.02)
 
     def _iter_records(self, X, groups):
         sizes, fractions = self._check_grid()
-        validation = _check_fraction(
-            "validation_fraction", self.validation_fraction, allow_zero=True
-        )
-        if self.test_set not in ("common", "complement"):
-            raise ValueError(
-                f"test_set must be 'common' or 'complement'; got {self.test_set!r}."
-            )
+        validation = float(self.validation_fraction)
         table = _read_table(X, groups, self.context_col, self.perturbation_col)
         rng = check_random_state(self.random_state)
         # the draws come in a fixed order: rows, test contexts, training order
