@@ -109,10 +109,7 @@ def _metric_label(metric: str, k: int) -> str:
 
 
 def _tune_scoring(tune_metric: str, k: int):
-    if tune_metric not in _TUNE_METRICS:
-        raise ValueError(
-            f"Unknown tune_metric {tune_metric!r}; choose from {sorted(_TUNE_METRICS)}."
-        )
+    """The search's ``scoring`` for a metric name (``run_benchmark`` validated it)."""
     name = _TUNE_METRICS[tune_metric]
     if name == "top_k_overlap":
         from sklearn.metrics import make_scorer

@@ -11,17 +11,19 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from .._data import unique_labels
 from ..metrics import score_table
 from ._io import check_benchmark_data
 from ._plots import _plot_scarcity, _plot_scatter
 from ._progress import _Progress
-from ._registry import METRICS, MODELS, _tune_scoring, make_model
+from ._registry import _TUNE_METRICS, METRICS, MODELS, _tune_scoring, make_model
 from ._report import BenchmarkResult, _heldout_table, _scarcity_tables, _write_outputs
 from ._splits import (
     _choose_test_contexts,
@@ -37,6 +39,18 @@ __all__ = ["run_benchmark"]
 _SCORE_KEYS = ["model", "split", "test_context", "n_train_contexts", "adaptation_fraction"]
 
 
+@validate_params(
+    {
+        "protocol": [StrOptions({"heldout", "scarcity"})],
+        "models": ["array-like"],
+        "n_trials": [Interval(Integral, 0, None, closed="left")],
+        "tune_metric": [StrOptions(set(_TUNE_METRICS))],
+        "inner_folds": [Interval(Integral, 1, None, closed="left")],
+        "scarcity_test_set": [StrOptions({"common", "complement"})],
+        "max_points": [Interval(Integral, 1, None, closed="left")],
+    },
+    prefer_skip_nested_validation=False,
+)
 def run_benchmark(
     X: pd.DataFrame, Y, *, protocol: str = "heldout", models: Sequence[str] = tuple(MODELS),
     n_trials: int = 20, tune_metric: str = "centered_pearson_delta", inner_folds: int = 2,
@@ -138,7 +152,7 @@ def run_benchmark(
     """
     started = datetime.now(timezone.utc)
     t_start = time.perf_counter() if start_time is None else start_time
-    models = _check_run_args(protocol, models, n_trials)
+    models = _check_models(models)
     labels = {"context_col": context_col, "perturbation_col": perturbation_col}
     X, Y = check_benchmark_data(X, Y, **labels)
     k = min(50, Y.shape[1])
@@ -236,17 +250,13 @@ def _count_warnings(caught, bar, *, written: bool) -> dict[str, int]:
     return dict(counts.most_common())
 
 
-def _check_run_args(protocol: str, models: Sequence[str], n_trials) -> list[str]:
-    if protocol not in ("heldout", "scarcity"):
-        raise ValueError(f"protocol must be 'heldout' or 'scarcity'; got {protocol!r}.")
+def _check_models(models: Sequence[str]) -> list[str]:
     models = list(models)
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         raise ValueError(f"Unknown model(s) {unknown}; choose from {sorted(MODELS)}.")
     if len(set(models)) != len(models):
         raise ValueError(f"models lists a model twice: {models}.")
-    if not isinstance(n_trials, int) or n_trials < 0:
-        raise ValueError(f"n_trials must be a non-negative integer; got {n_trials!r}.")
     return models
 
 
