@@ -43,7 +43,13 @@ from sklearn.metrics import _scorer as _sklearn_scorer
 from sklearn.metrics import get_scorer_names, make_scorer, mean_squared_error
 from sklearn.utils._param_validation import StrOptions
 
-from ._data import check_labels, check_response, segment_means, sorted_codes
+from ._data import (
+    check_label_columns,
+    check_labels,
+    check_response,
+    segment_means,
+    sorted_codes,
+)
 
 __all__ = [
     "CONTEXT_METRICS",
@@ -472,22 +478,14 @@ def score_table(X, Y_true, Y_pred, context_col: Hashable = "context", *, k: int 
     >>> table["n_rows"].tolist()
     [2, 2, 4]
     """
-    if not isinstance(X, pd.DataFrame):
-        raise TypeError(
-            f"X must be the index table (a pandas DataFrame with a {context_col!r} column); "
-            f"got {type(X).__name__}."
-        )
-    if context_col not in X.columns:
-        raise ValueError(
-            f"X is missing the context column {context_col!r}; it has {list(X.columns)}."
-        )
+    (labels,) = check_label_columns(X, [context_col],
+                                    column_hint="Set context_col to your context column.")
     Yt, Yp = _check_pair(Y_true, Y_pred)
     if len(X) != Yt.shape[0]:
         raise ValueError(
             f"X has {len(X)} rows but Y_true has {Yt.shape[0]}; row i of the responses must "
             "describe row i of the index table."
         )
-    labels = check_labels(X[context_col], Yt.shape[0], name="contexts", against="Y_true")
     codes, uniques = sorted_codes(labels)
     per_row = {
         "pearson_delta": pearson_delta(Yt, Yp, per_row=True),

@@ -448,7 +448,7 @@ def test_score_table_caps_k_and_validates_inputs():
     assert (table.top_k_overlap == 1.0).all()
     with pytest.raises(TypeError, match="DataFrame"):
         score_table(X.to_numpy(), Y_true, Y_pred)
-    with pytest.raises(ValueError, match="missing the context column 'cell'"):
+    with pytest.raises(ValueError, match=r"X is missing the column\(s\) \['cell'\]"):
         score_table(X, Y_true, Y_pred, context_col="cell")
     with pytest.raises(ValueError, match="X has 3 rows but Y_true has 4"):
         score_table(X.iloc[:3], Y_true, Y_pred)
