@@ -216,6 +216,21 @@ class _IndexTableSplitter(BaseCrossValidator):
     def _iter_records(self, X, groups) -> Iterator[dict[str, Any]]:  # pragma: no cover
         raise NotImplementedError
 
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:
+        """Number of splits, ``n_splits``.
+
+        Parameters
+        ----------
+        X, y, groups : object
+            Ignored; present for API compatibility.
+
+        Returns
+        -------
+        n_splits : int
+        """
+        self._validate_params()
+        return int(self.n_splits)
+
     def split(self, X, y=None, groups=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Generate indices to split the index table into training and test set.
 

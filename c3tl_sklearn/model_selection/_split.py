@@ -249,21 +249,6 @@ class ContextKFold(_HeldOutContextSplitter):
         self.perturbation_col = perturbation_col
         self.random_state = random_state
 
-    def get_n_splits(self, X=None, y=None, groups=None) -> int:
-        """Number of splits, ``n_splits``.
-
-        Parameters
-        ----------
-        X, y, groups : object
-            Ignored; present for API compatibility.
-
-        Returns
-        -------
-        n_splits : int
-        """
-        self._validate_params()
-        return int(self.n_splits)
-
     def _iter_records(self, X, groups):
         self._validate_params()
         n_splits = int(self.n_splits)
@@ -352,21 +337,6 @@ class PerturbationHoldout(_IndexTableSplitter):
         self.context_col = context_col
         self.perturbation_col = perturbation_col
         self.random_state = random_state
-
-    def get_n_splits(self, X=None, y=None, groups=None) -> int:
-        """Number of splits, ``n_splits``.
-
-        Parameters
-        ----------
-        X, y, groups : object
-            Ignored; present for API compatibility.
-
-        Returns
-        -------
-        n_splits : int
-        """
-        self._validate_params()
-        return int(self.n_splits)
 
     def _iter_records(self, X, groups):
         self._validate_params()
