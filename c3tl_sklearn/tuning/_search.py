@@ -357,7 +357,7 @@ class C3TLSearchCV(MetaEstimatorMixin, BaseEstimator):
         "timeout": [Interval(Real, 0, None, closed="neither"), None],
         "n_jobs": [Integral],
         "error_score": [StrOptions({"raise"}), Real],
-        "callbacks": [list, None],
+        "callbacks": [list, tuple, None],
         "verbose": ["verbose"],
     }
 
