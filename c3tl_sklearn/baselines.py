@@ -1,7 +1,7 @@
 """Simple baselines for predicting perturbation effects in under-measured contexts.
 
 Every baseline has the package's estimator API (see
-:class:`~c3tl_sklearn._base.PerturbationRegressorMixin`): ``fit(X, Y)`` takes an
+:class:`~c3tl_sklearn.base.PerturbationRegressorMixin`): ``fit(X, Y)`` takes an
 index table ``X`` (one row per observed (context, perturbation) pair) and the
 effect matrix ``Y`` of shape ``(n_rows, n_genes)``; ``predict(X_new)`` returns
 an ``(n_new, n_genes)`` float64 array of predicted effects for the pairs of
@@ -45,7 +45,8 @@ from sklearn.linear_model import Ridge
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import PerturbationRegressorMixin, segment_means
+from ._data import label_examples, segment_means, warn_unknown_contexts
+from .base import PerturbationRegressorMixin
 
 __all__ = [
     "AdditiveBaseline",
@@ -130,15 +131,7 @@ class _TransferBaseline(PerturbationRegressorMixin):
         """Validate ``X``; refuse unknown perturbations, warn about unseen contexts."""
         c_codes, p_codes, contexts, perturbations = self._validate_predict_data(X)
         self._raise_unknown_perturbations(p_codes, perturbations)
-        unseen = c_codes < 0
-        if unseen.any():
-            labels = list(pd.unique(pd.Series(contexts[unseen], dtype=object))[:5])
-            warnings.warn(
-                f"{int(unseen.sum())} row(s) ask for context(s) never observed in fit, "
-                f"e.g. {labels}; {fallback}",
-                UserWarning,
-                stacklevel=3,
-            )
+        warn_unknown_contexts(c_codes < 0, contexts, fallback, stacklevel=3)
         return c_codes, p_codes
 
 
@@ -175,7 +168,7 @@ class MeanBaseline(_TransferBaseline):
     pair_index_ : ndarray of shape (n_contexts, n_perturbations)
         Row of ``effects_`` holding each observed pair; -1 where unobserved.
     n_features_in_, feature_names_in_, n_genes_, gene_names_
-        See :class:`~c3tl_sklearn._base.PerturbationRegressorMixin`.
+        See :class:`~c3tl_sklearn.base.PerturbationRegressorMixin`.
 
     See Also
     --------
@@ -281,10 +274,9 @@ class AdditiveBaseline(_TransferBaseline):
         Column of the index table holding the perturbation labels.
     shrinkage : float, default=1.0
         Pseudo-count shrinking each context offset toward 0; 0 disables it.
-        On the LINCS knockdowns (6 contexts, target context held out except for
-        a few adaptation pairs) ``shrinkage=1`` gives the lowest squared error
-        with 1 to 3 adaptation pairs and is indistinguishable from no shrinkage
-        with 10 or more, while ``shrinkage >= 3`` hurts everywhere.
+        The shrinkage matters when a context has only a few adaptation pairs,
+        whose mean residual is noisy; with ten or more it hardly changes the
+        offset.
 
     Attributes
     ----------
@@ -547,8 +539,7 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
             return pred
         no_candidate = self.ranking_[c_codes[known], 0] < 0
         if no_candidate.any():
-            labels = list(pd.unique(pd.Series(
-                self.contexts_[c_codes[known[no_candidate]]], dtype=object))[:5])
+            labels = label_examples(self.contexts_[c_codes[known[no_candidate]]])
             warnings.warn(
                 f"Context(s) {labels} share fewer than min_shared={self.min_shared} "
                 "observed perturbations with every other context; their rows get the "
@@ -634,11 +625,9 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
 
     Notes
     -----
-    Defaults were checked on the LINCS knockdowns with one context held out
-    except for a few adaptation pairs: with 10% adaptation (about 90 pairs)
-    ``n_components=50, alpha=10`` reaches a mean per-pair Pearson of about 0.93
-    against 0.88 for :class:`AdditiveBaseline`; with 5 or fewer adaptation pairs
-    the additive prediction is better, hence ``min_shared=10``.
+    A ridge needs several shared pairs to learn a map between embeddings; with
+    only a handful the additive prediction is the better estimate, hence the
+    fallback below ``min_shared`` pairs.
 
     The PCA is the exact covariance eigendecomposition for up to 1,000 genes
     and sklearn's automatic choice (``random_state=0``) beyond, so fits are

@@ -42,25 +42,38 @@ The scorers (``pearson_scorer``, ``centered_pearson_scorer``, ...) plug into
 ``scoring=`` of :func:`~sklearn.model_selection.cross_val_score` and
 :class:`~sklearn.model_selection.GridSearchCV`; the two that need the context of
 every row read it from the index table ``X`` they are called with. ``SCORERS``
-maps names to all of them and can itself be passed as ``scoring=``.
+maps names to all of them and can itself be passed as ``scoring=``. Importing
+the package registers the names ``"pearson_delta"``,
+``"centered_pearson_delta"``, ``"discrimination_score"`` and
+``"top_k_overlap"`` with scikit-learn, so ``scoring="pearson_delta"`` works
+like ``scoring="r2"`` (see :func:`register_scorers`).
 """
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable, Hashable
 from numbers import Integral
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 from scipy.spatial.distance import cdist
 from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import make_scorer, mean_squared_error
+from sklearn.metrics import _scorer as _sklearn_scorer
+from sklearn.metrics import get_scorer_names, make_scorer, mean_squared_error
+from sklearn.utils._param_validation import StrOptions
 
-from ._validation import check_response
+from ._data import (
+    check_label_columns,
+    check_labels,
+    check_response,
+    segment_means,
+    sorted_codes,
+)
 
 __all__ = [
+    "CONTEXT_METRICS",
     "SCORERS",
     "centered_pearson_delta",
     "centered_pearson_scorer",
@@ -70,6 +83,7 @@ __all__ = [
     "mse_scorer",
     "pearson_delta",
     "pearson_scorer",
+    "register_scorers",
     "score_table",
     "top_k_overlap",
     "top_k_scorer",
@@ -110,31 +124,8 @@ def _check_contexts(contexts, n_rows: int) -> np.ndarray:
     """Integer codes of per-row context labels (``None``: one context for all rows)."""
     if contexts is None:
         return np.zeros(n_rows, dtype=np.intp)
-    if isinstance(contexts, pd.DataFrame):
-        raise ValueError("contexts must be 1-D: one context label per row.")
-    if isinstance(contexts, (pd.Series, pd.Index)):
-        labels = contexts.to_numpy(dtype=object)
-    elif isinstance(contexts, np.ndarray):
-        if contexts.ndim != 1:
-            raise ValueError(
-                f"contexts must be 1-D (one label per row); got shape {contexts.shape}."
-            )
-        labels = contexts.astype(object)
-    else:
-        values = list(contexts)
-        labels = np.empty(len(values), dtype=object)
-        for i, value in enumerate(values):
-            labels[i] = value
-    if labels.shape[0] != n_rows:
-        raise ValueError(
-            f"contexts has {labels.shape[0]} labels but Y_true has {n_rows} rows; give "
-            "the context of every row."
-        )
-    isna = pd.isna(labels)
-    if isna.any():
-        raise ValueError(f"contexts has {int(isna.sum())} missing label(s).")
-    codes, _ = pd.factorize(labels)
-    return np.asarray(codes, dtype=np.intp)
+    labels = check_labels(contexts, n_rows, name="contexts", against="Y_true")
+    return sorted_codes(labels)[0]
 
 
 def _check_min_genes(n_genes: int, name: str) -> None:
@@ -251,13 +242,7 @@ def pearson_delta(Y_true, Y_pred, *, per_row: bool = False):
 
 def _context_means(Y: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """Per-row mean of ``Y`` over the rows of the same context."""
-    n_groups = int(codes.max()) + 1
-    counts = np.bincount(codes, minlength=n_groups)
-    indicator = sparse.csr_matrix(
-        (np.ones(codes.size), (codes, np.arange(codes.size))), shape=(n_groups, codes.size)
-    )
-    means = np.asarray(indicator @ Y) / counts[:, None]
-    return means[codes]
+    return segment_means(codes, int(codes.max()) + 1, Y)[0][codes]
 
 
 def centered_pearson_delta(Y_true, Y_pred, contexts, *, per_row: bool = False):
@@ -630,25 +615,15 @@ def score_table(X, Y_true, Y_pred, context_col: Hashable = "context", *, k: int 
     >>> table["n_rows"].tolist()
     [2, 2, 4]
     """
-    if not isinstance(X, pd.DataFrame):
-        raise TypeError(
-            f"X must be the index table (a pandas DataFrame with a {context_col!r} column); "
-            f"got {type(X).__name__}."
-        )
-    if context_col not in X.columns:
-        raise ValueError(
-            f"X is missing the context column {context_col!r}; it has {list(X.columns)}."
-        )
+    (labels,) = check_label_columns(X, [context_col],
+                                    column_hint="Set context_col to your context column.")
     Yt, Yp = _check_pair(Y_true, Y_pred)
     if len(X) != Yt.shape[0]:
         raise ValueError(
             f"X has {len(X)} rows but Y_true has {Yt.shape[0]}; row i of the responses must "
             "describe row i of the index table."
         )
-    labels = X[context_col].to_numpy(dtype=object)
-    codes = _check_contexts(labels, Yt.shape[0])
-    uniques = np.empty(int(codes.max()) + 1, dtype=object)
-    uniques[codes] = labels  # the label of every code
+    codes, uniques = sorted_codes(labels)
     per_row = {
         "pearson_delta": pearson_delta(Yt, Yp, per_row=True),
         "centered_pearson_delta": centered_pearson_delta(Yt, Yp, codes, per_row=True),
@@ -666,12 +641,8 @@ def score_table(X, Y_true, Y_pred, context_col: Hashable = "context", *, k: int 
         row["n_rows"] = int(mask.sum())
         return row
 
-    try:
-        order = sorted(range(uniques.size), key=uniques.__getitem__)
-    except TypeError:  # labels that cannot be compared keep their first-seen order
-        order = list(range(uniques.size))
-    index = [uniques[code] for code in order]
-    rows = [summarise(codes == code) for code in order]
+    index = list(uniques)
+    rows = [summarise(codes == code) for code in range(uniques.size)]
     rows.append(summarise(np.ones(len(labels), dtype=bool)))
     index.append("overall")
     return pd.DataFrame(
@@ -775,6 +746,12 @@ top_k_scorer = make_scorer(top_k_overlap)
 mse_scorer = make_scorer(mean_squared_error, greater_is_better=False)
 """Negated mean squared error over all entries (scikit-learn's sign convention)."""
 
+CONTEXT_METRICS: dict[str, Callable] = {
+    "centered_pearson_delta": centered_pearson_delta,
+    "discrimination_score": discrimination_score,
+}
+"""The metrics whose scorers read every row's context from ``X``, by scorer name."""
+
 SCORERS: dict[str, Callable] = {
     "pearson_delta": pearson_scorer,
     "centered_pearson_delta": centered_pearson_scorer,
@@ -783,3 +760,62 @@ SCORERS: dict[str, Callable] = {
     "neg_mean_squared_error": mse_scorer,
 }
 """Every scorer of the module by name; ``scoring=SCORERS`` evaluates them all."""
+
+
+def _scoring_name_constraints():
+    """The ``StrOptions`` of scorer names in the ``scoring`` constraints scikit-learn built.
+
+    scikit-learn validates ``scoring="..."`` against a set of names taken from
+    :func:`~sklearn.metrics.get_scorer_names` when each of its modules is
+    imported; the modules already imported hold that set in their constraints.
+    """
+    known = {"r2", "neg_mean_squared_error"}
+    for module in list(sys.modules.values()):
+        if not getattr(module, "__name__", "").startswith("sklearn."):
+            continue
+        for obj in list(vars(module).values()):
+            constraints = getattr(obj, "_skl_parameter_constraints", None)
+            if constraints is None and isinstance(obj, type):
+                constraints = vars(obj).get("_parameter_constraints")
+            if not isinstance(constraints, dict):
+                continue
+            for constraint in constraints.get("scoring", ()):
+                if isinstance(constraint, StrOptions) and known <= constraint.options:
+                    yield constraint
+
+
+def register_scorers(scorers: dict[str, Callable] | None = None) -> None:
+    """Make scorer names usable as ``scoring="name"`` everywhere in scikit-learn.
+
+    scikit-learn has no public registry of scorer names, so the names are added
+    to the table behind :func:`~sklearn.metrics.get_scorer` and to the name
+    sets that its already imported functions and estimators validate
+    ``scoring`` against. The package calls this once on import with its own
+    scorers; a name scikit-learn already uses is never replaced.
+
+    Parameters
+    ----------
+    scorers : dict of str to callable, optional
+        Scorers by name; the default registers ``pearson_delta``,
+        ``centered_pearson_delta``, ``discrimination_score`` and
+        ``top_k_overlap``.
+
+    Examples
+    --------
+    >>> from sklearn.metrics import get_scorer
+    >>> import c3tl_sklearn.metrics
+    >>> get_scorer("centered_pearson_delta")
+    make_context_scorer(centered_pearson_delta)
+    """
+    if scorers is None:
+        scorers = {name: scorer for name, scorer in SCORERS.items()
+                   if name != "neg_mean_squared_error"}
+    taken = set(get_scorer_names())
+    new = {name: scorer for name, scorer in scorers.items()
+           if name not in taken or _sklearn_scorer._SCORERS[name] is scorer}
+    _sklearn_scorer._SCORERS.update(new)
+    for constraint in _scoring_name_constraints():
+        constraint.options.update(new)
+
+
+register_scorers()

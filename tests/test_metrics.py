@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -13,9 +15,10 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 from scipy.stats import pearsonr
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.metrics import mean_squared_error
+from sklearn.metrics import get_scorer, get_scorer_names, mean_squared_error
 from sklearn.model_selection import GridSearchCV, cross_val_score, cross_validate
 
+from c3tl_sklearn.baselines import MeanBaseline
 from c3tl_sklearn.datasets import make_synthetic_perturbations
 from c3tl_sklearn.metrics import (
     SCORERS,
@@ -27,6 +30,7 @@ from c3tl_sklearn.metrics import (
     mse_scorer,
     pearson_delta,
     pearson_scorer,
+    register_scorers,
     score_table,
     top_k_overlap,
     top_k_scorer,
@@ -444,7 +448,7 @@ def test_score_table_caps_k_and_validates_inputs():
     assert (table.top_k_overlap == 1.0).all()
     with pytest.raises(TypeError, match="DataFrame"):
         score_table(X.to_numpy(), Y_true, Y_pred)
-    with pytest.raises(ValueError, match="missing the context column 'cell'"):
+    with pytest.raises(ValueError, match=r"X is missing the column\(s\) \['cell'\]"):
         score_table(X, Y_true, Y_pred, context_col="cell")
     with pytest.raises(ValueError, match="X has 3 rows but Y_true has 4"):
         score_table(X.iloc[:3], Y_true, Y_pred)
@@ -538,3 +542,73 @@ def test_context_scorer_options_and_errors(data):
         assert restored(est, frame, Y) == pytest.approx(each(est, frame, Y))
     assert pearson_scorer(est, X, Y) == pytest.approx(pearson_delta(Y, est.predict(X)))
     assert top_k_scorer(est, X, Y) == pytest.approx(top_k_overlap(Y, est.predict(X)))
+
+
+# --------------------------------------------------------------------------- scorer names
+
+REGISTERED = {
+    "pearson_delta": lambda t, p, c: pearson_delta(t, p),
+    "centered_pearson_delta": centered_pearson_delta,
+    "discrimination_score": discrimination_score,
+    "top_k_overlap": lambda t, p, c: top_k_overlap(t, p, k=50),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REGISTERED))
+def test_scorer_names_work_in_cross_val_score(data, name):
+    X, Y = data
+    cv = LeaveOneContextOut(adaptation_fraction=0.2, random_state=0)
+    assert name in get_scorer_names()
+    scores = cross_val_score(MeanBaseline(), X, Y, cv=cv, scoring=name, error_score="raise")
+    expected = []
+    for train, test in cv.split(X):
+        pred = MeanBaseline().fit(X.iloc[train], Y.iloc[train]).predict(X.iloc[test])
+        expected.append(REGISTERED[name](Y.iloc[test], pred, X.context.iloc[test]))
+    np.testing.assert_allclose(scores, expected)
+    assert len(scores) == cv.get_n_splits(X) == 4
+
+
+def test_scorer_names_work_in_grid_search(data):
+    X, Y = data
+    cv = LeaveOneContextOut(adaptation_fraction=0.2, random_state=0)
+    grid = {"shrink": [0.0, 1.0]}
+    by_name = GridSearchCV(PerturbationMeanRegressor(), grid, cv=cv,
+                           scoring=["pearson_delta", "centered_pearson_delta"],
+                           refit="centered_pearson_delta", error_score="raise").fit(X, Y)
+    by_object = GridSearchCV(PerturbationMeanRegressor(), grid, cv=cv,
+                             scoring={"pearson_delta": pearson_scorer,
+                                      "centered_pearson_delta": centered_pearson_scorer},
+                             refit="centered_pearson_delta", error_score="raise").fit(X, Y)
+    for key in ("mean_test_pearson_delta", "mean_test_centered_pearson_delta"):
+        np.testing.assert_allclose(by_name.cv_results_[key], by_object.cv_results_[key])
+    assert by_name.best_params_ == {"shrink": 0.0}
+    single = GridSearchCV(PerturbationMeanRegressor(), grid, cv=cv,
+                          scoring="discrimination_score").fit(X, Y)
+    assert single.cv_results_["mean_test_score"][1] == pytest.approx(0.5)
+
+
+def test_scorer_names_registered_whatever_the_import_order():
+    # scikit-learn freezes the valid names when its modules are imported, so the
+    # package must also reach the modules imported before it.
+    code = (
+        "from sklearn.model_selection import GridSearchCV, cross_val_score\n"
+        "import c3tl_sklearn\n"
+        "from c3tl_sklearn.datasets import make_synthetic_perturbations\n"
+        "X, Y = make_synthetic_perturbations(3, 12, 8, random_state=0)\n"
+        "cv = c3tl_sklearn.LeaveOneContextOut(adaptation_fraction=0.2, random_state=0)\n"
+        "s = cross_val_score(c3tl_sklearn.MeanBaseline(), X, Y, cv=cv, scoring='pearson_delta')\n"
+        "g = GridSearchCV(c3tl_sklearn.MeanBaseline(), {'exclude_target': [True]}, cv=cv,\n"
+        "                 scoring='centered_pearson_delta').fit(X, Y)\n"
+        "print(len(s), g.best_score_ < 1)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["3", "True"]
+
+
+def test_register_scorers_never_replaces_a_scikit_learn_name():
+    before = get_scorer("r2")
+    register_scorers({"r2": pearson_scorer})
+    assert repr(get_scorer("r2")) == repr(before)
+    assert repr(get_scorer("pearson_delta")) == repr(pearson_scorer)

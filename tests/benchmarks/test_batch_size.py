@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "batch_size.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "batch_size.py"
 
 
 def test_reports_a_row_per_batch_size(tmp_path):

@@ -485,13 +485,21 @@ def test_nan_in_matrix_names_the_cell(storage, where, tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"min_cells": 0}, "min_cells must be a positive integer"),
-        ({"min_cells": 2.5}, "min_cells must be a positive integer"),
-        ({"n_top_genes": 0}, "n_top_genes must be a positive integer"),
-        ({"hvg_on": "genes"}, "hvg_on must be one of"),
-        ({"transform": "log2"}, "transform must be one of"),
-        ({"target_sum": -1}, "target_sum must be a positive number"),
-        ({"chunk_size": 0}, "chunk_size must be a positive integer"),
+        ({"min_cells": 0}, r"'min_cells' parameter of pseudobulk must be an int in the "
+                           r"range \[1, inf\)"),
+        ({"min_cells": 2.5}, r"'min_cells' parameter of pseudobulk must be an int in the "
+                             r"range \[1, inf\)"),
+        ({"n_top_genes": 0}, r"'n_top_genes' parameter of pseudobulk must be an int in the "
+                             r"range \[1, inf\) or None"),
+        ({"hvg_on": "genes"}, r"'hvg_on' parameter of pseudobulk must be a str among "
+                              r"\{'(cells|effects)', '(cells|effects)'\}"),
+        ({"transform": "log2"}, r"'transform' parameter of pseudobulk must be a str among "
+                                r"\{'(log1p|normalize_log1p)', '(log1p|normalize_log1p)'\} "
+                                "or None"),
+        ({"target_sum": -1}, r"'target_sum' parameter of pseudobulk must be a float in the "
+                             r"range \(0.0, inf\)"),
+        ({"chunk_size": 0}, r"'chunk_size' parameter of pseudobulk must be an int in the "
+                            r"range \[1, inf\) or None"),
         ({"layer": "missing"}, "no layer 'missing'"),
     ],
 )
@@ -579,7 +587,7 @@ def test_to_anndata_validates():
 
 def test_huge_label_space_path_gives_the_same_result(monkeypatch):
     """Beyond a size, pairs are counted by sorting instead of a full table."""
-    import c3tl_sklearn.preprocessing as pre
+    import c3tl_sklearn.preprocessing._pseudobulk as pre
 
     counts = {(c, p): 12 for c in CONTEXTS for p in PERTS}
     counts[("A", "p2")] = 3
@@ -598,7 +606,7 @@ def test_benchmark_generator_writes_a_readable_file(tmp_path):
     import importlib.util
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "pseudobulk.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "pseudobulk.py"
     spec = importlib.util.spec_from_file_location("bench_pseudobulk", script)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

@@ -1,451 +1,37 @@
-"""Cross-validation splitters that hold out cellular contexts or (context, perturbation) pairs.
-
-Every splitter follows scikit-learn's protocol (``split(X, y=None, groups=None)``
-yielding ``(train, test)`` integer index arrays, ``get_n_splits``), so it can be
-passed as ``cv=`` to :func:`~sklearn.model_selection.cross_val_score`,
-:class:`~sklearn.model_selection.GridSearchCV` and friends.
-
-``X`` is the package's *index table*: a DataFrame with one row per observed
-(context, perturbation) pair. When ``groups`` is given it supplies the context
-label of every row (and ``X`` then only needs the perturbation column);
-otherwise the context column of ``X`` is used.
-
-Shared conventions
-------------------
-- **Scored pairs are never seen in the target context.** A test row's
-  perturbation is always observed in at least one *training* row of another
-  context, so a model can transfer it; rows that fail this are dropped (they
-  are neither train nor test).
-- **Adaptation rows.** A held-out context keeps an adaptation part in
-  training: ``round(adaptation_fraction * n_c)`` of its ``n_c`` rows (rounded
-  half up), at least 1 when ``adaptation_fraction > 0`` and ``n_c >= 2``, and
-  at most ``n_c - 1`` so a test row is always left. A context with a single row
-  contributes it to the test side. ``adaptation_fraction=0`` is zero-shot.
-- **Nesting.** With the same integer ``random_state`` the rows of every context
-  are put in the same random order (one permutation of all rows is the first
-  draw of every splitter), and the adaptation part is a prefix of that order:
-  a larger adaptation fraction always contains a smaller one's adaptation
-  rows, whatever the other parameters.
-- **Validation.** ``validation_fraction`` moves ``round(validation_fraction *
-  n_adaptation)`` adaptation rows (at least 1 when the fraction is positive and
-  there are at least 2 adaptation rows, at most ``n_adaptation - 1``) into a
-  validation set, taken from the end of the adaptation prefix among rows whose
-  perturbation is observed in a training context. ``split`` yields ``(train ∪
-  validation, test)``; ``split_validation`` yields the ``(train, validation,
-  test)`` triples. ``adaptation_fraction=0.1, validation_fraction=0.2`` is the
-  paper's 8% / 2% / 90% protocol.
-- **Randomness.** ``random_state`` follows scikit-learn: an int gives the same
-  splits on every call; a ``RandomState`` instance or ``None`` gives new draws.
-"""
+"""The splitters: held-out contexts, context folds, held-out pairs and data scarcity."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Sequence
 from numbers import Integral, Real
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
-import pandas as pd
-from sklearn.model_selection import BaseCrossValidator
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._validation import check_index_table, check_no_duplicate_pairs
+from ._base import (
+    FRACTION,
+    _adaptation_parts,
+    _check_entries,
+    _codes_of,
+    _context_count,
+    _empty_test_error,
+    _HeldOutContextSplitter,
+    _IndexTableSplitter,
+    _n_part,
+    _normalise_labels,
+    _observed,
+    _read_table,
+    _rows_by_context,
+    _sorted,
+    _ValidationSplitMixin,
+)
 
 __all__ = ["ContextKFold", "LeaveOneContextOut", "PerturbationHoldout", "ScarcitySplit"]
 
-
-# --------------------------------------------------------------------------- helpers
-
-
-@dataclass(frozen=True)
-class _Table:
-    """Integer-coded view of an index table (internal)."""
-
-    c_codes: np.ndarray  # (n_rows,) codes into context_labels (sorted labels)
-    p_codes: np.ndarray  # (n_rows,) codes of the perturbations
-    context_labels: np.ndarray
-    n_perturbations: int
-
-    @property
-    def n_rows(self) -> int:
-        return self.c_codes.size
-
-    @property
-    def n_contexts(self) -> int:
-        return self.context_labels.size
-
-
-def _object_array(values: Iterable) -> np.ndarray:
-    """1-D object array of labels; tuples stay single labels."""
-    values = list(values)
-    out = np.empty(len(values), dtype=object)
-    for i, value in enumerate(values):
-        out[i] = value
-    return out
-
-
-def _sorted_codes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer codes of ``labels`` and the distinct labels, sorted when comparable.
-
-    Labels that cannot be compared with each other keep their first-seen order.
-    Tuples stay single labels.
-    """
-    codes, uniques = pd.factorize(labels)
-    uniques = _object_array(uniques)
-    try:
-        order = np.array(sorted(range(uniques.size), key=uniques.__getitem__), dtype=np.intp)
-    except TypeError:
-        order = np.arange(uniques.size)
-    position = np.empty(uniques.size, dtype=np.intp)
-    position[order] = np.arange(uniques.size)
-    return position[np.asarray(codes, dtype=np.intp)], uniques[order]
-
-
-def _read_table(X, groups, context_col: Hashable, perturbation_col: Hashable) -> _Table:
-    """Validate ``X`` (and ``groups``) and code contexts and perturbations as integers."""
-    if groups is None:
-        contexts, perturbations = check_index_table(X, context_col, perturbation_col)
-    else:
-        if not isinstance(X, pd.DataFrame):
-            raise TypeError(
-                f"X must be a pandas DataFrame with a {perturbation_col!r} column (one row "
-                f"per (context, perturbation) observation); got {type(X).__name__}."
-            )
-        if perturbation_col not in X.columns:
-            raise ValueError(
-                f"X is missing the perturbation column {perturbation_col!r}; it has "
-                f"{list(X.columns)}. Set perturbation_col to the name your table uses."
-            )
-        if isinstance(groups, pd.DataFrame):
-            raise ValueError("groups must be 1-D (one context label per row of X).")
-        if isinstance(groups, (pd.Series, pd.Index)):
-            contexts = groups.to_numpy(dtype=object, copy=True)
-        elif isinstance(groups, np.ndarray):
-            if groups.ndim != 1:
-                raise ValueError(
-                    f"groups must be 1-D (one context label per row of X); got shape "
-                    f"{groups.shape}."
-                )
-            contexts = groups.astype(object)
-        else:  # a list; tuples in it are single labels
-            contexts = _object_array(groups)
-        if contexts.shape[0] != len(X):
-            raise ValueError(
-                f"groups has {contexts.shape[0]} labels but X has {len(X)} rows; groups "
-                "must give the context of every row of X."
-            )
-        if len(X) == 0:
-            raise ValueError("X is empty: it needs at least one row.")
-        isna = pd.isna(contexts)
-        if isna.any():
-            raise ValueError(
-                f"groups has {int(isna.sum())} missing label(s) "
-                f"(first at row {int(np.flatnonzero(isna)[0])})."
-            )
-        perturbations = X[perturbation_col].to_numpy(dtype=object, copy=True)
-        isna = pd.isna(perturbations)
-        if isna.any():
-            raise ValueError(
-                f"X[{perturbation_col!r}] has {int(isna.sum())} missing label(s) "
-                f"(first at row {int(np.flatnonzero(isna)[0])})."
-            )
-    check_no_duplicate_pairs(contexts, perturbations)
-    c_codes, context_labels = _sorted_codes(contexts)
-    p_codes, p_uniques = pd.factorize(perturbations)
-    return _Table(
-        c_codes=c_codes,
-        p_codes=np.asarray(p_codes, dtype=np.intp),
-        context_labels=context_labels,
-        n_perturbations=len(p_uniques),
-    )
-
-
-def _check_fraction(name: str, value, *, allow_zero: bool, allow_one: bool = False) -> float:
-    ok = isinstance(value, Real) and not isinstance(value, bool) and np.isfinite(value)
-    low_ok = ok and (value >= 0 if allow_zero else value > 0)
-    high_ok = ok and (value <= 1 if allow_one else value < 1)
-    if not (low_ok and high_ok):
-        interval = f"{'[' if allow_zero else '('}0, 1{']' if allow_one else ')'}"
-        raise ValueError(f"{name} must be a number in {interval}; got {value!r}.")
-    return float(value)
-
-
-def _check_positive_int(name: str, value) -> int:
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-    return int(value)
-
-
-def _round_half_up(x: float) -> int:
-    # the tiny epsilon makes products such as 0.35 * 10 round like the decimal value
-    return int(np.floor(x + 0.5 + 1e-9))
-
-
-def _n_part(fraction: float, n: int) -> int:
-    """Size of a fraction of ``n`` items: rounded, >= 1 when positive, leaving one out."""
-    if fraction <= 0 or n < 2:
-        return 0
-    return min(max(1, _round_half_up(fraction * n)), n - 1)
-
-
-def _rows_by_context(rng: np.random.RandomState, table: _Table) -> list[np.ndarray]:
-    """Rows of every context in one random order drawn from a permutation of all rows."""
-    rank = np.empty(table.n_rows, dtype=np.intp)
-    rank[rng.permutation(table.n_rows)] = np.arange(table.n_rows)
-    order = np.lexsort((rank, table.c_codes))
-    counts = np.bincount(table.c_codes, minlength=table.n_contexts)
-    return np.split(order, np.cumsum(counts)[:-1])
-
-
-def _observed(table: _Table, rows: np.ndarray) -> np.ndarray:
-    """Boolean over perturbation codes: observed in ``rows``."""
-    seen = np.zeros(table.n_perturbations, dtype=bool)
-    seen[table.p_codes[rows]] = True
-    return seen
-
-
-def _adaptation_parts(
-    rows: np.ndarray,
-    n_adaptation: int,
-    validation_fraction: float,
-    observed: np.ndarray,
-    p_codes: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split the adaptation prefix of ``rows`` into (train part, validation part)."""
-    adaptation = rows[:n_adaptation]
-    n_val = _n_part(validation_fraction, n_adaptation)
-    eligible = adaptation[observed[p_codes[adaptation]]]
-    n_val = min(n_val, eligible.size)
-    validation = eligible[eligible.size - n_val :]
-    train = adaptation[~np.isin(adaptation, validation)]
-    return train, validation
-
-
-def _normalise_labels(labels) -> list:
-    """A list of labels; a single string (or non-iterable hashable) is one label."""
-    if isinstance(labels, (str, bytes)) or not isinstance(labels, Iterable):
-        return [labels]
-    if isinstance(labels, (pd.Series, pd.Index, np.ndarray)):
-        labels = labels.tolist()
-    return list(labels)
-
-
-def _codes_of(name: str, requested: Sequence, table: _Table) -> np.ndarray:
-    """Context codes of user-given labels, with clear errors."""
-    if len(requested) == 0:
-        raise ValueError(f"{name} is empty; give at least one context label.")
-    lookup = {label: code for code, label in enumerate(table.context_labels)}
-    unknown = []
-    for label in requested:
-        try:
-            found = label in lookup
-        except TypeError:  # unhashable
-            found = False
-        if not found:
-            unknown.append(label)
-    if unknown:
-        shown = list(table.context_labels[:20])
-        raise ValueError(
-            f"{name} contains label(s) {unknown} that are not contexts of X; the "
-            f"{table.n_contexts} contexts are {shown}{' ...' if table.n_contexts > 20 else ''}."
-        )
-    codes = np.array([lookup[label] for label in requested], dtype=np.intp)
-    if np.unique(codes).size != codes.size:
-        raise ValueError(f"{name} lists a context more than once: {list(requested)}.")
-    return codes
-
-
-def _context_count(X, groups, context_col) -> int:
-    """Number of distinct contexts, for ``get_n_splits``."""
-    if groups is not None:
-        return len(pd.unique(pd.Series(_object_array(groups), dtype=object)))
-    if X is None:
-        raise ValueError(
-            "The 'X' parameter should not be None: the number of splits depends on the "
-            "contexts of X (or pass groups)."
-        )
-    if not isinstance(X, pd.DataFrame) or context_col not in X.columns:
-        raise ValueError(
-            f"X must be a DataFrame with the context column {context_col!r} (or pass groups)."
-        )
-    return int(X[context_col].nunique(dropna=False))
-
-
-def _sorted(parts: list[np.ndarray]) -> np.ndarray:
-    if not parts:
-        return np.empty(0, dtype=np.intp)
-    return np.sort(np.concatenate(parts)).astype(np.intp, copy=False)
-
-
-def _empty_test_error(where: str) -> ValueError:
-    return ValueError(
-        f"{where} has no test rows: none of its held-out rows has a perturbation observed "
-        "in a training context. Lower the adaptation fraction, or choose other test contexts."
-    )
-
-
-# --------------------------------------------------------------------------- base classes
-
-
-class _IndexTableSplitter(BaseCrossValidator):
-    """Shared machinery: ``split`` and ``split_info`` built on ``_iter_records``.
-
-    Subclasses implement ``_iter_records(X, groups)`` yielding dicts with the keys
-    ``train``, ``validation``, ``test`` (sorted integer arrays) and ``info`` (a
-    dict of descriptive columns for :meth:`split_info`).
-    """
-
-    # ``groups`` is optional but meaningful: request it under metadata routing.
-    __metadata_request__split = {"groups": True}
-
-    def _iter_records(self, X, groups) -> Iterator[dict[str, Any]]:  # pragma: no cover
-        raise NotImplementedError
-
-    def split(self, X, y=None, groups=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Generate indices to split the index table into training and test set.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame of shape (n_rows, n_columns)
-            Index table with the context and perturbation columns.
-        y : object, default=None
-            Ignored; present for API compatibility.
-        groups : array-like of shape (n_rows,), default=None
-            Context label of every row. When given it replaces the context
-            column of ``X``.
-
-        Yields
-        ------
-        train : ndarray of int
-            Training row indices (validation rows included), sorted.
-        test : ndarray of int
-            Test row indices, sorted.
-        """
-        for record in self._iter_records(X, groups):
-            train = record["train"]
-            if record["validation"].size:
-                train = np.union1d(train, record["validation"]).astype(np.intp)
-            yield train, record["test"]
-
-    def split_info(self, X, y=None, groups=None) -> pd.DataFrame:
-        """Describe every split: one row per split, in the order ``split`` yields them.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame
-            Index table.
-        y : object, default=None
-            Ignored.
-        groups : array-like of shape (n_rows,), default=None
-            Context labels replacing the context column of ``X``.
-
-        Returns
-        -------
-        info : pandas.DataFrame
-            Columns describing the split (which contexts are held out, for
-            :class:`ScarcitySplit` the ``n_train_contexts`` and
-            ``adaptation_fraction`` of the cell) and the sizes ``n_train``,
-            ``n_validation`` and ``n_test`` of the sets that
-            :meth:`split_validation` yields (``split``'s training set has
-            ``n_train + n_validation`` rows).
-        """
-        rows = []
-        for i, record in enumerate(self._iter_records(X, groups)):
-            rows.append(
-                {
-                    "split": i,
-                    **record["info"],
-                    "n_train": int(record["train"].size),
-                    "n_validation": int(record["validation"].size),
-                    "n_test": int(record["test"].size),
-                }
-            )
-        return pd.DataFrame(rows)
-
-
-class _ValidationSplitMixin:
-    """``split_validation`` for splitters with a ``validation_fraction``."""
-
-    def split_validation(
-        self, X, y=None, groups=None
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Generate (train, validation, test) indices, for early stopping or tuning.
-
-        Validation rows come from the adaptation part of the held-out context(s)
-        (``validation_fraction`` of it); their perturbations are observed in a
-        training context, like the test rows'. ``split`` yields the same test
-        sets with ``train ∪ validation`` as training set.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame
-            Index table.
-        y : object, default=None
-            Ignored.
-        groups : array-like of shape (n_rows,), default=None
-            Context labels replacing the context column of ``X``.
-
-        Yields
-        ------
-        train, validation, test : ndarray of int
-            Disjoint sorted row indices. ``validation`` is empty when
-            ``validation_fraction=0`` or the adaptation part has fewer than two
-            rows.
-        """
-        for record in self._iter_records(X, groups):
-            yield record["train"], record["validation"], record["test"]
-
-
-class _HeldOutContextSplitter(_ValidationSplitMixin, _IndexTableSplitter):
-    """Splits that hold out whole contexts except for an adaptation part."""
-
-    def _check_common_params(self) -> tuple[float, float]:
-        adaptation = _check_fraction(
-            "adaptation_fraction", self.adaptation_fraction, allow_zero=True
-        )
-        validation = _check_fraction(
-            "validation_fraction", self.validation_fraction, allow_zero=True
-        )
-        return adaptation, validation
-
-    @staticmethod
-    def _held_out_record(
-        table: _Table,
-        rows_by_context: list[np.ndarray],
-        held_codes: np.ndarray,
-        adaptation_fraction: float,
-        validation_fraction: float,
-    ) -> dict[str, Any]:
-        held = np.zeros(table.n_contexts, dtype=bool)
-        held[held_codes] = True
-        reference = np.flatnonzero(~held[table.c_codes])  # every row of every kept context
-        observed = _observed(table, reference)
-        train_parts, val_parts, test_parts = [reference], [], []
-        n_adaptation = n_dropped = 0
-        for code in held_codes:
-            rows = rows_by_context[code]
-            n_adapt = _n_part(adaptation_fraction, rows.size)
-            train_adapt, validation = _adaptation_parts(
-                rows, n_adapt, validation_fraction, observed, table.p_codes
-            )
-            rest = rows[n_adapt:]
-            test = rest[observed[table.p_codes[rest]]]
-            train_parts.append(train_adapt)
-            val_parts.append(validation)
-            test_parts.append(test)
-            n_adaptation += n_adapt
-            n_dropped += rest.size - test.size
-        return {
-            "train": _sorted(train_parts),
-            "validation": _sorted(val_parts),
-            "test": _sorted(test_parts),
-            "n_adaptation": n_adaptation,
-            "n_dropped": n_dropped,
-        }
-
-
-# --------------------------------------------------------------------------- splitters
+#: A number of training contexts.
+_TRAIN_SIZE = Interval(Integral, 1, None, closed="left")
 
 
 class LeaveOneContextOut(_HeldOutContextSplitter):
@@ -508,6 +94,12 @@ class LeaveOneContextOut(_HeldOutContextSplitter):
     1            b             2       8
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_HeldOutContextSplitter._parameter_constraints,
+        "n_test_contexts": [Interval(Integral, 1, None, closed="left"), None],
+        "test_contexts": "no_validation",  # labels, checked against the contexts of X
+    }
+
     def __init__(
         self,
         adaptation_fraction: float = 0.1,
@@ -543,14 +135,16 @@ class LeaveOneContextOut(_HeldOutContextSplitter):
         -------
         n_splits : int
         """
+        self._validate_params()
         if self.test_contexts is not None:
             return len(_normalise_labels(self.test_contexts))
         if self.n_test_contexts is not None:
-            return _check_positive_int("n_test_contexts", self.n_test_contexts)
+            return int(self.n_test_contexts)
         return _context_count(X, groups, self.context_col)
 
     def _iter_records(self, X, groups):
-        adaptation, validation = self._check_common_params()
+        self._validate_params()
+        adaptation, validation = float(self.adaptation_fraction), float(self.validation_fraction)
         table = _read_table(X, groups, self.context_col, self.perturbation_col)
         if table.n_contexts < 2:
             raise ValueError(
@@ -564,7 +158,7 @@ class LeaveOneContextOut(_HeldOutContextSplitter):
                 "test_contexts", _normalise_labels(self.test_contexts), table
             )
         elif self.n_test_contexts is not None:
-            n_test = _check_positive_int("n_test_contexts", self.n_test_contexts)
+            n_test = int(self.n_test_contexts)
             if n_test > table.n_contexts:
                 raise ValueError(
                     f"n_test_contexts={n_test} exceeds the {table.n_contexts} contexts of X."
@@ -631,6 +225,12 @@ class ContextKFold(_HeldOutContextSplitter):
     [('b', 'd'), ('a', 'c')]
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_HeldOutContextSplitter._parameter_constraints,
+        "n_splits": [Interval(Integral, 2, None, closed="left")],
+        "shuffle": ["boolean"],
+    }
+
     def __init__(
         self,
         n_splits: int = 4,
@@ -649,29 +249,10 @@ class ContextKFold(_HeldOutContextSplitter):
         self.perturbation_col = perturbation_col
         self.random_state = random_state
 
-    def _check_n_splits(self) -> int:
-        n = self.n_splits
-        if not isinstance(n, Integral) or isinstance(n, bool) or n < 2:
-            raise ValueError(f"n_splits must be an integer >= 2; got {n!r}.")
-        return int(n)
-
-    def get_n_splits(self, X=None, y=None, groups=None) -> int:
-        """Number of splits, ``n_splits``.
-
-        Parameters
-        ----------
-        X, y, groups : object
-            Ignored; present for API compatibility.
-
-        Returns
-        -------
-        n_splits : int
-        """
-        return self._check_n_splits()
-
     def _iter_records(self, X, groups):
-        n_splits = self._check_n_splits()
-        adaptation, validation = self._check_common_params()
+        self._validate_params()
+        n_splits = int(self.n_splits)
+        adaptation, validation = float(self.adaptation_fraction), float(self.validation_fraction)
         table = _read_table(X, groups, self.context_col, self.perturbation_col)
         if n_splits > table.n_contexts:
             raise ValueError(
@@ -734,6 +315,13 @@ class PerturbationHoldout(_IndexTableSplitter):
     [(28, 12), (28, 12)]
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_IndexTableSplitter._parameter_constraints,
+        "n_splits": [Interval(Integral, 1, None, closed="left")],
+        "test_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "max_test_fraction": [Interval(Real, 0, 1, closed="right")],
+    }
+
     def __init__(
         self,
         test_fraction: float = 0.3,
@@ -750,26 +338,10 @@ class PerturbationHoldout(_IndexTableSplitter):
         self.perturbation_col = perturbation_col
         self.random_state = random_state
 
-    def get_n_splits(self, X=None, y=None, groups=None) -> int:
-        """Number of splits, ``n_splits``.
-
-        Parameters
-        ----------
-        X, y, groups : object
-            Ignored; present for API compatibility.
-
-        Returns
-        -------
-        n_splits : int
-        """
-        return _check_positive_int("n_splits", self.n_splits)
-
     def _iter_records(self, X, groups):
-        n_splits = _check_positive_int("n_splits", self.n_splits)
-        test_fraction = _check_fraction("test_fraction", self.test_fraction, allow_zero=False)
-        max_fraction = _check_fraction(
-            "max_test_fraction", self.max_test_fraction, allow_zero=False, allow_one=True
-        )
+        self._validate_params()
+        n_splits = int(self.n_splits)
+        test_fraction, max_fraction = float(self.test_fraction), float(self.max_test_fraction)
         table = _read_table(X, groups, self.context_col, self.perturbation_col)
         if table.n_contexts < 2:
             raise ValueError(
@@ -883,6 +455,16 @@ default=(0.5, 0.2, 0.1, 0.05, 0.02)
     3                 2                  0.1       42      10
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        **_IndexTableSplitter._parameter_constraints,
+        "n_train_contexts": [_TRAIN_SIZE, "array-like"],
+        "adaptation_fractions": [FRACTION, "array-like"],
+        "validation_fraction": [FRACTION],
+        "n_test_contexts": [Interval(Integral, 1, None, closed="left")],
+        "test_contexts": "no_validation",  # labels, checked against the contexts of X
+        "test_set": [StrOptions({"common", "complement"})],
+    }
+
     def __init__(
         self,
         n_train_contexts: int | Sequence[int] = (5, 3, 2),
@@ -906,21 +488,21 @@ default=(0.5, 0.2, 0.1, 0.05, 0.02)
         self.random_state = random_state
 
     def _check_grid(self) -> tuple[list[int], list[float]]:
+        self._validate_params()
         sizes = self.n_train_contexts
         sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
         if not sizes:
             raise ValueError("n_train_contexts is empty; give at least one size.")
-        sizes = [_check_positive_int("every entry of n_train_contexts", k) for k in sizes]
+        _check_entries("n_train_contexts", sizes, _TRAIN_SIZE)
+        sizes = [int(k) for k in sizes]
         if len(set(sizes)) != len(sizes):
             raise ValueError(f"n_train_contexts has repeated sizes: {sizes}.")
         fractions = self.adaptation_fractions
         fractions = [fractions] if isinstance(fractions, Real) else list(fractions)
         if not fractions:
             raise ValueError("adaptation_fractions is empty; give at least one fraction.")
-        fractions = [
-            _check_fraction("every entry of adaptation_fractions", f, allow_zero=True)
-            for f in fractions
-        ]
+        _check_entries("adaptation_fractions", fractions, FRACTION)
+        fractions = [float(f) for f in fractions]
         if len(set(fractions)) != len(fractions):
             raise ValueError(f"adaptation_fractions has repeated values: {fractions}.")
         return sizes, fractions
@@ -928,7 +510,8 @@ default=(0.5, 0.2, 0.1, 0.05, 0.02)
     def _n_test(self) -> int:
         if self.test_contexts is not None:
             return len(_normalise_labels(self.test_contexts))
-        return _check_positive_int("n_test_contexts", self.n_test_contexts)
+        self._validate_params()
+        return int(self.n_test_contexts)
 
     def get_n_splits(self, X=None, y=None, groups=None) -> int:
         """Number of splits: test contexts x training-set sizes x adaptation fractions.
@@ -945,39 +528,40 @@ default=(0.5, 0.2, 0.1, 0.05, 0.02)
         sizes, fractions = self._check_grid()
         return self._n_test() * len(sizes) * len(fractions)
 
-    def _iter_records(self, X, groups):
-        sizes, fractions = self._check_grid()
-        validation = _check_fraction(
-            "validation_fraction", self.validation_fraction, allow_zero=True
-        )
-        if self.test_set not in ("common", "complement"):
-            raise ValueError(
-                f"test_set must be 'common' or 'complement'; got {self.test_set!r}."
-            )
-        table = _read_table(X, groups, self.context_col, self.perturbation_col)
-        rng = check_random_state(self.random_state)
-        rows_by_context = _rows_by_context(rng, table)
+    def _test_codes(self, table, rng) -> np.ndarray:
+        """Codes of the given test contexts, or of ``n_test_contexts`` drawn ones."""
         if self.test_contexts is not None:
-            test_codes = _codes_of(
-                "test_contexts", _normalise_labels(self.test_contexts), table
+            return _codes_of("test_contexts", _normalise_labels(self.test_contexts), table)
+        n_test = int(self.n_test_contexts)
+        if n_test >= table.n_contexts:
+            raise ValueError(
+                f"n_test_contexts={n_test} leaves no training context among the "
+                f"{table.n_contexts} contexts of X."
             )
-        else:
-            n_test = _check_positive_int("n_test_contexts", self.n_test_contexts)
-            if n_test >= table.n_contexts:
-                raise ValueError(
-                    f"n_test_contexts={n_test} leaves no training context among the "
-                    f"{table.n_contexts} contexts of X."
-                )
-            test_codes = np.sort(rng.choice(table.n_contexts, size=n_test, replace=False))
+        return np.sort(rng.choice(table.n_contexts, size=n_test, replace=False))
+
+    @staticmethod
+    def _training_order(table, test_codes, largest: int, rng) -> np.ndarray:
+        """The non-test contexts in random order; a training set of size k is a prefix."""
         is_test = np.zeros(table.n_contexts, dtype=bool)
         is_test[test_codes] = True
         available = np.flatnonzero(~is_test)
-        if max(sizes) > available.size:
+        if largest > available.size:
             raise ValueError(
-                f"n_train_contexts asks for up to {max(sizes)} training contexts but only "
+                f"n_train_contexts asks for up to {largest} training contexts but only "
                 f"{available.size} of the {table.n_contexts} contexts are not test contexts."
             )
-        train_order = available[rng.permutation(available.size)]
+        return available[rng.permutation(available.size)]
+
+    def _iter_records(self, X, groups):
+        sizes, fractions = self._check_grid()
+        validation = float(self.validation_fraction)
+        table = _read_table(X, groups, self.context_col, self.perturbation_col)
+        rng = check_random_state(self.random_state)
+        # the draws come in a fixed order: rows, test contexts, training order
+        rows_by_context = _rows_by_context(rng, table)
+        test_codes = self._test_codes(table, rng)
+        train_order = self._training_order(table, test_codes, max(sizes), rng)
         rows_of = {int(c): rows_by_context[c] for c in train_order[: max(sizes)]}
         smallest_observed = _observed(
             table, _sorted([rows_of[int(c)] for c in train_order[: min(sizes)]])

@@ -558,7 +558,9 @@ def test_scarcity_nested_across_paper_style_grid():
 @pytest.mark.parametrize(
     "cv, message",
     [
-        (LeaveOneContextOut(adaptation_fraction=1.0), r"adaptation_fraction must be .*\[0, 1\)"),
+        (LeaveOneContextOut(adaptation_fraction=1.0),
+         r"'adaptation_fraction' parameter of LeaveOneContextOut must be a float in the range "
+         r"\[0.0, 1.0\)"),
         (LeaveOneContextOut(adaptation_fraction=-0.1), "adaptation_fraction"),
         (LeaveOneContextOut(adaptation_fraction=np.nan), "adaptation_fraction"),
         (LeaveOneContextOut(validation_fraction=1.5), "validation_fraction"),
@@ -566,11 +568,16 @@ def test_scarcity_nested_across_paper_style_grid():
         (LeaveOneContextOut(test_contexts=["c0", "c0"]), "more than once"),
         (LeaveOneContextOut(test_contexts=[]), "empty"),
         (LeaveOneContextOut(n_test_contexts=9), "exceeds the 3 contexts"),
-        (LeaveOneContextOut(n_test_contexts=0), "n_test_contexts must be a positive integer"),
+        (LeaveOneContextOut(n_test_contexts=0),
+         r"'n_test_contexts' parameter of LeaveOneContextOut must be an int in the range "
+         r"\[1, inf\) or None"),
         (ContextKFold(n_splits=4), "exceeds the 3 contexts"),
-        (ContextKFold(n_splits=1), "n_splits must be an integer >= 2"),
+        (ContextKFold(n_splits=1),
+         r"'n_splits' parameter of ContextKFold must be an int in the range \[2, inf\)"),
         (ContextKFold(adaptation_fraction=2), "adaptation_fraction"),
-        (PerturbationHoldout(test_fraction=0.0), r"test_fraction must be .*\(0, 1\)"),
+        (PerturbationHoldout(test_fraction=0.0),
+         r"'test_fraction' parameter of PerturbationHoldout must be a float in the range "
+         r"\(0.0, 1.0\)"),
         (PerturbationHoldout(test_fraction=1.0), "test_fraction"),
         (PerturbationHoldout(max_test_fraction=0), "max_test_fraction"),
         (PerturbationHoldout(n_splits=0), "n_splits"),

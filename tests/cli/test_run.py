@@ -1,4 +1,4 @@
-"""End-to-end tests of ``c3tl-benchmark`` on small synthetic data, and of its data checks."""
+"""End-to-end tests of ``c3tl-benchmark`` (``c3tl_sklearn.cli``) on small synthetic data."""
 
 import json
 import re
@@ -13,18 +13,15 @@ import pytest
 pytest.importorskip("optuna")
 matplotlib_image = pytest.importorskip("matplotlib.image")
 
-from c3tl_sklearn.benchmark import (  # noqa: E402
+from c3tl_sklearn.cli import (  # noqa: E402
     METRICS,
     MODELS,
-    BenchmarkDataError,
-    check_benchmark_data,
-    load_benchmark_data,
     main,
     run_benchmark,
 )
 from c3tl_sklearn.datasets import make_synthetic_perturbations  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCORE_COLUMNS = ["model", "split", "test_context", "n_train_contexts", "adaptation_fraction",
                  "metric", "value"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -236,94 +233,12 @@ def test_h5ad_input_is_pseudobulked(tmp_path):
     assert "pseudo-bulked by obs['cell_line']" in (out / "README.md").read_text()
 
 
-# --------------------------------------------------------------------------- bad data
-
-
-def write_bad(tmp_path, kind: str) -> list[str]:
-    X, Y = make_synthetic_perturbations(4, 10, 6, random_state=0)
-    table = X.join(Y)
-    path = tmp_path / "data.csv"
-    if kind == "missing column":
-        table.drop(columns="perturbation").to_csv(path, index=False)
-    elif kind == "nan":
-        table.loc[7, "gene3"] = np.nan
-        table.to_csv(path, index=False)
-    elif kind == "one context":
-        table[table["context"] == "ctx1"].to_csv(path, index=False)
-    elif kind == "text gene":
-        table.assign(note="x").to_csv(path, index=False)
-    elif kind == "duplicate pair":
-        pd.concat([table, table.iloc[[0]]]).to_csv(path, index=False)
-    elif kind == "missing label":
-        table.loc[3, "context"] = None
-        table.to_csv(path, index=False)
-    elif kind == "row mismatch":
-        X.to_csv(tmp_path / "index.csv", index=False)
-        Y.iloc[:-1].to_csv(tmp_path / "effects.csv", index=False)
-        return ["--index", str(tmp_path / "index.csv"), "--effects",
-                str(tmp_path / "effects.csv")]
-    elif kind == "no file":
-        return ["--data", str(tmp_path / "nowhere.csv")]
-    elif kind == "bad suffix":
-        path = tmp_path / "data.xlsx"
-        path.write_text("x")
-    elif kind == "unparsable":
-        path = tmp_path / "data.parquet"
-        path.write_text("not parquet")
-    return ["--data", str(path)]
-
-
-@pytest.mark.parametrize("kind, message", [
-    ("missing column", r"missing column\(s\) \['perturbation'\]"),
-    ("nan", r"1 effect value\(s\) are NaN or infinite .* row 7 \('ctx0', 'pert7'\), gene 'gene3'"),
-    ("one context", r"only one context \('ctx1'\)"),
-    ("text gene", r"not numeric .* 'note'"),
-    ("duplicate pair", r"1 duplicated \(context, perturbation\) pair\(s\)"),
-    ("missing label", r"column 'context' has 1 missing label\(s\), the first in row 3"),
-    ("row mismatch", r"index table has 40 rows but the effect matrix has 39"),
-    ("no file", r"does not exist"),
-    ("bad suffix", r"use \.csv, \.tsv or \.parquet"),
-    ("unparsable", r"Cannot parse the data file"),
-])
-def test_bad_data_file_gives_a_clear_error(tmp_path, capsys, kind, message):
-    argv = [*write_bad(tmp_path, kind), "--models", "mean", "--n-trials", "0", "--quiet",
-            "--out", str(tmp_path / "out")]
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("c3tl-benchmark: error: ")
-    assert re.search(message, err), err
-    assert not (tmp_path / "out").exists()
-
-
-def test_check_benchmark_data_directly():
-    X, Y = make_synthetic_perturbations(3, 5, 4, random_state=0)
-    X2, Y2 = check_benchmark_data(X.assign(extra=1), Y.to_numpy())
-    assert list(X2.columns) == ["context", "perturbation"]
-    assert list(Y2.columns) == ["gene0", "gene1", "gene2", "gene3"]
-    assert Y2.dtypes.eq(np.float32).all()
-    with pytest.raises(BenchmarkDataError, match="at least 2 genes"):
-        check_benchmark_data(X, Y.iloc[:, :1])
-    Y_inf = Y.copy()
-    Y_inf.iloc[2, 1] = np.inf
-    with pytest.raises(BenchmarkDataError, match="NaN or infinite"):
-        check_benchmark_data(X, Y_inf)
-
-
 def test_tuning_needs_three_contexts():
     X, Y = make_synthetic_perturbations(2, 20, 6, random_state=0)
     with pytest.raises(ValueError, match="at least 3 contexts"):
         run_benchmark(X, Y, models=["additive"], n_trials=2, progress=False)
     result = run_benchmark(X, Y, models=["additive"], n_trials=0, progress=False)
     assert len(result.scores) == 2 * len(METRICS)
-
-
-def test_load_benchmark_data_sources():
-    X, Y, text = load_benchmark_data("lincs")
-    assert X.shape == (5125, 2) and Y.shape == (5125, 593) and "LINCS" in text
-    with pytest.raises(BenchmarkDataError, match="--index and --effects must be given"):
-        load_benchmark_data(index="x.csv")
-    with pytest.raises(BenchmarkDataError, match="needs --context-key"):
-        load_benchmark_data(h5ad="x.h5ad")
 
 
 def test_command_line_usage_errors(capsys):
@@ -336,12 +251,25 @@ def test_command_line_usage_errors(capsys):
     assert "three integers" in capsys.readouterr().err
 
 
-def test_module_runs_as_a_command():
-    done = subprocess.run([sys.executable, "-m", "c3tl_sklearn.benchmark", "--help"],
+@pytest.mark.parametrize("module", ["c3tl_sklearn.cli", "c3tl_sklearn.benchmark"])
+def test_module_runs_as_a_command(module):
+    done = subprocess.run([sys.executable, "-m", module, "--help"],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
     for option in ("--protocol", "--n-trials", "--storage", "--h5ad", "--max-epochs"):
         assert option in done.stdout
+
+
+def test_old_benchmark_module_reexports_with_a_deprecation_warning():
+    import importlib
+
+    import c3tl_sklearn.cli as cli
+
+    sys.modules.pop("c3tl_sklearn.benchmark", None)
+    with pytest.warns(DeprecationWarning, match="import from c3tl_sklearn.cli"):
+        old = importlib.import_module("c3tl_sklearn.benchmark")
+    for name in old.__all__:
+        assert getattr(old, name) is getattr(cli, name)
 
 
 def test_storage_makes_a_stopped_benchmark_resume(tmp_path):

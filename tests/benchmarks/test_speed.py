@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "speed.py"
 HEADER = (
     "| shape | contexts x perturbations x genes | test contexts | train pairs | test pairs "
     "| s/epoch (median) | epochs measured | first epoch s | fit s | fit outside epochs s "

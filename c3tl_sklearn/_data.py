@@ -1,0 +1,359 @@
+"""The package's one input contract: index-table and response checks, label coding, group means.
+
+The data contract is an *index table* ``X`` (a DataFrame with a context column
+and a perturbation column, one row per observation) plus a response matrix
+``Y`` of shape ``(n_rows, n_genes)``. Every estimator, splitter, metric and the
+command-line application funnel their inputs through these functions, so bad
+input fails early with a message that names the problem (never deep inside
+torch), labels are coded and sorted one way, and group means are taken one way.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Hashable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+__all__ = [
+    "check_index_table",
+    "check_label_columns",
+    "check_labels",
+    "check_no_duplicate_pairs",
+    "check_response",
+    "encode_labels",
+    "label_examples",
+    "object_array",
+    "segment_means",
+    "sorted_codes",
+    "transfer_holdout_mask",
+    "unique_labels",
+    "warn_unknown_contexts",
+]
+
+
+def check_index_table(
+    X,
+    context_col: Hashable,
+    perturbation_col: Hashable,
+    *,
+    name: str = "X",
+    column_hint: str = "Set context_col / perturbation_col to the names your table uses.",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate an index table and return its context and perturbation labels.
+
+    Parameters
+    ----------
+    X : pandas.DataFrame
+        One row per observation, with at least ``context_col`` and
+        ``perturbation_col``. Labels may be any hashable values.
+    context_col, perturbation_col : hashable
+        Column names.
+    name : str, default="X"
+        How the table is called in error messages.
+    column_hint : str
+        The fix suggested when a label column is missing.
+
+    Returns
+    -------
+    contexts, perturbations : ndarray of object, shape (n_rows,)
+        Fresh arrays; ``X`` itself is never modified.
+    """
+    return tuple(check_label_columns(
+        X, [context_col, perturbation_col], name=name, column_hint=column_hint
+    ))
+
+
+def check_label_columns(
+    X,
+    columns: Sequence[Hashable],
+    *,
+    name: str = "X",
+    column_hint: str = "Set context_col / perturbation_col to the names your table uses.",
+) -> list[np.ndarray]:
+    """Validate the label columns of a table; return a fresh object array per column.
+
+    :func:`check_index_table` for any set of label columns (a splitter given
+    ``groups`` needs only the perturbation column).
+    """
+    if not isinstance(X, pd.DataFrame):
+        shown = " and ".join(repr(c) for c in columns)
+        raise TypeError(
+            f"{name} must be a pandas DataFrame with the column(s) {shown} (one row per "
+            f"(context, perturbation) observation); got {type(X).__name__}."
+        )
+    missing = [c for c in columns if c not in X.columns]
+    if missing:
+        raise ValueError(
+            f"{name} is missing the column(s) {missing}; it has "
+            f"{list(X.columns)[:20]}{' ...' if len(X.columns) > 20 else ''}. {column_hint}"
+        )
+    if len(X) == 0:
+        raise ValueError(f"{name} is empty: it needs at least one row.")
+    out = []
+    for col in columns:
+        labels = X[col].to_numpy(dtype=object, copy=True)
+        _check_no_missing(labels, f"{name} column {col!r}")
+        out.append(labels)
+    return out
+
+
+def _check_no_missing(labels: np.ndarray, name: str) -> None:
+    isna = pd.isna(labels)
+    if isna.any():
+        raise ValueError(
+            f"{name} has {int(isna.sum())} missing label(s), the first in row "
+            f"{int(np.flatnonzero(isna)[0])}."
+        )
+
+
+def object_array(values: Iterable) -> np.ndarray:
+    """1-D object array of labels; tuples stay single labels."""
+    values = list(values)
+    out = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        out[i] = value
+    return out
+
+
+def check_labels(labels, n_rows: int, *, name: str, against: str) -> np.ndarray:
+    """Validate one label per row (``groups``, ``contexts``) and return a fresh object array.
+
+    Parameters
+    ----------
+    labels : array-like of shape (n_rows,)
+        A list (tuples in it are single labels), Series, Index or 1-D array.
+    n_rows : int
+        Expected number of labels.
+    name, against : str
+        How the labels and the object they describe are called in errors.
+
+    Returns
+    -------
+    labels : ndarray of object, shape (n_rows,)
+    """
+    if isinstance(labels, pd.DataFrame):
+        raise ValueError(f"{name} must be 1-D: one label per row of {against}.")
+    if isinstance(labels, (pd.Series, pd.Index)):
+        out = labels.to_numpy(dtype=object, copy=True)
+    elif isinstance(labels, np.ndarray):
+        if labels.ndim != 1:
+            raise ValueError(
+                f"{name} must be 1-D (one label per row of {against}); got shape "
+                f"{labels.shape}."
+            )
+        out = labels.astype(object)
+    else:
+        out = object_array(labels)
+    if out.shape[0] != n_rows:
+        raise ValueError(
+            f"{name} has {out.shape[0]} labels but {against} has {n_rows} rows; give the "
+            f"label of every row of {against}."
+        )
+    _check_no_missing(out, name)
+    return out
+
+
+def check_response(
+    Y, n_rows: int | None = None, *, name: str = "Y", dtype=np.float32
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate a response matrix and return it as a new float array.
+
+    Parameters
+    ----------
+    Y : array-like or pandas.DataFrame of shape (n_rows, n_genes)
+        Effects (for example pseudo-bulk log fold changes). A 1-D array is read
+        as a single gene.
+    n_rows : int, optional
+        Expected number of rows (the length of the index table).
+    name : str, default="Y"
+        How the matrix is called in error messages.
+    dtype : numpy dtype, default=float32
+
+    Returns
+    -------
+    Y_array : ndarray of shape (n_rows, n_genes)
+        A copy in ``dtype``; the caller's object is never modified.
+    gene_names : ndarray of object or None
+        The column labels when ``Y`` is a DataFrame, else ``None``.
+    """
+    gene_names = None
+    if isinstance(Y, pd.DataFrame):
+        gene_names = Y.columns.to_numpy(dtype=object, copy=True)
+        non_numeric = [c for c, t in Y.dtypes.items() if not pd.api.types.is_numeric_dtype(t)]
+        if non_numeric:
+            raise TypeError(
+                f"{name} must be numeric; column(s) {non_numeric[:5]} are not."
+            )
+        values = Y.to_numpy()
+    elif isinstance(Y, pd.Series):
+        values = Y.to_numpy()
+    else:
+        if hasattr(Y, "toarray"):
+            Y = Y.toarray()
+        values = np.asarray(Y)
+    if values.dtype == object or not (
+        np.issubdtype(values.dtype, np.number) or values.dtype == bool
+    ):
+        try:
+            values = values.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"{name} must be numeric; got values of dtype {values.dtype}."
+            ) from exc
+    if values.ndim == 1:
+        values = values[:, None]
+    if values.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_rows, n_genes); got shape {values.shape}.")
+    if values.shape[0] == 0 or values.shape[1] == 0:
+        raise ValueError(f"{name} is empty: got shape {values.shape}.")
+    if n_rows is not None and values.shape[0] != n_rows:
+        raise ValueError(
+            f"{name} has {values.shape[0]} rows but the index table has {n_rows}; "
+            "row i of the responses must describe row i of the index table."
+        )
+    out = np.array(values, dtype=dtype, copy=True)
+    finite = np.isfinite(out)
+    if not finite.all():
+        bad = np.argwhere(~finite)[0]
+        raise ValueError(
+            f"{name} contains {int((~finite).sum())} NaN or infinite value(s) "
+            f"(first at row {int(bad[0])}, column {int(bad[1])}); impute or drop them first."
+        )
+    return out, gene_names
+
+
+def check_no_duplicate_pairs(contexts: np.ndarray, perturbations: np.ndarray) -> None:
+    """Raise if a (context, perturbation) pair occurs more than once.
+
+    The model treats each pair as one effect vector. Replicates should be
+    averaged first, for example ``Y.groupby([X.context, X.perturbation]).mean()``.
+    """
+    pairs = pd.MultiIndex.from_arrays([contexts, perturbations])
+    dup = pairs.duplicated()
+    if dup.any():
+        examples = list(pairs[dup].unique()[:3])
+        raise ValueError(
+            f"{int(dup.sum())} duplicated (context, perturbation) pair(s), e.g. {examples}. "
+            "Average replicates first, e.g. "
+            "Y.groupby([X['context'], X['perturbation']]).mean()."
+        )
+
+
+def encode_labels(values: np.ndarray, categories: Sequence) -> np.ndarray:
+    """Integer codes of ``values`` in ``categories``; -1 for labels not in it."""
+    index = pd.Index(categories, dtype=object, tupleize_cols=False)
+    query = pd.Index(values, dtype=object, tupleize_cols=False)
+    return np.asarray(index.get_indexer(query), dtype=np.int64)
+
+
+def sorted_codes(labels) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes of ``labels`` and the distinct labels, sorted when comparable.
+
+    The one ordering rule of the package: distinct labels in sorted order, or in
+    first-seen order when they cannot be compared with each other. Missing
+    labels get code -1. Tuples stay single labels.
+
+    Examples
+    --------
+    >>> from c3tl_sklearn._data import sorted_codes
+    >>> codes, uniques = sorted_codes(["b", "a", "b", None])
+    >>> codes.tolist(), uniques.tolist()
+    ([1, 0, 1, -1], ['a', 'b'])
+    """
+    if not isinstance(labels, np.ndarray) or labels.dtype != object:
+        labels = (labels.to_numpy(dtype=object) if isinstance(labels, (pd.Series, pd.Index))
+                  else object_array(labels))
+    codes, uniques = pd.factorize(labels)
+    uniques = object_array(uniques)
+    try:
+        order = np.array(sorted(range(uniques.size), key=uniques.__getitem__), dtype=np.intp)
+    except TypeError:
+        order = np.arange(uniques.size)
+    position = np.empty(uniques.size + 1, dtype=np.intp)
+    position[order] = np.arange(uniques.size)
+    position[-1] = -1  # code -1 (missing) indexes the last slot
+    return position[np.asarray(codes, dtype=np.intp)], uniques[order]
+
+
+def unique_labels(values) -> np.ndarray:
+    """Distinct labels, sorted when comparable (see :func:`sorted_codes`)."""
+    return sorted_codes(values)[1]
+
+
+def label_examples(values, k: int = 5) -> list:
+    """The first ``k`` distinct labels of ``values``, for error messages."""
+    return list(pd.unique(pd.Series(values, dtype=object))[:k])
+
+
+def warn_unknown_contexts(unseen: np.ndarray, contexts: np.ndarray, consequence: str,
+                          *, stacklevel: int = 3) -> None:
+    """Warn that rows ask for contexts never observed in fit, and what they get instead.
+
+    Parameters
+    ----------
+    unseen : ndarray of bool, shape (n_rows,)
+        Rows whose context was not seen in fit.
+    contexts : ndarray of shape (n_rows,)
+        The context label of every row.
+    consequence : str
+        What those rows get, e.g. ``"they get the mean baseline prediction."``.
+    stacklevel : int, default=3
+        Passed to :func:`warnings.warn`; 3 points at the caller of ``predict``
+        when called from a method ``predict`` calls.
+    """
+    if unseen.any():
+        warnings.warn(
+            f"{int(unseen.sum())} row(s) ask for context(s) never observed in fit, "
+            f"e.g. {label_examples(contexts[unseen])}; {consequence}",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+def segment_means(codes: np.ndarray, n_groups: int, values: np.ndarray):
+    """Per-group means of the rows of ``values`` (float64) and the group sizes.
+
+    One sparse indicator-matrix product, no Python loop over rows. Groups without
+    rows get a mean of 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from c3tl_sklearn._data import segment_means
+    >>> means, counts = segment_means(np.array([0, 0, 2]), 3, np.array([[1.0], [3.0], [5.0]]))
+    >>> means.ravel().tolist(), counts.tolist()
+    ([2.0, 0.0, 5.0], [2, 0, 1])
+    """
+    n = len(codes)
+    indicator = sparse.csr_matrix(
+        (np.ones(n, dtype=np.float64), (codes, np.arange(n))), shape=(n_groups, n)
+    )
+    sums = np.asarray(indicator @ np.asarray(values, dtype=np.float64))
+    counts = np.bincount(codes, minlength=n_groups)
+    means = sums / np.maximum(counts, 1)[:, None]
+    return means, counts
+
+
+def transfer_holdout_mask(c_codes, p_codes, fraction: float, rng) -> np.ndarray:
+    """Hold out ``fraction`` of each context's pairs whose perturbation stays observed.
+
+    Pairs held out this way look like the prediction task: their perturbation
+    is still measured in some other context. A perturbation's last
+    observation is never taken and every context keeps at least one pair.
+    """
+    n = len(c_codes)
+    held = np.zeros(n, dtype=bool)
+    if fraction == 0:
+        return held
+    frame = pd.DataFrame({"c": c_codes, "p": p_codes, "u": rng.random_sample(n)})
+    p_rank = frame.groupby("p")["u"].rank(method="first").to_numpy() - 1
+    p_size = frame.groupby("p")["p"].transform("size").to_numpy()
+    eligible = p_rank < p_size - 1
+    n_c = np.bincount(c_codes)
+    quota = np.minimum(np.round(fraction * n_c), n_c - 1).astype(int)
+    c_rank = frame[eligible].groupby("c")["u"].rank(method="first").to_numpy() - 1
+    held[np.flatnonzero(eligible)[c_rank < quota[c_codes[eligible]]]] = True
+    return held

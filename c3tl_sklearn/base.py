@@ -1,0 +1,108 @@
+"""The base class of every regressor in the package: its data contract and its tags."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ._data import (
+    check_index_table,
+    check_no_duplicate_pairs,
+    check_response,
+    encode_labels,
+    label_examples,
+    unique_labels,
+)
+
+__all__ = ["PerturbationRegressorMixin"]
+
+
+class PerturbationRegressorMixin(RegressorMixin, BaseEstimator):
+    """Shared data contract of the package's regressors.
+
+    Subclasses define ``context_col`` and ``perturbation_col`` parameters and
+    call :meth:`_validate_fit_data` in ``fit`` and :meth:`_validate_predict_data`
+    in ``predict``. Fitted attributes set here:
+
+    - ``contexts_``, ``perturbations_``: the labels seen in fit (sorted);
+    - ``n_features_in_``, ``feature_names_in_``: columns of the index table;
+    - ``n_genes_`` and ``gene_names_`` (``None`` when ``Y`` had no names).
+    """
+
+    _min_contexts = 2
+
+    def _validate_fit_data(self, X, Y):
+        """Check ``(X, Y)``, record label sets; return codes and a float32 copy of Y."""
+        contexts, perturbations = check_index_table(X, self.context_col, self.perturbation_col)
+        Y_arr, gene_names = check_response(Y, n_rows=len(contexts))
+        check_no_duplicate_pairs(contexts, perturbations)
+        self.contexts_ = unique_labels(contexts)
+        self.perturbations_ = unique_labels(perturbations)
+        if len(self.contexts_) < self._min_contexts:
+            raise ValueError(
+                f"{type(self).__name__} needs observations from at least "
+                f"{self._min_contexts} contexts to transfer between them; got "
+                f"{len(self.contexts_)} ({list(self.contexts_)})."
+            )
+        self.n_features_in_ = X.shape[1]
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_genes_ = Y_arr.shape[1]
+        self.gene_names_ = gene_names
+        c_codes = encode_labels(contexts, self.contexts_)
+        p_codes = encode_labels(perturbations, self.perturbations_)
+        return c_codes, p_codes, Y_arr
+
+    def _validate_predict_data(self, X):
+        """Check a predict-time index table; return codes (-1 for labels unseen in fit)."""
+        check_is_fitted(self)
+        contexts, perturbations = check_index_table(X, self.context_col, self.perturbation_col)
+        return (
+            encode_labels(contexts, self.contexts_),
+            encode_labels(perturbations, self.perturbations_),
+            contexts,
+            perturbations,
+        )
+
+    def _validate_observed(self, observed):
+        """Check post-fit measurements ``(X_obs, Y_obs)``.
+
+        Returns the context labels, a float32 copy of the effects and the
+        perturbation codes; every perturbation must have been seen in fit.
+        """
+        if not (isinstance(observed, tuple | list) and len(observed) == 2):
+            raise TypeError("observed must be a pair (X_obs, Y_obs): an index table and effects.")
+        X_obs, Y_obs = observed
+        contexts, perturbations = check_index_table(
+            X_obs, self.context_col, self.perturbation_col, name="X_obs"
+        )
+        Y_arr, _ = check_response(Y_obs, n_rows=len(contexts), name="Y_obs")
+        if Y_arr.shape[1] != self.n_genes_:
+            raise ValueError(
+                f"Y_obs has {Y_arr.shape[1]} genes but the model was fitted on {self.n_genes_}."
+            )
+        check_no_duplicate_pairs(contexts, perturbations)
+        p_codes = encode_labels(perturbations, self.perturbations_)
+        self._raise_unknown_perturbations(p_codes, perturbations)
+        return contexts, Y_arr, p_codes
+
+    def _raise_unknown_perturbations(self, p_codes, perturbations):
+        """A perturbation never observed in fit has no code: refuse clearly."""
+        unknown = p_codes < 0
+        if unknown.any():
+            labels = label_examples(perturbations[unknown])
+            raise ValueError(
+                f"{int(unknown.sum())} row(s) ask for perturbation(s) never observed in fit, "
+                f"e.g. {labels}; a perturbation must be measured in at least one context "
+                "before its effect can be transferred."
+            )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        tags.target_tags.required = True
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = False
+        return tags

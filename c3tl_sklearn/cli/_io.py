@@ -1,0 +1,315 @@
+"""Data for the benchmark: tables and .h5ad files, read and checked through the input contract."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .._data import check_index_table, check_no_duplicate_pairs, check_response, unique_labels
+
+__all__ = ["BenchmarkDataError", "check_benchmark_data", "load_benchmark_data"]
+
+
+class BenchmarkDataError(ValueError):
+    """The benchmark's input data cannot be used; the message says why."""
+
+
+def _read_frame(path, what: str) -> pd.DataFrame:
+    """Read a CSV/TSV/Parquet file into a DataFrame, with clear errors."""
+    p = Path(path)
+    if not p.exists():
+        raise BenchmarkDataError(f"The {what} file {str(p)!r} does not exist.")
+    if p.is_dir():
+        raise BenchmarkDataError(f"The {what} path {str(p)!r} is a folder, not a file.")
+    name = p.name.lower()
+    for compression in (".gz", ".bz2", ".xz", ".zst"):
+        if name.endswith(compression):
+            name = name[: -len(compression)]
+    try:
+        if name.endswith((".csv", ".txt")):
+            frame = pd.read_csv(p)
+        elif name.endswith(".tsv"):
+            frame = pd.read_csv(p, sep="\t")
+        elif name.endswith((".parquet", ".pq")):
+            frame = pd.read_parquet(p)
+        elif name.endswith(".h5ad"):
+            raise BenchmarkDataError(
+                f"{str(p)!r} is an .h5ad file: pass it with --h5ad together with "
+                "--context-key, --perturbation-key and --control."
+            )
+        else:
+            raise BenchmarkDataError(
+                f"Cannot read the {what} file {str(p)!r}: use .csv, .tsv or .parquet."
+            )
+    except BenchmarkDataError:
+        raise
+    except ImportError as exc:
+        raise BenchmarkDataError(
+            f"Reading {str(p)!r} needs an optional dependency ({exc}); "
+            "pip install c3tl-sklearn[benchmark]"
+        ) from exc
+    except Exception as exc:
+        raise BenchmarkDataError(
+            f"Cannot parse the {what} file {str(p)!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if len(frame.columns) and str(frame.columns[0]).startswith("Unnamed: 0"):
+        frame = frame.drop(columns=frame.columns[0])  # an index written by DataFrame.to_csv
+    if frame.empty:
+        raise BenchmarkDataError(f"The {what} file {str(p)!r} has no rows.")
+    return frame
+
+
+def _gene_matrix(frame: pd.DataFrame, source: str, hint: str) -> pd.DataFrame:
+    bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])
+           or pd.api.types.is_bool_dtype(frame[c])]
+    if bad:
+        shown = ", ".join(repr(c) for c in bad[:8]) + (" ..." if len(bad) > 8 else "")
+        raise BenchmarkDataError(
+            f"{source}: {len(bad)} column(s) are not numeric but every effect column must "
+            f"be a gene: {shown}. {hint}"
+        )
+    genes = frame.astype(np.float32)
+    genes.columns = pd.Index([str(c) for c in frame.columns], name="gene")
+    return genes.reset_index(drop=True)
+
+
+def check_benchmark_data(
+    X: pd.DataFrame,
+    Y,
+    *,
+    context_col: Hashable = "context",
+    perturbation_col: Hashable = "perturbation",
+    source: str = "data",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Check an index table and effect matrix for the benchmark; return clean copies.
+
+    Parameters
+    ----------
+    X : pandas.DataFrame
+        Index table with ``context_col`` and ``perturbation_col``.
+    Y : array-like or DataFrame of shape (n_rows, n_genes)
+        Effects, row ``i`` for row ``i`` of ``X``.
+    context_col, perturbation_col : hashable
+        Label columns of ``X``.
+    source : str, default="data"
+        How to name the data in error messages (for example a file name).
+
+    Returns
+    -------
+    X : pandas.DataFrame
+        The two label columns (labels as given), a fresh ``RangeIndex``.
+    Y : pandas.DataFrame
+        float32 effects with string gene names.
+
+    Raises
+    ------
+    BenchmarkDataError
+        Missing columns, a row-count mismatch, non-numeric or non-finite
+        effects, fewer than 2 genes, missing labels, repeated (context,
+        perturbation) pairs, or fewer than two contexts.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from c3tl_sklearn.cli import check_benchmark_data
+    >>> X = pd.DataFrame({"context": ["a", "a"], "perturbation": ["p", "q"]})
+    >>> check_benchmark_data(X, np.zeros((2, 3)))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    c3tl_sklearn.cli._io.BenchmarkDataError: data: only one context ('a'); ...
+    """
+    if isinstance(Y, pd.DataFrame):
+        Y = _gene_matrix(Y, source, "Drop metadata columns from the effect matrix.")
+    try:
+        contexts, perturbations = check_index_table(
+            X, context_col, perturbation_col, name="the index table",
+            column_hint="Name the label columns with --context-col and --perturbation-col.",
+        )
+        check_no_duplicate_pairs(contexts, perturbations)
+        values, _ = check_response(Y, n_rows=len(contexts), name="the effect matrix")
+    except (TypeError, ValueError) as exc:
+        raise BenchmarkDataError(f"{source}: {exc}") from exc
+    if not isinstance(Y, pd.DataFrame):
+        Y = pd.DataFrame(values, columns=pd.Index(
+            [f"gene{i}" for i in range(values.shape[1])], name="gene"))
+    if Y.shape[1] < 2:
+        raise BenchmarkDataError(
+            f"{source}: the effects have {Y.shape[1]} gene column(s); the correlation "
+            "metrics need at least 2 genes."
+        )
+    if len(unique_labels(contexts)) < 2:
+        raise BenchmarkDataError(
+            f"{source}: only one context ({contexts[0]!r}); a held-out-context benchmark "
+            "needs at least 2 contexts (3 with tuning). Is --context-col the right column?"
+        )
+    return X[[context_col, perturbation_col]].reset_index(drop=True), Y
+
+
+def load_benchmark_data(
+    data: str | os.PathLike | None = "lincs",
+    *,
+    index: str | os.PathLike | None = None,
+    effects: str | os.PathLike | None = None,
+    h5ad: str | os.PathLike | None = None,
+    context_col: Hashable = "context",
+    perturbation_col: Hashable = "perturbation",
+    context_key: Hashable | None = None,
+    perturbation_key: Hashable | None = None,
+    control: Hashable | Sequence[Hashable] | None = None,
+    layer: str | None = None,
+    min_cells: int = 10,
+    n_top_genes: int | None = None,
+    transform: str | None = None,
+    synthetic_shape: tuple[int, int, int] = (6, 60, 50),
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Load the benchmark's data from one of the supported sources.
+
+    Parameters
+    ----------
+    data : {"lincs", "synthetic"} or path, default="lincs"
+        The shipped LINCS knockdowns, a synthetic draw, or one table (CSV,
+        TSV or Parquet) with the label columns and one numeric column per
+        gene. Ignored when ``index``/``effects`` or ``h5ad`` is given.
+    index, effects : path, optional
+        An index table and a row-aligned effect matrix (both CSV/TSV/Parquet).
+    h5ad : path, optional
+        Single cells, pseudo-bulked with
+        :func:`c3tl_sklearn.preprocessing.pseudobulk` using ``context_key``,
+        ``perturbation_key``, ``control``, ``layer``, ``min_cells``,
+        ``n_top_genes`` and ``transform``.
+    context_col, perturbation_col : hashable
+        Label columns of a table (``index`` or ``data``).
+    context_key, perturbation_key, control, layer, min_cells, n_top_genes, transform
+        Passed to :func:`~c3tl_sklearn.preprocessing.pseudobulk`.
+    synthetic_shape : (int, int, int), default=(6, 60, 50)
+        Contexts, perturbations, genes of the synthetic draw.
+    seed : int, default=0
+        Seed of the synthetic draw.
+
+    Returns
+    -------
+    X : pandas.DataFrame
+        Index table with the columns ``"context"`` and ``"perturbation"``
+        (renamed from ``context_col`` and ``perturbation_col``).
+    Y : pandas.DataFrame
+        float32 effects, gene names as columns.
+    description : str
+        One line describing the data, for the report.
+
+    Raises
+    ------
+    BenchmarkDataError
+        For an unreadable or invalid file (see :func:`check_benchmark_data`).
+
+    Examples
+    --------
+    >>> from c3tl_sklearn.cli import load_benchmark_data
+    >>> X, Y, text = load_benchmark_data("synthetic", synthetic_shape=(3, 10, 5))
+    >>> X.shape, Y.shape, text
+    ((30, 2), (30, 5), 'synthetic: 3 contexts x 10 perturbations x 5 genes (seed 0)')
+    """
+    if h5ad is not None:
+        return _load_h5ad(h5ad, context_key, perturbation_key, control, layer=layer,
+                          min_cells=min_cells, n_top_genes=n_top_genes, transform=transform)
+    if (index is None) != (effects is None):
+        raise BenchmarkDataError("--index and --effects must be given together.")
+    if index is not None:
+        X = _read_frame(index, "index")
+        Y = _gene_matrix(
+            _read_frame(effects, "effects"), str(effects),
+            "The effect matrix must hold only gene columns; put labels in the index file.",
+        )
+        X, Y = check_benchmark_data(
+            X, Y, context_col=context_col, perturbation_col=perturbation_col,
+            source=f"{index} + {effects}",
+        )
+        return _standard_labels(X, context_col, perturbation_col), Y, (
+            f"index {index} + effects {effects}"
+        )
+    if data is None or str(data) == "lincs":
+        from ..datasets import load_lincs_knockdowns
+
+        X, Y = load_lincs_knockdowns()
+        return X, Y, "LINCS L1000 shRNA knockdowns in six cell lines (shipped with the package)"
+    if str(data) == "synthetic":
+        from ..datasets import make_synthetic_perturbations
+
+        c, p, g = (int(v) for v in synthetic_shape)
+        X, Y = make_synthetic_perturbations(c, p, g, random_state=seed)
+        return X, Y, f"synthetic: {c} contexts x {p} perturbations x {g} genes (seed {seed})"
+    frame = _read_frame(data, "data")
+    missing = [c for c in (context_col, perturbation_col) if c not in frame.columns]
+    if missing:
+        raise BenchmarkDataError(
+            f"{data}: missing column(s) {missing}; the columns are "
+            f"{list(frame.columns)[:20]}{' ...' if len(frame.columns) > 20 else ''}. Name the "
+            "label columns with --context-col and --perturbation-col."
+        )
+    Y = _gene_matrix(
+        frame.drop(columns=[context_col, perturbation_col]), str(data),
+        "In a single table every column other than the context and perturbation columns "
+        "is a gene; drop metadata columns or use --index and --effects.",
+    )
+    X, Y = check_benchmark_data(
+        frame, Y, context_col=context_col, perturbation_col=perturbation_col, source=str(data)
+    )
+    return _standard_labels(X, context_col, perturbation_col), Y, f"table {data}"
+
+
+def _load_h5ad(h5ad, context_key, perturbation_key, control, **options):
+    """Pseudo-bulk an .h5ad file of single cells (see :func:`load_benchmark_data`)."""
+    if context_key is None or perturbation_key is None or control is None:
+        raise BenchmarkDataError(
+            "--h5ad needs --context-key, --perturbation-key and --control (the obs "
+            "columns with the labels and the control label)."
+        )
+    if not Path(h5ad).exists():
+        raise BenchmarkDataError(f"The .h5ad file {str(h5ad)!r} does not exist.")
+    from ..preprocessing import pseudobulk
+
+    try:
+        X, Y = pseudobulk(os.fspath(h5ad), context_key, perturbation_key, control,
+                          **options)
+    except (ValueError, TypeError, ImportError, KeyError) as exc:
+        raise BenchmarkDataError(f"{h5ad}: {exc}") from exc
+    description = (
+        f"{h5ad}, pseudo-bulked by obs[{context_key!r}] x obs[{perturbation_key!r}] "
+        f"against control {control!r}"
+    )
+    X, Y = check_benchmark_data(X, Y, source=str(h5ad))
+    return X, Y, description
+
+
+def _standard_labels(X: pd.DataFrame, context_col, perturbation_col) -> pd.DataFrame:
+    out = pd.DataFrame({"context": X[context_col].to_numpy(),
+                        "perturbation": X[perturbation_col].to_numpy()})
+    return out
+
+
+def _read_params_file(path) -> dict[str, dict]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            content = json.load(fh)
+    except FileNotFoundError as exc:
+        raise BenchmarkDataError(f"The parameter file {str(path)!r} does not exist.") from exc
+    except json.JSONDecodeError as exc:
+        raise BenchmarkDataError(f"The parameter file {str(path)!r} is not JSON: {exc}") from exc
+    models = content.get("models", content) if isinstance(content, dict) else None
+    if not isinstance(models, dict):
+        raise BenchmarkDataError(
+            f"The parameter file {str(path)!r} must map model names to parameters (as the "
+            "params.json a benchmark writes)."
+        )
+    out = {}
+    for name, entry in models.items():
+        params = entry.get("params", entry) if isinstance(entry, dict) else None
+        if not isinstance(params, dict):
+            raise BenchmarkDataError(f"{path}: the parameters of {name!r} are not a dict.")
+        out[name] = params
+    return out

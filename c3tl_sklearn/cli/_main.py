@@ -1,0 +1,233 @@
+"""The ``c3tl-benchmark`` command: its argument parser and entry point."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime
+
+from ._io import BenchmarkDataError, _read_params_file, load_benchmark_data
+from ._registry import _TUNE_METRICS, MODELS
+from ._report import BenchmarkResult
+from ._run import run_benchmark
+
+__all__ = ["build_parser", "main"]
+
+
+def _number_list(cast, what: str):
+    """An argparse type: comma-separated ``what`` converted by ``cast``."""
+
+    def parse(text: str) -> list:
+        try:
+            values = [cast(v) for v in text.split(",") if v.strip()]
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {what}s: {text!r}") from exc
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected at least one {what}")
+        return values
+
+    return parse
+
+
+_int_list = _number_list(int, "integer")
+_float_list = _number_list(float, "number")
+
+
+def _model_list(text: str) -> list[str]:
+    names = [v.strip().lower() for v in text.split(",") if v.strip()]
+    if names == ["all"]:
+        return list(MODELS)
+    bad = [n for n in names if n not in MODELS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown model(s) {bad}; choose from {', '.join(MODELS)} (or 'all')"
+        )
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``c3tl-benchmark`` argument parser.
+
+    Returns
+    -------
+    parser : argparse.ArgumentParser
+
+    Examples
+    --------
+    >>> from c3tl_sklearn.cli import build_parser
+    >>> build_parser().parse_args(["--protocol", "scarcity"]).protocol
+    'scarcity'
+    """
+    parser = argparse.ArgumentParser(
+        prog="c3tl-benchmark",
+        description="Tune and compare C3TL and the baselines with the paper's held-out-"
+        "context protocol (Table 1, Figure 2) or data-scarcity protocol (Figure 3).",
+        epilog="Example: c3tl-benchmark --data lincs --protocol heldout --n-trials 20 "
+        "--out benchmarks/results/lincs-heldout",
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", default="lincs", metavar="lincs|synthetic|PATH",
+                      help="'lincs' (shipped, default), 'synthetic', or one CSV/TSV/Parquet "
+                      "table with the label columns and one numeric column per gene")
+    data.add_argument("--index", metavar="PATH",
+                      help="index table (CSV/TSV/Parquet) with the label columns; use with "
+                      "--effects")
+    data.add_argument("--effects", metavar="PATH",
+                      help="effect matrix (CSV/TSV/Parquet), one numeric column per gene, "
+                      "rows aligned with --index")
+    data.add_argument("--context-col", default="context",
+                      help="context column of the table (default: context)")
+    data.add_argument("--perturbation-col", default="perturbation",
+                      help="perturbation column of the table (default: perturbation)")
+    data.add_argument("--synthetic-shape", type=_int_list, default=[6, 60, 50],
+                      metavar="C,P,G", help="contexts,perturbations,genes of --data synthetic "
+                      "(default: 6,60,50)")
+    data.add_argument("--h5ad", metavar="PATH", help="single cells to pseudo-bulk")
+    data.add_argument("--context-key", help="obs column with the context of every cell")
+    data.add_argument("--perturbation-key", help="obs column with the perturbation")
+    data.add_argument("--control", action="append", metavar="LABEL",
+                      help="control label in --perturbation-key (repeat to pool several)")
+    data.add_argument("--layer", help="use this layer instead of X")
+    data.add_argument("--min-cells", type=int, default=10,
+                      help="drop pairs with fewer cells (default: 10)")
+    data.add_argument("--n-top-genes", type=int, help="keep this many highly variable genes")
+    data.add_argument("--transform", choices=["log1p", "normalize_log1p"],
+                      help="transform the cells before averaging")
+
+    proto = parser.add_argument_group("protocol")
+    proto.add_argument("--protocol", choices=["heldout", "scarcity"], default="heldout")
+    proto.add_argument("--models", type=_model_list, default=list(MODELS),
+                       metavar="LIST", help=f"comma-separated, from {','.join(MODELS)} "
+                       "(default: all)")
+    proto.add_argument("--n-trials", type=int, default=20,
+                       help="Optuna trials per model, tuned on the first fold (default: 20; "
+                       "0 keeps defaults)")
+    proto.add_argument("--tune-metric", default="centered_pearson_delta",
+                       choices=sorted(_TUNE_METRICS), help="tuning objective (default: "
+                       "centered_pearson_delta)")
+    proto.add_argument("--inner-folds", type=int, default=2,
+                       help="training contexts held out by the tuning's inner CV (default: 2)")
+    proto.add_argument("--adaptation-fraction", type=float, default=0.1,
+                       help="fraction of a test context in training (heldout; default 0.1); "
+                       "scarcity: the cell tuned on")
+    proto.add_argument("--n-test-contexts", type=int,
+                       help="test contexts drawn with --seed (default: all up to 10 "
+                       "contexts, else 5)")
+    proto.add_argument("--n-train-contexts", type=_int_list, default=[5, 3, 2],
+                       metavar="LIST", help="scarcity: nested training-set sizes "
+                       "(default: 5,3,2)")
+    proto.add_argument("--adaptation-fractions", type=_float_list,
+                       default=[0.5, 0.2, 0.1, 0.05, 0.02], metavar="LIST",
+                       help="scarcity: adaptation fractions (default: 0.5,0.2,0.1,0.05,0.02)")
+    proto.add_argument("--scarcity-test-set", choices=["common", "complement"],
+                       default="common", help="scarcity: test pairs shared by all cells "
+                       "(common, default) or each cell's complement (the paper)")
+    proto.add_argument("--params", metavar="JSON",
+                       help="use these parameters (a params.json of an earlier run) instead "
+                       "of tuning the models it lists")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--max-epochs", type=int, help="override C3TL's max_epochs")
+    run.add_argument("--device", default="cpu", help="C3TL's torch device (default: cpu)")
+    run.add_argument("--threads", type=int,
+                     help="CPU threads for torch and for BLAS/OpenMP (numpy, scipy, sklearn); "
+                     "1 is much faster on a busy machine")
+    run.add_argument("--storage", metavar="URL|PATH",
+                     help="Optuna storage (sqlite:///x.db, postgresql://..., or a .log "
+                     "journal file) so tuning resumes and can be shared")
+    run.add_argument("--study-prefix", default="c3tl-benchmark",
+                     help="prefix of the study names in --storage")
+    run.add_argument("--seed", type=int, default=0, help="seed of splits, tuning and C3TL")
+    run.add_argument("--max-points", type=int, default=20_000,
+                     help="points per panel of scatter.png (default: 20000)")
+    run.add_argument("--out", metavar="DIR",
+                     help="output folder (default: ./c3tl-benchmark-<protocol>-<time>)")
+    run.add_argument("--tune-only", action="store_true",
+                     help="only tune (write params.json); with --storage, run several such "
+                     "workers, then the same command without --tune-only to evaluate")
+    run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.add_argument("--traceback", action="store_true",
+                     help="show the full traceback of an error")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``c3tl-benchmark`` (and ``python -m c3tl_sklearn.cli``).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name; ``None`` reads ``sys.argv``.
+
+    Returns
+    -------
+    status : int
+        0 on success, 2 for a usage or data error (the message is printed).
+    """
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    if len(args.synthetic_shape) != 3:
+        parser.error("--synthetic-shape needs three integers: contexts,perturbations,genes")
+    if args.n_trials < 0:
+        parser.error("--n-trials must be >= 0")
+    start_time = time.perf_counter()
+    out = args.out or f"c3tl-benchmark-{args.protocol}-{datetime.now():%Y%m%d-%H%M%S}"
+    command = "c3tl-benchmark " + shlex.join(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be >= 1")
+    limits = contextlib.nullcontext()
+    if args.threads:
+        from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
+        limits = threadpool_limits(limits=args.threads)
+        if "c3tl" in args.models:
+            import torch
+
+            torch.set_num_threads(args.threads)
+    try:
+        with limits:
+            result = _main_run(args, start_time, out, command)
+    except (BenchmarkDataError, ValueError, ImportError, OSError) as exc:
+        if args.traceback:
+            raise
+        print(f"c3tl-benchmark: error: {exc}", file=sys.stderr)
+        return 2
+    if not args.quiet and result.table:
+        print(result.table)
+    if not args.quiet:
+        print(f"Results in {out} ({result.wall_seconds:.1f} s)")
+    return 0
+
+
+def _main_run(args, start_time: float, out: str, command: str) -> BenchmarkResult:
+    """Load the data named on the command line and run the benchmark."""
+    control = None
+    if args.control:
+        control = args.control[0] if len(args.control) == 1 else list(args.control)
+    X, Y, description = load_benchmark_data(
+        args.data, index=args.index, effects=args.effects, h5ad=args.h5ad,
+        context_col=args.context_col, perturbation_col=args.perturbation_col,
+        context_key=args.context_key, perturbation_key=args.perturbation_key,
+        control=control, layer=args.layer, min_cells=args.min_cells,
+        n_top_genes=args.n_top_genes, transform=args.transform,
+        synthetic_shape=tuple(args.synthetic_shape), seed=args.seed,
+    )
+    params = _read_params_file(args.params) if args.params else None
+    return run_benchmark(
+        X, Y, protocol=args.protocol, models=args.models, n_trials=args.n_trials,
+        tune_metric=args.tune_metric, inner_folds=args.inner_folds,
+        adaptation_fraction=args.adaptation_fraction,
+        n_test_contexts=args.n_test_contexts, n_train_contexts=args.n_train_contexts,
+        adaptation_fractions=args.adaptation_fractions,
+        scarcity_test_set=args.scarcity_test_set, params=params,
+        max_epochs=args.max_epochs, device=args.device, storage=args.storage,
+        study_prefix=args.study_prefix, seed=args.seed, max_points=args.max_points,
+        out_dir=out, progress=not args.quiet, command=command,
+        data_description=description, start_time=start_time, tune_only=args.tune_only,
+    )

@@ -1,0 +1,222 @@
+"""scikit-learn's own estimator checks, as far as they apply, plus DataFrame versions of them.
+
+scikit-learn's suite feeds numeric arrays; the package's estimators take an
+index table (a DataFrame of context and perturbation labels) and refuse
+anything else. So the suite runs on each estimator with tags that claim array
+input (the suite would otherwise skip every check), the checks that need an
+array to be accepted are expected failures with their reason, and the
+data-dependent ones among them are repeated below on a real index table.
+
+To check another estimator, add a factory (a callable returning an unfitted
+instance with a fixed seed) to ``ESTIMATORS``; an estimator whose predictions
+are reproducible only up to floating-point reordering gets a tolerance in
+``ROW_ORDER_RTOL``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+from joblib import hash as joblib_hash
+from sklearn.base import BaseEstimator, clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from c3tl_sklearn.baselines import (
+    AdditiveBaseline,
+    ClosestContextBaseline,
+    LinearTransferBaseline,
+    MeanBaseline,
+)
+from c3tl_sklearn.datasets import make_synthetic_perturbations
+
+#: Factories of every estimator checked here (unfitted, seeded where they draw).
+ESTIMATORS: list[Callable[[], BaseEstimator]] = [
+    MeanBaseline,
+    AdditiveBaseline,
+    ClosestContextBaseline,
+    LinearTransferBaseline,
+]
+
+#: Relative tolerance of the row-order check per class name (default: 1e-7).
+ROW_ORDER_RTOL: dict[str, float] = {}
+
+_ARRAY = (
+    "the check fits on a numeric array, and the estimator takes an index table (a "
+    "DataFrame of context and perturbation labels) and refuses the array with a TypeError"
+)
+_SEE_BELOW = _ARRAY + "; the DataFrame version is {} in tests/test_sklearn_checks.py"
+_REFUSED_FIRST = (
+    _ARRAY + ", before reaching the input the check is about; that input is refused "
+    "through the index-table contract, tested in tests/test_baselines.py and test_data.py"
+)
+
+EXPECTED_FAILED_CHECKS: dict[str, str] = {
+    "check_estimators_fit_returns_self": _SEE_BELOW.format("test_fit_returns_self"),
+    "check_estimators_overwrite_params": _SEE_BELOW.format(
+        "test_fit_changes_no_parameter_nor_the_data"),
+    "check_dont_overwrite_parameters": _SEE_BELOW.format(
+        "test_fit_changes_no_parameter_nor_the_data"),
+    "check_dict_unchanged": _SEE_BELOW.format("test_predict_changes_nothing"),
+    "check_fit_idempotent": _SEE_BELOW.format("test_clone_and_refit_reproduce_predictions"),
+    "check_estimators_pickle": _SEE_BELOW.format("test_pickle_reproduces_predictions"),
+    "check_methods_sample_order_invariance": _SEE_BELOW.format("test_row_order_invariance"),
+    "check_methods_subset_invariance": _SEE_BELOW.format("test_row_order_invariance"),
+    "check_n_features_in_after_fitting": _SEE_BELOW.format("test_fitted_attributes"),
+    "check_n_features_in": _SEE_BELOW.format("test_fitted_attributes"),
+    "check_fit_check_is_fitted": _SEE_BELOW.format("test_fitted_attributes"),
+    "check_regressor_multioutput": _SEE_BELOW.format("test_fitted_attributes"),
+    "check_fit_score_takes_y": _SEE_BELOW.format("test_fit_returns_self"),
+    "check_pipeline_consistency": _SEE_BELOW.format(
+        "test_clone_and_refit_reproduce_predictions"),
+    "check_readonly_memmap_input": _ARRAY,
+    "check_estimators_dtypes": _ARRAY,
+    "check_complex_data": _ARRAY,
+    "check_dtype_object": _ARRAY,
+    "check_f_contiguous_array_estimator": _ARRAY,
+    "check_regressor_data_not_an_array": _ARRAY,
+    "check_regressors_no_decision_function": _ARRAY,
+    "check_regressors_int": _ARRAY,
+    "check_fit2d_1sample": _ARRAY,
+    "check_fit2d_1feature": _ARRAY,
+    "check_fit1d": _ARRAY,
+    "check_fit2d_predict1d": _ARRAY,
+    "check_requires_y_none": _ARRAY,
+    "check_positive_only_tag_during_fit": _REFUSED_FIRST,
+    "check_estimators_empty_data_messages": _REFUSED_FIRST,
+    "check_estimators_nan_inf": _REFUSED_FIRST,
+    "check_supervised_y_no_nan": _REFUSED_FIRST,
+    "check_estimator_sparse_tag": _REFUSED_FIRST,
+    "check_estimator_sparse_array": _REFUSED_FIRST,
+    "check_estimator_sparse_matrix": _REFUSED_FIRST,
+    "check_regressors_train": _REFUSED_FIRST,
+}
+
+
+def _array_tags(self):
+    tags = super(type(self), self).__sklearn_tags__()
+    tags.input_tags.two_d_array = True
+    return tags
+
+
+def _claiming_arrays(estimator: BaseEstimator) -> BaseEstimator:
+    """The same estimator, with tags that let scikit-learn's suite run on it."""
+    cls = type(estimator)
+    adapted = type(cls.__name__, (cls,), {"__sklearn_tags__": _array_tags,
+                                          "__module__": __name__})
+    return adapted(**estimator.get_params(deep=False))
+
+
+@parametrize_with_checks(
+    [_claiming_arrays(factory()) for factory in ESTIMATORS],
+    expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
+)
+def test_sklearn_compatible_estimator(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        check(estimator)
+
+
+def test_the_real_tags_say_the_input_is_an_index_table():
+    for factory in ESTIMATORS:
+        tags = factory().__sklearn_tags__()
+        assert not tags.input_tags.two_d_array
+        assert tags.input_tags.string and tags.input_tags.categorical
+        assert tags.target_tags.multi_output and not tags.target_tags.single_output
+
+
+# --------------------------------------------------------------------------- DataFrame checks
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, Y = make_synthetic_perturbations(4, 30, 12, observed_fraction=0.9, random_state=0)
+    return X, Y
+
+
+@pytest.fixture(params=ESTIMATORS, ids=lambda factory: getattr(factory, "__name__", "est"))
+def estimator(request):
+    return request.param()
+
+
+def _fit(estimator, X, Y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return estimator.fit(X, Y)
+
+
+def test_fit_returns_self(estimator, data):
+    X, Y = data
+    assert _fit(estimator, X, Y) is estimator
+
+
+def test_fit_changes_no_parameter_nor_the_data(estimator, data):
+    X, Y = data
+    X_before, Y_before = X.copy(), Y.copy()
+    params = estimator.get_params(deep=True)
+    before = {key: joblib_hash(value) for key, value in params.items()}
+    _fit(estimator, X, Y)
+    after = {key: joblib_hash(value) for key, value in estimator.get_params(deep=True).items()}
+    assert after == before
+    # only fitted attributes (ending in "_") were added
+    assert {key for key in vars(estimator) if not key.endswith("_")} == set(params)
+    pd.testing.assert_frame_equal(X, X_before)
+    pd.testing.assert_frame_equal(Y, Y_before)
+
+
+def test_predict_changes_nothing(estimator, data):
+    X, Y = data
+    _fit(estimator, X, Y)
+    state = {key: joblib_hash(value) for key, value in vars(estimator).items()}
+    X_before = X.copy()
+    estimator.predict(X)
+    assert {key: joblib_hash(value) for key, value in vars(estimator).items()} == state
+    pd.testing.assert_frame_equal(X, X_before)
+
+
+def test_clone_and_refit_reproduce_predictions(estimator, data):
+    X, Y = data
+    first = _fit(estimator, X, Y).predict(X)
+    np.testing.assert_array_equal(_fit(clone(estimator), X, Y).predict(X), first)
+    np.testing.assert_array_equal(_fit(estimator, X, Y).predict(X), first)  # refit in place
+
+
+def test_pickle_reproduces_predictions(estimator, data):
+    X, Y = data
+    _fit(estimator, X, Y)
+    restored = pickle.loads(pickle.dumps(estimator))
+    np.testing.assert_array_equal(restored.predict(X), estimator.predict(X))
+
+
+def test_row_order_invariance(estimator, data):
+    X, Y = data
+    perm = np.random.RandomState(0).permutation(len(X))
+    pred = _fit(clone(estimator), X, Y).predict(X)
+    rtol = ROW_ORDER_RTOL.get(type(estimator).__name__, 1e-7)
+    # fitted on shuffled rows: the same model
+    shuffled = _fit(clone(estimator), X.iloc[perm], Y.iloc[perm])
+    np.testing.assert_allclose(shuffled.predict(X), pred, rtol=rtol, atol=1e-9)
+    # predicted in another order, or in parts: the same rows
+    model = _fit(clone(estimator), X, Y)
+    np.testing.assert_allclose(model.predict(X.iloc[perm]), pred[perm], rtol=rtol, atol=1e-12)
+    halves = np.array_split(np.arange(len(X)), 2)
+    parts = np.vstack([model.predict(X.iloc[h]) for h in halves])
+    np.testing.assert_allclose(parts, pred, rtol=rtol, atol=1e-12)
+
+
+def test_fitted_attributes(estimator, data):
+    X, Y = data
+    with pytest.raises(NotFittedError):
+        estimator.predict(X)
+    _fit(estimator, X.assign(batch=1), Y)
+    assert estimator.n_features_in_ == 3
+    assert estimator.feature_names_in_.tolist() == ["context", "perturbation", "batch"]
+    assert estimator.n_genes_ == Y.shape[1]
+    assert estimator.gene_names_.tolist() == Y.columns.tolist()
+    pred = estimator.predict(X)
+    assert pred.shape == Y.shape and pred.dtype == np.float64
