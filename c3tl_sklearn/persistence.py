@@ -144,7 +144,9 @@ class PersistenceMixin:
         device : str or torch.device, default="cpu"
             Where the network weights go; every ``device`` parameter of the
             loaded model (ensemble members included) is set to it, so a model
-            trained on a GPU loads on a CPU-only machine as it is.
+            trained on a GPU loads on a CPU-only machine as it is. Models
+            without network weights (the baselines) ignore it and load
+            without importing torch.
 
         Returns
         -------
@@ -301,7 +303,8 @@ class _Encoder:
         raise ValueError(
             f"cannot save {where}: objects of type {type(value).__module__}."
             f"{type(value).__qualname__} have no safe encoding. Remove or reset it "
-            "(for example set_params(callbacks=None)), or save with pickle."
+            "with set_params (for example callbacks=None, or an int random_state), or save "
+            "with pickle."
         )
 
     def attributes(self, obj, skip: set[str], where: str) -> dict:
@@ -317,7 +320,8 @@ class _Encoder:
                 # BLAS results depend on the layout in the last bits
                 data = data.T
                 out["order"] = "F"
-            data = np.ascontiguousarray(data.astype(data.dtype.newbyteorder("<"), copy=False))
+            # little-endian and C order, 0-d arrays staying 0-d (ascontiguousarray would not)
+            data = data.astype(data.dtype.newbyteorder("<"), order="C", copy=False)
             key = f"t{n}"
             self.arrays[key] = data
             out["key"] = key
@@ -403,7 +407,7 @@ def _is_skorch_net(value) -> bool:
 def _checksum(payload: str, arrays: dict[str, np.ndarray]) -> str:
     h = hashlib.sha256(payload.encode())
     for key in sorted(arrays):
-        a = np.ascontiguousarray(arrays[key])
+        a = np.asarray(arrays[key], order="C")
         h.update(f"\n{key}:{a.dtype.str}:{a.shape}\n".encode())
         h.update(a.tobytes())
     return h.hexdigest()
@@ -621,10 +625,16 @@ class _Decoder:
             raise ValueError(f"{type(owner).__name__} cannot rebuild the skorch net at {where}.")
         params = dict(pending.params)
         hidden = tuple(params.get("module__hidden_dims", ()))
-        net = make(hidden, np.zeros(1, dtype=bool), np.zeros((1, 3), dtype=np.int64),
-                   np.zeros((1, 1), dtype=np.float32), 1)
-        params["device"] = str(self.device)
-        net.set_params(**params)
+        try:
+            net = make(hidden, np.zeros(1, dtype=bool), np.zeros((1, 3), dtype=np.int64),
+                       np.zeros((1, 1), dtype=np.float32), 1)
+            params["device"] = str(self.device)
+            net.set_params(**params)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"cannot rebuild the network at {where} with this version of "
+                f"{type(owner).__name__} ({exc}); load the file with the version that saved it."
+            ) from None
         cuda = [self.device.index or 0] if self.device.type == "cuda" else []
         # initialize() draws random weights: keep the caller's torch RNG untouched
         with torch.random.fork_rng(devices=cuda):

@@ -194,6 +194,31 @@ def test_labels_of_every_supported_type(tmp_path):
     np.testing.assert_array_equal(restored.predict(X), model.predict(X))
 
 
+def test_every_kind_of_array_and_container_round_trips(tmp_path):
+    X, Y = data()
+    model = MeanBaseline().fit(X, Y)
+    extra = {
+        "zero_d_": np.array(3.5), "empty_": np.zeros((4, 0)),
+        "half_": np.arange(6, dtype=np.float16).reshape(2, 3),
+        "big_endian_": np.arange(3, dtype=">f8"), "fortran_": np.asfortranarray(np.eye(3)[:, :2]),
+        "dates_": np.array(["2024-01-01", "NaT"], dtype="datetime64[D]"),
+        "text_": np.array([["a", "bc"]]), "flags_": np.array([True, False]),
+        "mixed_": {"a": [1, 2.0, None, (1, "x")], 3: np.int32(4), (1, 2): float("-inf")},
+    }
+    for name, value in extra.items():
+        setattr(model, name, value)
+    restored = MeanBaseline.load(model.save(tmp_path / "m"))
+    for name, value in extra.items():
+        got = getattr(restored, name)
+        if isinstance(value, np.ndarray):
+            assert got.dtype == value.dtype and got.shape == value.shape, name
+            assert got.flags.f_contiguous == value.flags.f_contiguous, name
+            np.testing.assert_array_equal(got, value)
+            assert got.flags.writeable, name
+        else:
+            assert got == value and type(got[3]) is np.int32
+
+
 class Label:
     """A hashable label type the file format cannot store."""
 
@@ -227,8 +252,8 @@ def test_what_cannot_be_encoded_is_refused(tmp_path):
     with_callbacks = C3TLRegressor(callbacks=[object()])
     with pytest.raises(ValueError, match=re.escape(
             "cannot save C3TLRegressor.callbacks[0]: objects of type builtins.object have no "
-            "safe encoding. Remove or reset it (for example set_params(callbacks=None)), or "
-            "save with pickle.")):
+            "safe encoding. Remove or reset it with set_params (for example callbacks=None, or "
+            "an int random_state), or save with pickle.")):
         with_callbacks.save(tmp_path / "m")
 
 
