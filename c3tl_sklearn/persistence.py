@@ -176,6 +176,11 @@ class PersistenceMixin:
 
 # --------------------------------------------------------------------- names
 def _public_name(cls: type) -> str | None:
+    """The name a file gives ``cls``: its entry in ``_ALLOWED``, else its registered name.
+
+    ``None`` for a class that cannot go in a file (a subclass of an allowed
+    class included: it may override what loading relies on).
+    """
     for name, (module, attr) in _ALLOWED.items():
         if module.split(".")[0] == cls.__module__.split(".")[0] and attr == cls.__name__:
             if getattr(import_module(module), attr) is cls:
@@ -185,6 +190,7 @@ def _public_name(cls: type) -> str | None:
 
 
 def _resolve(name: Any, where: str) -> type:
+    """The class a file names, from the fixed table or the registry; never another import."""
     if not isinstance(name, str):
         raise ValueError(f"malformed class name at {where}: {name!r}")
     if name in _ALLOWED:
@@ -200,9 +206,11 @@ def _resolve(name: Any, where: str) -> type:
 
 
 def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("c3tl-sklearn", "numpy", "scikit-learn", "pandas", "torch", "skorch",
-                 "safetensors"):
+    """Versions of what produced the file (informative: loading checks the format version)."""
+    from . import __version__
+
+    out = {"python": platform.python_version(), "c3tl-sklearn": __version__}
+    for dist in ("numpy", "scikit-learn", "pandas", "torch", "skorch", "safetensors"):
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:
