@@ -496,3 +496,26 @@ def test_the_payload_is_live(tmp_path):
     marker = tmp_path / "payload-ran"
     pickle.loads(pickle.dumps(Payload(marker))).close()
     assert marker.exists()
+
+
+def test_a_parameter_added_after_the_file_was_written_keeps_its_default(fitted, tmp_path):
+    model = fitted["C3TLRegressor"]
+
+    def drop(doc):
+        del doc["estimator"]["params"]["context_balance"]
+
+    path = rewrite(model.save(tmp_path / "m"), tmp_path / "older.safetensors", drop)
+    restored = C3TLRegressor.load(path)
+    assert restored.context_balance == C3TLRegressor().context_balance
+    X, *_ = split()
+    np.testing.assert_array_equal(restored.predict(X), model.predict(X))
+
+
+def test_save_leaves_the_model_as_it_was(fitted, tmp_path):
+    model = fitted["C3TLEnsemble"]
+    before = {k: id(v) for k, v in vars(model).items()}
+    params = model.get_params(deep=True)
+    model.save(tmp_path / "m")
+    assert {k: id(v) for k, v in vars(model).items()} == before
+    assert model.get_params(deep=True).keys() == params.keys()
+    assert list(tmp_path.iterdir()) == [tmp_path / "m"]  # no temporary file left behind
