@@ -43,8 +43,8 @@ import json
 import math
 import os
 import platform
+import secrets
 import sys
-import tempfile
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -423,7 +423,7 @@ def _checksum(payload: str, arrays: dict[str, np.ndarray]) -> str:
 
 def save(estimator, path: str | os.PathLike) -> Path:
     """Write ``estimator`` to ``path``; see :meth:`PersistenceMixin.save`."""
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save as safetensors_save
 
     name = _public_name(type(estimator))
     if name is None:
@@ -441,12 +441,15 @@ def save(estimator, path: str | os.PathLike) -> Path:
     payload = json.dumps(document, allow_nan=False, separators=(",", ":"))
     metadata = {_META_KEY: payload, _CHECKSUM_KEY: _checksum(payload, encoder.arrays)}
     path = Path(path)
-    # write next to the target and rename: an interrupted save never leaves a
-    # half-written file in place of a good one
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    os.close(fd)
+    # Write next to the target and rename: an interrupted save never leaves a
+    # half-written file in place of a good one. The bytes are written here rather
+    # than by safetensors' save_file, which creates files with mode 0600: a model
+    # file gets the usual permissions, so the people it is shared with can read it.
+    data = safetensors_save(encoder.arrays, metadata=metadata)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        save_file(encoder.arrays, tmp, metadata=metadata)
+        with open(tmp, "xb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

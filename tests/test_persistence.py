@@ -519,3 +519,6 @@ def test_save_leaves_the_model_as_it_was(fitted, tmp_path):
     assert {k: id(v) for k, v in vars(model).items()} == before
     assert model.get_params(deep=True).keys() == params.keys()
     assert list(tmp_path.iterdir()) == [tmp_path / "m"]  # no temporary file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m").stat().st_mode & 0o777 == 0o666 & ~umask  # like any new file
