@@ -447,12 +447,13 @@ def save(estimator, path: str | os.PathLike) -> Path:
     # file gets the usual permissions, so the people it is shared with can read it.
     data = safetensors_save(encoder.arrays, metadata=metadata)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    f = open(tmp, "xb")  # before the try: on failure, only a file of ours is removed
     try:
-        with open(tmp, "xb") as f:
+        with f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
