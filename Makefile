@@ -17,6 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
+# Prints the table and writes it to ./c3tl-results/lincs_demo/ (not the committed copy)
 demo: install
 	$(PY) examples/lincs_demo.py
 
@@ -30,19 +31,22 @@ docs: install
 	$(PY) -m sphinx -W --keep-going -q -b doctest docs docs/_build/doctest
 	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules c3tl_sklearn
 
-# The paper's held-out-context protocol on LINCS, every model tuned with 20 Optuna trials
+# The paper's held-out-context protocol on LINCS, every model tuned with 20 Optuna trials.
+# Regenerates the committed files under benchmarks/results/lincs-heldout.
 benchmark: install
 	$(VENV)/bin/c3tl-benchmark --data lincs --protocol heldout --models all --n-trials 20 \
 		--threads 1 --out benchmarks/results/lincs-heldout
 
-# The paper's data-scarcity protocol on LINCS (5, 3, 2 training contexts x 5 fractions)
+# The paper's data-scarcity protocol on LINCS (5, 3, 2 training contexts x 5 fractions).
+# Regenerates the committed files under benchmarks/results/lincs-scarcity.
 scarcity: install
 	$(VENV)/bin/c3tl-benchmark --data lincs --protocol scarcity --models all --n-trials 0 \
 		--threads 1 --out benchmarks/results/lincs-scarcity
 
-# Seconds per epoch, fit, predict and memory at the paper's data shapes
+# Seconds per epoch, fit, predict and memory at the paper's data shapes.
+# Regenerates the committed benchmarks/results/speed.md.
 speed: install
-	$(PY) benchmarks/speed.py --threads 2 --full-fit --epochs 15
+	$(PY) benchmarks/speed.py --threads 2 --full-fit --epochs 15 --out benchmarks/results
 
 lint: install
 	$(VENV)/bin/ruff check .

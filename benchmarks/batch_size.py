@@ -12,6 +12,10 @@ centred Pearson, the fit time and the epochs run. ``none`` is full-batch trainin
 
     python benchmarks/batch_size.py --threads 2
 
+The table goes to ``batch_size.md`` in ``--out`` (default
+``./c3tl-results/batch_size``; ``--out benchmarks/results`` regenerates the
+committed copy).
+
 Accuracy is measured on held-out pairs only. One seed per setting; every fit
 runs in this process, one after another.
 """
@@ -31,7 +35,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-DEFAULT_OUT = HERE / "results" / "batch_size.md"
+DEFAULT_OUT = Path("c3tl-results") / "batch_size"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -46,8 +50,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's own)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="markdown file")
+    parser.add_argument("--out", default=str(DEFAULT_OUT),
+                        help="directory for batch_size.md (default: ./c3tl-results/batch_size)")
     args = parser.parse_args(argv)
+    if Path(args.out).suffix == ".md":
+        parser.error(f"--out takes a directory (the table is batch_size.md in it); got {args.out}")
     try:
         args.batch_sizes = [None if b.strip().lower() == "none" else int(b)
                             for b in args.batch_sizes.split(",") if b.strip()]
@@ -134,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines) + "\n"
     print()
     print(text)
-    out = Path(args.out)
+    out = Path(args.out) / "batch_size.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(f"written to {out}")

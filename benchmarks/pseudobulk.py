@@ -24,11 +24,12 @@ cache (a warm-cache figure; a cold disk adds its read time).
 
 Usage::
 
-    python benchmarks/pseudobulk.py                    # full size, writes results/pseudobulk.md
+    python benchmarks/pseudobulk.py                    # full size, writes pseudobulk.md
     python benchmarks/pseudobulk.py --n-cells 20000 --repeats 1   # smoke run, prints only
 
-At the default size the table goes to ``benchmarks/results/pseudobulk.md``;
-other sizes only print unless ``--out`` is given.
+At the default size the table goes to ``pseudobulk.md`` in ``--out`` (default
+``./c3tl-results/pseudobulk``; ``--out benchmarks/results`` regenerates the
+committed copy); other sizes only print unless ``--out`` is given.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_N_CELLS = 1_000_000
-DEFAULT_OUT = HERE / "results" / "pseudobulk.md"
+DEFAULT_OUT = Path("c3tl-results") / "pseudobulk"
 MODES = ("path", "backed", "in-memory")
 
 
@@ -211,9 +212,11 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default=None, help="where the .h5ad goes (default: temp)")
     parser.add_argument("--keep", action="store_true", help="keep the generated .h5ad")
     parser.add_argument("--out", default=None,
-                        help="markdown results file (default: results/pseudobulk.md at the "
-                             "default size, none otherwise)")
+                        help="directory for pseudobulk.md (default: ./c3tl-results/pseudobulk "
+                             "at the default size, none otherwise)")
     args = parser.parse_args(argv)
+    if args.out is not None and Path(args.out).suffix == ".md":
+        parser.error(f"--out takes a directory (the table is pseudobulk.md in it); got {args.out}")
 
     workdir = Path(tempfile.mkdtemp(prefix="c3tl_pb_", dir=args.workdir))
     path = workdir / "cells.h5ad"
@@ -251,8 +254,9 @@ def main(argv=None) -> int:
         if out is None and args.n_cells == DEFAULT_N_CELLS:
             out = DEFAULT_OUT
         if out:
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            Path(out).write_text("\n".join(lines) + "\n")
+            out = Path(out) / "pseudobulk.md"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text("\n".join(lines) + "\n")
             print(f"\nwritten to {out}")
     finally:
         if args.keep:

@@ -68,14 +68,16 @@ records the load average before and after the run.
 
 Usage::
 
-    python benchmarks/speed.py                 # three shapes + scaling -> results/speed.md
+    python benchmarks/speed.py                 # three shapes + scaling -> speed.md
     python benchmarks/speed.py --full-fit      # also time the whole default fit
     python benchmarks/speed.py --shapes tahoe --no-scaling --threads 1
     python benchmarks/speed.py --tiny --epochs 3   # seconds; a smoke test, prints only
 
 Full size takes several minutes (7 subprocesses; more with ``--full-fit``).
 ``--tiny`` runs miniature shapes, all in one subprocess unless ``--isolate``,
-and writes a file only when ``--out`` is given.
+and writes a file only when ``--out`` is given. The table goes to
+``speed.md`` in ``--out`` (default ``./c3tl-results/speed``; ``--out
+benchmarks/results``, as ``make speed`` does, regenerates the committed copy).
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_OUT = HERE / "results" / "speed.md"
+DEFAULT_OUT = Path("c3tl-results") / "speed"
 DEFAULT_EPOCHS = 8
 PREDICT_REPEATS = 3
 ADAPTATION_FRACTION = 0.1
@@ -389,7 +391,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="one fresh subprocess per configuration (default: yes, "
                              "except with --tiny, which runs them all in one)")
     parser.add_argument("--out", default=None,
-                        help=f"markdown file (default: {DEFAULT_OUT.relative_to(HERE.parent)}"
+                        help=f"directory for speed.md (default: ./{DEFAULT_OUT}"
                              "; with --tiny none unless given)")
     args = parser.parse_args(argv)
     args.shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
@@ -406,6 +408,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.isolate = not args.tiny
     if args.device == "cuda":
         args.cuda_row = False
+    if args.out is not None and Path(args.out).suffix == ".md":
+        parser.error(f"--out takes a directory (the table is speed.md in it); got {args.out}")
     if args.out is None and not args.tiny:
         args.out = str(DEFAULT_OUT)
     return args
@@ -458,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("\n".join(lines))
     if args.out:
-        out_path = Path(args.out)
+        out_path = Path(args.out) / "speed.md"
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text("\n".join(lines) + "\n")
         print(f"\nwritten to {out_path}")

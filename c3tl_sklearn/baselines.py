@@ -47,6 +47,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._data import label_examples, segment_means, warn_unknown_contexts
 from .base import PerturbationRegressorMixin
+from .persistence import PersistenceMixin
 
 __all__ = [
     "AdditiveBaseline",
@@ -135,7 +136,7 @@ class _TransferBaseline(PerturbationRegressorMixin):
         return c_codes, p_codes
 
 
-class MeanBaseline(_TransferBaseline):
+class MeanBaseline(PersistenceMixin, _TransferBaseline):
     """Predict a perturbation's mean effect over the other training contexts.
 
     For a pair ``(c, p)`` the prediction is the mean of ``p``'s training effects
@@ -251,7 +252,7 @@ class MeanBaseline(_TransferBaseline):
         return self._other_context_mean(c_codes, p_codes)[0]
 
 
-class AdditiveBaseline(_TransferBaseline):
+class AdditiveBaseline(PersistenceMixin, _TransferBaseline):
     """Perturbation mean over the other contexts plus a per-gene context offset.
 
     For a pair ``(c, p)`` the prediction is ``m_{p,-c} + offset_c`` where
@@ -375,7 +376,7 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
         return pred
 
 
-class ClosestContextBaseline(_TransferBaseline):
+class ClosestContextBaseline(PersistenceMixin, _TransferBaseline):
     """Copy the effect observed in the training context most similar to the target.
 
     The similarity of contexts ``a`` and ``b`` is computed on the perturbations
@@ -557,7 +558,7 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
         return pred
 
 
-class LinearTransferBaseline(_TransferBaseline):
+class LinearTransferBaseline(PersistenceMixin, _TransferBaseline):
     """Ridge regression between PCA embeddings of the effects in two contexts.
 
     The linear context-transfer baseline of Ahlmann-Eltze, Huber & Anders

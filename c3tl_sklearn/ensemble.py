@@ -40,6 +40,7 @@ from ._validation import (
     encode_labels,
 )
 from .adaptation import ContextReadout
+from .persistence import PersistenceMixin
 
 __all__ = ["C3TLEnsemble"]
 
@@ -111,7 +112,7 @@ def _interval_inflation(r2: np.ndarray, v: np.ndarray) -> float:
     return float(np.quantile(t, 0.95) / _Z95) ** 2
 
 
-class C3TLEnsemble(PerturbationRegressorMixin):
+class C3TLEnsemble(PersistenceMixin, PerturbationRegressorMixin):
     """Independently seeded C3TL networks with calibrated predictive uncertainty.
 
     The members are clones of ``estimator``, each with its own

@@ -23,11 +23,13 @@ from ._base import (
     transfer_holdout_mask,
     unique_labels,
 )
+from ._device import check_device
 from ._validation import (
     encode_labels,
 )
 from .adaptation import ContextReadout
 from .network import CONTEXT, PERTURBATION, C3TLNetwork, query_pairs
+from .persistence import PersistenceMixin
 
 __all__ = ["C3TLRegressor"]
 
@@ -126,7 +128,7 @@ class C3TLNet(NeuralNetRegressor):
         return (weight * per_pair).sum() / weight.sum()
 
 
-class C3TLRegressor(PerturbationRegressorMixin):
+class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
     """Predict perturbation effects in contexts where they were never measured.
 
     C3TL (Scholkemper & Mukherjee, 2026) encodes each perturbation from the
@@ -371,9 +373,7 @@ class C3TLRegressor(PerturbationRegressorMixin):
         hidden_dims = tuple(int(h) for h in np.atleast_1d(self.hidden_dims))
         if any(h < 1 for h in hidden_dims):
             raise ValueError(f"hidden_dims must be positive integers; got {self.hidden_dims!r}.")
-        device = torch.device(self.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device='cuda' was requested but torch sees no CUDA device.")
+        device = check_device(self.device)
 
         c_codes, p_codes, Y_arr = self._validate_fit_data(X, Y)
         rng = check_random_state(self.random_state)

@@ -10,13 +10,14 @@ The whole path in a few steps:
    set), :class:`~c3tl_sklearn.C3TLRegressor` is fitted on everything else;
 4. the held-out pairs are predicted, scored (mean per-pair Pearson across
    genes, with the perturbation-mean baseline for reference), and written as
-   an AnnData (:func:`~c3tl_sklearn.preprocessing.to_anndata`) for scanpy.
+   an AnnData (:func:`~c3tl_sklearn.preprocessing.to_anndata`) for scanpy, in
+   ``--out`` (default ``./c3tl-results/h5ad_to_predictions``).
 
 Run::
 
     python examples/h5ad_to_predictions.py                       # synthetic data
     python examples/h5ad_to_predictions.py --h5ad cells.h5ad --context-key cell_line \\
-        --perturbation-key drug --control DMSO --held-out A549 --out predictions.h5ad
+        --perturbation-key drug --control DMSO --held-out A549 --out my-predictions
 
 Needs the anndata extra: ``pip install c3tl-sklearn[anndata]``.
 """
@@ -93,8 +94,13 @@ def main(argv=None):
     parser.add_argument("--adaptation-fraction", type=float, default=0.1)
     parser.add_argument("--n-top-genes", type=int, default=200)
     parser.add_argument("--max-epochs", type=int, default=100)
-    parser.add_argument("--out", help="predictions .h5ad (default: next to the input)")
+    parser.add_argument("--out", type=Path, default=Path("c3tl-results") / "h5ad_to_predictions",
+                        help="directory for <input name>_predictions.h5ad "
+                             "(default: ./c3tl-results/h5ad_to_predictions)")
     args = parser.parse_args(argv)
+    if args.out.suffix == ".h5ad":
+        parser.error(f"--out takes a directory (the predictions are written in it); "
+                     f"got {args.out}")
 
     workdir = Path(tempfile.mkdtemp(prefix="c3tl_example_"))
     if args.h5ad is None:
@@ -145,7 +151,8 @@ def main(argv=None):
 
     predictions = to_anndata(X[test], Y_pred, genes=Y.columns)
     predictions.layers["observed"] = Y_test  # to compare in scanpy
-    out = Path(args.out) if args.out else path.with_name(path.stem + "_predictions.h5ad")
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / (path.stem + "_predictions.h5ad")
     predictions.write_h5ad(out)
     print(f"predictions: {predictions.n_obs} x {predictions.n_vars} AnnData -> {out}")
     return predictions

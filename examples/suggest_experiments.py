@@ -17,7 +17,9 @@ each seed:
 
 The Markdown table (mean ``pearson_delta`` per cell line over seeds, then the
 mean over cell lines and seeds, and how often ``suggest`` beats ``random``) is
-printed and written to ``benchmarks/results/suggest_experiments.md``.
+printed and written as ``suggest_experiments.md`` in ``--out`` (default
+``./c3tl-results/suggest_experiments``; ``--out benchmarks/results``
+regenerates the committed copy).
 
 Run (the ensembles are those of ``examples/uncertainty_calibration.py`` with
 the same options; ``--cache-dir`` shares them)::
@@ -39,10 +41,10 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from uncertainty_calibration import (
-    RESULTS,
     fit_ensemble_without,
     make_parser,
     member_params,
+    write_report,
 )
 
 from c3tl_sklearn import load_lincs_knockdowns
@@ -52,7 +54,7 @@ STRATEGIES = ("start only", "random", "uncertainty", "suggest")
 
 
 def parse_args(argv=None):
-    parser = make_parser(__doc__.split("\n")[0], RESULTS / "suggest_experiments.md")
+    parser = make_parser(__doc__.split("\n")[0], "suggest_experiments")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
                         help="seeds of the start sets and random picks")
     parser.add_argument("--start", type=float, default=0.02,
@@ -119,8 +121,7 @@ def main(argv=None) -> pd.DataFrame:
     table = pd.DataFrame(records)
     report = render(table, args)
     print("\n" + report)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report)
+    write_report(args, "suggest_experiments", report)
     return table
 
 

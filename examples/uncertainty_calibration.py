@@ -14,8 +14,9 @@ with a standard deviation. Reported per cell line and overall:
   genes (aim: above 0.3);
 - ``pearson``: ``pearson_delta`` of the ensemble mean.
 
-The Markdown table is printed and written to
-``benchmarks/results/uncertainty_calibration.md``.
+The Markdown table is printed and written as ``uncertainty_calibration.md``
+in ``--out`` (default ``./c3tl-results/uncertainty_calibration``;
+``--out benchmarks/results`` regenerates the committed copy).
 
 Run (about 1 minute per member and cell line on two CPU cores)::
 
@@ -48,10 +49,28 @@ from c3tl_sklearn import C3TLRegressor, LeaveOneContextOut, load_lincs_knockdown
 from c3tl_sklearn.ensemble import C3TLEnsemble
 from c3tl_sklearn.metrics import pearson_delta
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+def out_argument(parser: argparse.ArgumentParser, name: str) -> None:
+    """``--out DIR``: where ``{name}.md`` goes; never the committed results by default."""
+    parser.add_argument(
+        "--out", type=Path, default=Path("c3tl-results") / name,
+        help=f"directory for {name}.md (default: ./c3tl-results/{name}; "
+             "--out benchmarks/results regenerates the committed copy)")
 
 
-def make_parser(description: str, output: Path) -> argparse.ArgumentParser:
+def write_report(args: argparse.Namespace, name: str, report: str) -> Path:
+    """Write ``report`` as ``{name}.md`` in ``args.out``; refuse a file name for ``--out``."""
+    if args.out.suffix == ".md":
+        raise SystemExit(f"--out takes a directory (the report is {name}.md in it); "
+                         f"got {args.out}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{name}.md"
+    path.write_text(report)
+    print(f"written to {path}")
+    return path
+
+
+def make_parser(description: str, name: str) -> argparse.ArgumentParser:
     """Options shared with ``examples/suggest_experiments.py`` (same ensembles)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--contexts", nargs="*", default=None,
@@ -66,12 +85,12 @@ def make_parser(description: str, output: Path) -> argparse.ArgumentParser:
                         help="fraction of the held-out cell line measured (observed)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path, default=None)
-    parser.add_argument("--output", type=Path, default=output)
+    out_argument(parser, name)
     return parser
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = make_parser(__doc__.split("\n")[0], RESULTS / "uncertainty_calibration.md")
+    parser = make_parser(__doc__.split("\n")[0], "uncertainty_calibration")
     return parser.parse_args(argv)
 
 
@@ -160,8 +179,7 @@ def main(argv=None) -> pd.DataFrame:
     table = pd.concat([table, pd.DataFrame([average, overall])], ignore_index=True)
     report = render(table, args)
     print("\n" + report)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report)
+    write_report(args, "uncertainty_calibration", report)
     return table
 
 

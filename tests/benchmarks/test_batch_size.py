@@ -11,7 +11,7 @@ def test_reports_a_row_per_batch_size(tmp_path):
     out = tmp_path / "batch_size.md"
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--shape", "12,20,16", "--max-epochs", "3",
-         "--batch-sizes", "40,none", "--threads", "1", "--out", str(out)],
+         "--batch-sizes", "40,none", "--threads", "1", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -30,8 +30,24 @@ def test_reports_a_row_per_batch_size(tmp_path):
 
 def test_rejects_bad_batch_sizes(tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--batch-sizes", "0", "--out", str(tmp_path / "x.md")],
+        [sys.executable, str(SCRIPT), "--batch-sizes", "0", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert proc.returncode == 2
     assert "--batch-sizes" in proc.stderr
+
+
+def test_out_is_a_directory_and_the_default_is_not_the_committed_results(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path / "batch_size.md")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 2
+    assert "--out takes a directory (the table is batch_size.md in it)" in proc.stderr
+    assert not (tmp_path / "batch_size.md").exists()
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_batch_size", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.parse_args([]).out == str(Path("c3tl-results") / "batch_size")

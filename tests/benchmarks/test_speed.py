@@ -34,10 +34,11 @@ def _cells(line: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> tuple[subprocess.CompletedProcess, str]:
-    out = tmp_path_factory.mktemp("speed") / "speed.md"
+    folder = tmp_path_factory.mktemp("speed")
+    out = folder / "speed.md"
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--tiny", "--epochs", "3", "--threads", "1",
-         "--rounds", "2", "--out", str(out)],
+         "--rounds", "2", "--out", str(folder)],
         capture_output=True, text=True, timeout=120, check=False,
     )
     text = out.read_text() if out.exists() else ""
