@@ -638,8 +638,9 @@ class _Decoder:
         params = dict(pending.params)
         hidden = tuple(params.get("module__hidden_dims", ()))
         try:
+            # no observations: the saved module state brings them
             net = make(hidden, np.zeros(1, dtype=bool), np.zeros((1, 3), dtype=np.int64),
-                       np.zeros((1, 1), dtype=np.float32), 1)
+                       np.zeros((1, 1), dtype=np.float32), 1, None)
             params["device"] = str(self.device)
             net.set_params(**params)
         except (TypeError, ValueError) as exc:
