@@ -6,7 +6,8 @@ held-out target contexts):
 
 - ``lincs``: the shipped LINCS knockdowns, 5, 3 and 2 training lines crossed
   with 2%, 5%, 10%, 20% and 50% of the target line measured (``ScarcitySplit``,
-  every line a target, common test sets);
+  every line a target). This is ``make scarcity``'s design: ``--lincs-scores``
+  takes that run's ``scores.csv`` instead of fitting it all again;
 - ``contexts``: synthetic data, 5 to 47 training contexts at fixed targets
   and 10% adaptation: more contexts must help;
 - ``shapes``: synthetic data at the paper's shapes (Tahoe 48 x 1,138, Replogle
@@ -22,7 +23,9 @@ the standard error over its targets. Usage::
 
     python benchmarks/regimes.py --out c3tl-results/regimes             # everything
     python benchmarks/regimes.py --groups lincs variants --out DIR      # some groups
-    python benchmarks/regimes.py --table DIR                            # table only
+    python benchmarks/regimes.py --groups contexts shapes variants \
+        --lincs-scores benchmarks/results/lincs-scarcity/scores.csv --out DIR
+    python benchmarks/regimes.py --table --out DIR                      # table only
 
 Writes ``scores.csv`` (one row per split and model; appended per group so a
 stopped run keeps what it finished) and ``table.md``.
@@ -146,6 +149,28 @@ def _run_splits(cell, cv, X, Y, values, n_contexts, models) -> Iterator[dict]:
             }
 
 
+#: Model keys of ``c3tl-benchmark`` and their names here.
+BENCHMARK_MODELS = {"c3tl": "C3TL", "linear": "Linear transfer", "additive": "Additive",
+                    "mean": "Mean", "closest": "Closest context"}
+
+
+def lincs_from_benchmark(path: str | Path) -> pd.DataFrame:
+    """The ``lincs`` rows from a ``c3tl-benchmark --protocol scarcity`` ``scores.csv``."""
+    long = pd.read_csv(path)
+    long = long[long["metric"].isin(["centered_pearson_delta", "mse"])]
+    wide = long.pivot_table(
+        index=["model", "split", "test_context", "n_train_contexts", "adaptation_fraction"],
+        columns="metric", values="value",
+    ).reset_index()
+    return pd.DataFrame({
+        "group": "lincs", "cell": "LINCS", "target": wide["test_context"],
+        "n_train_contexts": wide["n_train_contexts"],
+        "adaptation_fraction": wide["adaptation_fraction"],
+        "model": wide["model"].map(BENCHMARK_MODELS),
+        "centered_pearson": wide["centered_pearson_delta"], "mse": wide["mse"],
+    }).sort_values(["n_train_contexts", "adaptation_fraction"], ascending=False, kind="stable")
+
+
 def table(scores: pd.DataFrame) -> str:
     """Markdown: per cell, each model's mean ± standard error over targets; C3TL's standing."""
     keys = ["group", "cell", "n_train_contexts", "adaptation_fraction"]
@@ -185,6 +210,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads")
     parser.add_argument("--table", action="store_true", help="only rebuild table.md")
+    parser.add_argument("--lincs-scores", default=None,
+                        help="scores.csv of `make scarcity`, used for the lincs group")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -200,7 +227,13 @@ def main() -> None:
             rows.to_csv(path, mode="a", header=not path.exists(), index=False)
             print(f"{cell.group} / {cell.name}: {len(rows)} fits, "
                   f"{time.perf_counter() - start:.0f} s", flush=True)
-    scores = pd.read_csv(path)
+    if args.lincs_scores:
+        lincs = lincs_from_benchmark(args.lincs_scores)
+        lincs.to_csv(out / "lincs_scores.csv", index=False)
+    if (out / "lincs_scores.csv").exists():
+        scores = pd.concat([pd.read_csv(out / "lincs_scores.csv"), pd.read_csv(path)])
+    else:
+        scores = pd.read_csv(path)
     (out / "table.md").write_text(table(scores))
     print(table(scores))
 
