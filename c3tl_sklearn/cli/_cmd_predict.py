@@ -67,13 +67,19 @@ def load_model(path, device: str = "cpu"):
     from .. import persistence
 
     p = _require_file(path, "model")
+    with open(p, "rb") as fh:
+        magic = fh.read(8)
+    if magic == b"\x89HDF\r\n\x1a\n":  # what .h5ad (and any HDF5) files start with
+        raise CommandError(
+            f"{str(p)!r} is a data file (HDF5/.h5ad), not a model; pass the model written by "
+            "`c3tl fit ... -o MODEL` first, the data go to --pairs or --observed."
+        )
     try:
         return persistence.load(p, device=device)
     except ValueError as exc:
-        reason = str(exc).splitlines()[0]
+        reason = str(exc).splitlines()[0].rstrip(".")
         raise CommandError(
-            f"{str(p)!r} is not a usable model file: {reason} Pass a file written by "
-            "`c3tl fit` (or an estimator's save())."
+            f"cannot load the model: {reason}. Pass a file written by `c3tl fit`."
         ) from None
 
 

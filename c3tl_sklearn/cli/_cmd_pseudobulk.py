@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
                            "from an AnnData .h5ad file.")
     out = check_output(args.output, [cells], [".h5ad"], "effects")
     control = args.control[0] if len(args.control) == 1 else list(args.control)
-    bar = progress_bar(None, "pseudo-bulk", "row", enabled=not args.quiet)
+    bar = progress_bar(None, "pseudo-bulk", "it", enabled=not args.quiet)
 
     def advance(done: int, total: int) -> None:
         bar.total = total
@@ -61,11 +62,15 @@ def run(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        X, Y, report = pseudobulk(
-            str(cells), args.context, args.perturbation, control, layer=args.layer,
-            min_cells=args.min_cells, n_top_genes=args.n_top_genes, transform=args.transform,
-            return_report=True, progress=advance if bar is not None else None,
-        )
+        with warnings.catch_warnings():
+            # the dropped pairs are all printed below; the warning would list five of them
+            warnings.filterwarnings("ignore", message=r"Dropped \d+ of \d+ \(context, pert")
+            X, Y, report = pseudobulk(
+                str(cells), args.context, args.perturbation, control, layer=args.layer,
+                min_cells=args.min_cells, n_top_genes=args.n_top_genes,
+                transform=args.transform, return_report=True,
+                progress=advance if bar is not None else None,
+            )
     except (ValueError, TypeError, KeyError) as exc:
         raise CommandError(f"{cells}: {_first_line(exc)}") from None
     finally:
