@@ -1,5 +1,6 @@
 """The ``c3tl`` command: help, options and errors (small data, in process and as a subprocess)."""
 
+import io
 import os
 import subprocess
 import sys
@@ -10,9 +11,10 @@ import pandas as pd
 import pytest
 
 from c3tl_sklearn import MeanBaseline
-from c3tl_sklearn.cli import build_c3tl_parser, c3tl_main
+from c3tl_sklearn.cli import _cmd_fit, build_c3tl_parser, c3tl_main
 from c3tl_sklearn.cli._cmd_fit import parse_params
 from c3tl_sklearn.cli._files import CommandError
+from c3tl_sklearn.cli._progress import progress_bar
 from c3tl_sklearn.datasets import make_synthetic_perturbations
 
 anndata = pytest.importorskip("anndata")
@@ -328,3 +330,69 @@ def test_predict_all_perturbations_of_a_context(capsys, effects):
     table = pd.read_csv(path / "p.csv")
     assert table["context"].tolist() == ["ctx1"] * 6 + ["ctx2"] * 6
     assert table["perturbation"].tolist() == sorted(X["perturbation"].unique()) * 2
+
+
+# ------------------------------------------------------------------------- progress
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def eager_bar(*args, **kwargs):
+    """The command's bar, drawn at every update (tqdm redraws at most every 0.1 s)."""
+    bar = progress_bar(*args, **kwargs)
+    if bar is not None:
+        bar.mininterval = 0
+    return bar
+
+
+def test_progress_bars_on_a_terminal_only(capsys, effects, monkeypatch):
+    path, _, _ = effects
+    argv = ["fit", path / "effects.csv", "-o", path / "m.c3tl", "--set", "max_epochs=3",
+            "--set", "validation_fraction=0"]
+    status, _, err = run(capsys, *argv)
+    assert status == 0
+    # not a terminal (as here, in a log or a pipe): the one status line, no bar
+    assert "\r" not in err and err.count("\n") == 1
+    assert "fitted C3TLRegressor on 24 pairs in 4 contexts x 8 genes" in err
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(_cmd_fit, "progress_bar", eager_bar)
+    assert c3tl_main([str(a) for a in argv]) == 0
+    shown = terminal.getvalue()
+    assert "fit C3TL" in shown and "3/3" in shown and "epoch" in shown
+    # the bar's callback is a live object: the saved model must not hold it
+    from c3tl_sklearn import C3TLRegressor
+
+    assert C3TLRegressor.load(path / "m.c3tl").callbacks is None
+    terminal.truncate(0)
+    assert c3tl_main([str(a) for a in argv] + ["--quiet"]) == 0
+    assert terminal.getvalue() == ""
+
+
+def test_pseudobulk_progress_and_report(capsys, tmp_path, monkeypatch):
+    obs = pd.DataFrame({"line": ["a"] * 5 + ["b"] * 5,
+                        "drug": ["DMSO", "DMSO", "x", "x", "y"] * 2})
+    values = np.arange(20, dtype=np.float32).reshape(10, 2) / 10
+    write_h5ad(tmp_path / "cells.h5ad", values, obs)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    status = c3tl_main(["pseudobulk", str(tmp_path / "cells.h5ad"), "--context", "line",
+                        "--perturbation", "drug", "--control", "DMSO", "--min-cells", "2",
+                        "-o", str(tmp_path / "e.h5ad")])
+    assert status == 0
+    assert "pseudo-bulk" in terminal.getvalue() and "10/10" in terminal.getvalue()
+    out = capsys.readouterr().out
+    assert out.splitlines() == [
+        f"2 pairs in 2 contexts x 2 genes -> {tmp_path / 'e.h5ad'}; 2 group(s) dropped "
+        "(report in uns['pseudobulk_groups'])",
+        "  dropped pair (a, y): 1 cells, too_few_cells",
+        "  dropped pair (b, y): 1 cells, too_few_cells",
+    ]
+    effects = anndata.read_h5ad(tmp_path / "e.h5ad")
+    assert effects.obs["perturbation"].tolist() == ["x", "x"]
+    # row i is (2i, 2i + 1) / 10: x (rows 2, 3) minus DMSO (rows 0, 1) is 0.4 in each line
+    np.testing.assert_allclose(effects.X, [[0.4, 0.4], [0.4, 0.4]], rtol=1e-6)
+    groups = effects.uns["pseudobulk_groups"]
+    assert groups["status"].tolist().count("too_few_cells") == 2
+    assert effects.uns["pseudobulk_control_mean"].shape == (2, 2)
