@@ -97,6 +97,14 @@ def c3tl_main(argv: Sequence[str] | None = None) -> int:
         _print_warnings(caught, args)
         print(f"c3tl {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a disk full, a folder without write permission, ...
+        if args.traceback:
+            raise
+        _print_warnings(caught, args)
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"c3tl {args.command}: error: {exc.strerror or exc}{where}; check the path, its "
+              "permissions and the free space.", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"c3tl {args.command}: interrupted; no output was written.", file=sys.stderr)
         return 130

@@ -192,6 +192,10 @@ def check_output(out: str | os.PathLike, inputs: Sequence, suffixes: Sequence[st
     rather than trusted to be intended.
     """
     p = Path(out)
+    if p.is_dir():
+        example = p / ("model.c3tl" if suffixes is None else f"{what}{suffixes[0]}")
+        raise CommandError(f"-o {str(p)!r} is a folder; give a file name, e.g. "
+                           f"{str(example)!r}.")
     if suffixes is not None and _suffix(p) not in suffixes:
         raise CommandError(
             f"cannot write the {what} as {str(p)!r}: end the name with "

@@ -396,3 +396,24 @@ def test_pseudobulk_progress_and_report(capsys, tmp_path, monkeypatch):
     groups = effects.uns["pseudobulk_groups"]
     assert groups["status"].tolist().count("too_few_cells") == 2
     assert effects.uns["pseudobulk_control_mean"].shape == (2, 2)
+
+
+def test_output_that_is_a_folder_or_cannot_be_written(capsys, effects, monkeypatch):
+    path, _, _ = effects
+    assert error_of(capsys, "fit", path / "effects.csv", "--model", "mean", "-o", path) == (
+        f"c3tl fit: error: -o '{path}' is a folder; give a file name, e.g. "
+        f"'{path / 'model.c3tl'}'."
+    )
+    assert error_of(capsys, "fit", path / "effects.csv", "-o", path / "no" / "m.c3tl") == (
+        f"c3tl fit: error: the folder of '{path / 'no' / 'm.c3tl'}' does not exist; create it "
+        "first."
+    )
+
+    def refuse(self, target):  # what a read-only folder or a full disk does to save()
+        raise PermissionError(13, "Permission denied", str(target))
+
+    monkeypatch.setattr(MeanBaseline, "save", refuse)
+    line = error_of(capsys, "fit", path / "effects.csv", "--model", "mean", "-o",
+                    path / "m.c3tl")
+    assert line == (f"c3tl fit: error: Permission denied ({path / 'm.c3tl'}); check the path, "
+                    "its permissions and the free space.")
