@@ -357,3 +357,20 @@ def transfer_holdout_mask(c_codes, p_codes, fraction: float, rng) -> np.ndarray:
     c_rank = frame[eligible].groupby("c")["u"].rank(method="first").to_numpy() - 1
     held[np.flatnonzero(eligible)[c_rank < quota[c_codes[eligible]]]] = True
     return held
+
+
+def holdout_mask(c_codes, p_codes, fraction: float, rng, *, name: str,
+                 consequence: str) -> np.ndarray:
+    """:func:`transfer_holdout_mask`, with a warning when a positive fraction holds out nothing.
+
+    ``name`` is the parameter that set ``fraction``; ``consequence`` says what
+    the estimator does without held-out pairs.
+    """
+    held = transfer_holdout_mask(c_codes, p_codes, fraction, rng)
+    if fraction > 0 and not held.any():
+        warnings.warn(
+            f"{name} is too small for this data: no pair was held out, so {consequence}",
+            UserWarning,
+            stacklevel=3,
+        )
+    return held

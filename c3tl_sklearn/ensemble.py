@@ -30,16 +30,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import (
-    PerturbationRegressorMixin,
-    segment_means,
-    transfer_holdout_mask,
-    unique_labels,
-)
-from ._validation import (
-    encode_labels,
-)
+from ._data import encode_labels, holdout_mask, segment_means, unique_labels, warn_unknown_contexts
 from .adaptation import ContextReadout
+from .base import PerturbationRegressorMixin
 from .persistence import PersistenceMixin
 
 __all__ = ["C3TLEnsemble"]
@@ -297,7 +290,10 @@ gene_names_
         base = self._base_estimator()
         c_codes, p_codes, Y_arr = self._validate_fit_data(X, Y)
         rng = check_random_state(self.random_state)
-        cal = self._calibration_mask(c_codes, p_codes, rng)
+        cal = holdout_mask(
+            c_codes, p_codes, self.calibration_fraction, rng, name="calibration_fraction",
+            consequence="standard deviations are the raw ensemble spread (not calibrated).",
+        )
         seeds = rng.randint(np.iinfo(np.int32).max, size=self.n_estimators)
         members = []
         for seed in seeds:
@@ -326,18 +322,6 @@ gene_names_
         self._fit_member_features()
         self._fit_variance_model(X.iloc[cal_rows], Y_arr[cal_rows], c_codes[cal])
         return self
-
-    def _calibration_mask(self, c_codes, p_codes, rng) -> np.ndarray:
-        """Hold out a fraction of each context's pairs whose perturbation stays observed."""
-        cal = transfer_holdout_mask(c_codes, p_codes, self.calibration_fraction, rng)
-        if self.calibration_fraction > 0 and not cal.any():
-            warnings.warn(
-                "calibration_fraction is too small for this data: no pair was held out, so "
-                "standard deviations are the raw ensemble spread (not calibrated).",
-                UserWarning,
-                stacklevel=3,
-            )
-        return cal
 
     def _fit_perturbation_tables(self, c_codes, p_codes, Y_fit) -> None:
         """Mean effects, their spread across contexts, offsets and mean-effect features."""
@@ -535,7 +519,12 @@ gene_names_
                 "calibration_fraction > 0."
             )
         preds, p_codes, inflation, zero_shot = self._predict_parts(X, observed)
-        self._warn_zero_shot(X, zero_shot)
+        warn_unknown_contexts(
+            zero_shot, X[self.context_col].to_numpy(dtype=object),
+            "none was in `observed` either, so they are predicted zero-shot, with a wide "
+            "standard deviation. "
+            "Measure a few perturbations in a context to predict it properly.", stacklevel=2,
+        )
         mean = preds.mean(axis=0)
         if not return_std:
             return mean
@@ -551,18 +540,6 @@ gene_names_
         var[zero_shot] += self.zero_shot_variance_
         tiny = 1e-12 * max(float(np.mean(self.noise_floor_)), float(np.mean(var)), 1e-20)
         return np.maximum(var, tiny)
-
-    def _warn_zero_shot(self, X, zero_shot) -> None:
-        if zero_shot.any():
-            labels = list(pd.unique(X[self.context_col].to_numpy(dtype=object)[zero_shot])[:5])
-            warnings.warn(
-                f"{int(zero_shot.sum())} row(s) ask for context(s) never observed in fit nor "
-                f"in `observed`, e.g. {labels}; they are predicted zero-shot, with a wide "
-                "standard deviation. Measure a few perturbations in a context to predict it "
-                "properly.",
-                UserWarning,
-                stacklevel=3,
-            )
 
     # ------------------------------------------------------ next experiment
     def suggest_perturbations(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
-import pandas as pd
 import torch
 from sklearn.base import _fit_context
 from sklearn.decomposition import PCA
@@ -17,17 +15,16 @@ from skorch.callbacks import EarlyStopping
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 
-from ._base import (
-    PerturbationRegressorMixin,
+from ._data import (
+    encode_labels,
+    holdout_mask,
     segment_means,
-    transfer_holdout_mask,
     unique_labels,
+    warn_unknown_contexts,
 )
 from ._device import check_device
-from ._validation import (
-    encode_labels,
-)
 from .adaptation import ContextReadout
+from .base import PerturbationRegressorMixin
 from .network import CONTEXT, PERTURBATION, C3TLNetwork, query_pairs
 from .persistence import PersistenceMixin
 
@@ -377,7 +374,10 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
 
         c_codes, p_codes, Y_arr = self._validate_fit_data(X, Y)
         rng = check_random_state(self.random_state)
-        valid = self._validation_mask(c_codes, p_codes, rng)
+        valid = holdout_mask(
+            c_codes, p_codes, self.validation_fraction, rng, name="validation_fraction",
+            consequence=f"training runs all {self.max_epochs} epochs without early stopping.",
+        )
         train = ~valid
         targets = train & self._encodable(c_codes, p_codes, train)
         if not targets.any():
@@ -499,18 +499,6 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
             ).astype(np.float32)
         return coefs
 
-    def _validation_mask(self, c_codes, p_codes, rng) -> np.ndarray:
-        """Hold out a fraction of each context's pairs whose perturbation stays observed."""
-        valid = transfer_holdout_mask(c_codes, p_codes, self.validation_fraction, rng)
-        if self.validation_fraction > 0 and not valid.any():
-            warnings.warn(
-                "validation_fraction is too small for this data: no pair was held out, "
-                f"so training runs all {self.max_epochs} epochs without early stopping.",
-                UserWarning,
-                stacklevel=3,
-            )
-        return valid
-
     def _encodable(self, c_codes, p_codes, train) -> np.ndarray:
         """Training rows whose perturbation and context keep other observations.
 
@@ -608,7 +596,10 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
             # contexts first seen in `observed` get codes after the fitted ones
             new = encode_labels(contexts, new_contexts)
             c_codes = np.where((c_codes < 0) & (new >= 0), len(self.contexts_) + new, c_codes)
-        self._warn_unknown_contexts(c_codes, contexts)
+        warn_unknown_contexts(
+            c_codes < 0, contexts, "they are predicted zero-shot from the mean context code. "
+            "Measure a few perturbations in a context to predict it properly.",
+        )
         module = self.net_.module_.eval()
         device = module.obs_x.device
         pairs = torch.from_numpy(query_pairs(c_codes, p_codes))
@@ -651,15 +642,3 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         x = Y_arr if self.pca_ is None else self.pca_.transform(Y_arr).astype(np.float32)
         extra = (torch.from_numpy(x), torch.from_numpy(c_codes), torch.from_numpy(p_codes), Y_arr)
         return extra, new_contexts
-
-    def _warn_unknown_contexts(self, c_codes, contexts):
-        unknown = c_codes < 0
-        if unknown.any():
-            labels = list(pd.unique(pd.Series(contexts[unknown], dtype=object))[:5])
-            warnings.warn(
-                f"{int(unknown.sum())} row(s) ask for context(s) never observed in fit, e.g. "
-                f"{labels}; they are predicted zero-shot from the mean context code. "
-                "Measure a few perturbations in a context to predict it properly.",
-                UserWarning,
-                stacklevel=3,
-            )

@@ -6,12 +6,12 @@ pairs, the rest of ``c`` is the test set):
 - ``refit``: ``C3TLRegressor`` fitted on the other cell lines plus ``c``'s
   adaptation pairs (the paper's protocol; one fit per cell line);
 - ``no refit, codes``: ``C3TLRegressor`` fitted on the other cell lines only;
-  the adaptation pairs are passed as ``observed`` at predict time, which
-  updates the context code (no gradient step);
-- ``no refit, read-out``: the same fitted network inside a one-member
-  ``C3TLEnsemble(calibration_fraction=0)``, whose ``predict(observed=...)``
-  adds the closed-form ridge read-out of the residuals on the adaptation
-  pairs (no gradient step);
+  the adaptation pairs are passed as ``observed`` at predict time but only
+  update the context code (``C3TLEnsemble(adapt_observed=False)`` around the
+  same network; no gradient step);
+- ``no refit, read-out``: the same network's own ``predict(observed=...)``,
+  which also adds the pairs to its closed-form context read-out (no gradient
+  step); with ``--n-estimators K > 1``, a K-member ensemble's;
 - ``zero-shot``: the network fitted without ``c``, no measurement of ``c``;
 - ``additive`` and ``linear transfer``: the baselines, refitted with the
   adaptation pairs.
@@ -119,10 +119,12 @@ def run_context(X, Y, context, train, test, args) -> list[dict]:
     seconds["no refit, codes"] = seconds["no refit, read-out"] / args.n_estimators
     adapt = adapt[np.isin(X["perturbation"].to_numpy()[adapt], network.perturbations_)]
     observed = (X.iloc[adapt], Y[adapt])
-    preds["no refit, codes"], ms["no refit, codes"] = timed_predict(
-        lambda: network.predict(X.iloc[test], observed=observed))
+    adapting = network if args.n_estimators == 1 else ens
     preds["no refit, read-out"], ms["no refit, read-out"] = timed_predict(
-        lambda: ens.predict(X.iloc[test], observed=observed))
+        lambda: adapting.predict(X.iloc[test], observed=observed))
+    codes_only = ens.set_params(adapt_observed=False)
+    preds["no refit, codes"], ms["no refit, codes"] = timed_predict(
+        lambda: codes_only.predict(X.iloc[test], observed=observed))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         preds["zero-shot"] = network.predict(X.iloc[test])
@@ -200,7 +202,7 @@ def render(table: pd.DataFrame, args) -> str:
         "time; read-out: "
         + ("the same network" if args.n_estimators == 1
            else f"a {args.n_estimators}-member ensemble")
-        + " plus the closed-form ridge read-out of `C3TLEnsemble.predict(observed=...)`.",
+        + " with its closed-form context read-out (`predict(observed=...)`).",
         "",
         "Mean `pearson_delta` over the held-out pairs:",
         "",

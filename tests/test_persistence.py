@@ -25,7 +25,8 @@ from c3tl_sklearn import (
     MeanBaseline,
 )
 from c3tl_sklearn.ensemble import C3TLEnsemble
-from c3tl_sklearn.persistence import FORMAT_VERSION, _checksum, load, read_metadata
+from c3tl_sklearn.persistence import FORMAT_VERSION, load, read_metadata
+from c3tl_sklearn.persistence._format import _checksum
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(max_epochs=8, hidden_dims=(16,), latent_dim=4, n_components=5, random_state=0)

@@ -1,0 +1,352 @@
+"""Reading a model file: every check before anything is built, then the estimator."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._format import (
+    _CHECKSUM_KEY,
+    _EXTENSION_DTYPES,
+    _FORMAT,
+    _META_KEY,
+    _PLAIN_OBJECTS,
+    FORMAT_VERSION,
+    _checksum,
+    _resolve,
+)
+
+
+# ------------------------------------------------------------------ decoding
+class _PendingNet:
+    """A skorch net to rebuild once its owning estimator has all its attributes."""
+
+    def __init__(self, spec: dict, history, state: dict, params: dict):
+        self.spec, self.history, self.state, self.params = spec, history, state, params
+
+
+class _Decoder:
+    def __init__(self, arrays: dict[str, np.ndarray], device):
+        self.arrays = arrays
+        self.device = device
+        self.objects: dict[int, Any] = {}
+
+    def _store(self, spec: dict, obj):
+        n = spec["id"]
+        if not isinstance(n, int) or n in self.objects:
+            raise ValueError(f"malformed file: duplicate or invalid object id {n!r}")
+        self.objects[n] = obj
+        return obj
+
+    def value(self, spec, where: str):
+        if spec is None or isinstance(spec, (str, bool, int, float)):
+            return spec
+        if isinstance(spec, list):
+            return [self.value(v, f"{where}[{i}]") for i, v in enumerate(spec)]
+        if not isinstance(spec, dict) or "__type__" not in spec:
+            raise ValueError(f"malformed file: unexpected entry at {where}")
+        kind = spec["__type__"]
+        if kind == "float":
+            if spec["value"] not in ("nan", "inf", "-inf"):
+                raise ValueError(f"malformed file: bad float at {where}")
+            return float(spec["value"])
+        if kind == "scalar":
+            dtype = np.dtype(spec["dtype"])
+            if dtype.kind not in "biuf":
+                raise ValueError(f"malformed file: bad scalar dtype at {where}")
+            return dtype.type(self.value(spec["value"], where))
+        if kind == "tuple":
+            return tuple(self.value(v, f"{where}[{i}]") for i, v in enumerate(spec["items"]))
+        if kind == "dict":
+            return {self.value(k, where): self.value(v, f"{where}[{k!r}]")
+                    for k, v in spec["items"]}
+        if kind == "device":
+            return str(spec["value"])
+        if kind == "ref":
+            if spec["id"] not in self.objects:
+                raise ValueError(f"malformed file: reference to unknown object at {where}")
+            return self.objects[spec["id"]]
+        if kind == "ndarray":
+            return self._store(spec, self.ndarray(spec, where))
+        if kind == "tensor":
+            import torch
+
+            arr = self.ndarray(spec, where)
+            return self._store(spec, torch.from_numpy(arr).to(self.device))
+        if kind == "dataframe":
+            return self._store(spec, self.dataframe(spec, where))
+        if kind == "history":
+            from skorch.history import History
+
+            history = self._store(spec, History())
+            history.extend(self.value(spec["items"], where))
+            return history
+        if kind == "object":
+            cls = _resolve(spec["class"], where)
+            if spec["class"] not in _PLAIN_OBJECTS:
+                raise ValueError(f"malformed file: {spec['class']} is not a plain object")
+            obj = self._store(spec, cls.__new__(cls))
+            self.set_attributes(obj, spec["attributes"], where)
+            return obj
+        if kind == "estimator":
+            return self.estimator(spec, where)
+        if kind == "skorch_net":
+            _resolve(spec["class"], where)
+            history = self.value(spec["history"], f"{where}.history")
+            state = {k: self.value(v, f"{where}.module_.{k}")
+                     for k, v in spec["state_dict"].items()}
+            params = {k: self.value(v, f"{where}.{k}") for k, v in spec["params"].items()}
+            return self._store(spec, _PendingNet(spec, history, state, params))
+        raise ValueError(f"malformed file: unknown entry type {kind!r} at {where}")
+
+    def ndarray(self, spec: dict, where: str) -> np.ndarray:
+        dtype = np.dtype(spec["dtype"])
+        shape = tuple(int(s) for s in spec["shape"])
+        if dtype.kind in "biufMm":
+            arr = self.arrays.get(spec.get("key"))
+            if arr is None:
+                raise ValueError(f"malformed file: tensor {spec.get('key')!r} of {where} missing")
+            stored = np.dtype(np.int64) if dtype.kind in "Mm" else dtype.newbyteorder("<")
+            fortran = spec.get("order") == "F"
+            if arr.dtype != stored or arr.shape != (shape[::-1] if fortran else shape):
+                raise ValueError(f"malformed file: tensor of {where} has the wrong dtype or shape")
+            out = np.array(arr.view(dtype) if dtype.kind in "Mm" else arr.astype(dtype))
+            return out.T if fortran else out
+        if dtype.kind in "OU":
+            labels = [self.value(v, where) for v in spec["labels"]]
+            if len(labels) != math.prod(shape):
+                raise ValueError(f"malformed file: array of {where} has the wrong size")
+            if dtype.kind == "U":
+                return np.array(labels, dtype=dtype).reshape(shape)
+            out = np.empty(len(labels), dtype=object)
+            out[:] = labels
+            return out.reshape(shape)
+        raise ValueError(f"malformed file: array dtype {dtype} at {where}")
+
+    def dataframe(self, spec: dict, where: str) -> pd.DataFrame:
+        data = {}
+        for j, col in enumerate(spec["data"]):
+            if isinstance(col, dict) and col.get("__type__") == "categorical":
+                values = pd.Categorical.from_codes(
+                    self.value(col["codes"], where), self.value(col["categories"], where),
+                    ordered=bool(col["ordered"]))
+            elif isinstance(col, dict) and col.get("__type__") == "extension":
+                if col["dtype"] not in _EXTENSION_DTYPES:
+                    raise ValueError(f"malformed file: column dtype {col['dtype']!r} at {where}")
+                values = pd.array(list(self.value(col["values"], where)), dtype=col["dtype"])
+            else:
+                values = self.value(col, where)
+            data[j] = values
+        columns = [self.value(c, where) for c in spec["columns"]]
+        index_values = self.value(spec["index"], f"{where}.index")
+        names = [self.value(x, where) for x in spec["index_names"]]
+        if spec["multiindex"]:
+            index = pd.MultiIndex.from_tuples(list(index_values), names=names)
+        else:
+            index = pd.Index(index_values, name=names[0] if names else None)
+        df = pd.DataFrame(data, index=index)
+        df.columns = pd.Index(columns, tupleize_cols=False) if columns else df.columns
+        return df
+
+    def set_attributes(self, obj, attributes: dict, where: str) -> None:
+        if not isinstance(attributes, dict):
+            raise ValueError(f"malformed file: attributes of {where}")
+        for name, spec in attributes.items():
+            # a file sets data attributes only, never a method, property or dunder
+            if not (isinstance(name, str) and name.isidentifier()) or name.startswith("__") \
+                    or hasattr(type(obj), name):
+                raise ValueError(f"malformed file: attribute name {name!r} at {where} refused")
+            setattr(obj, name, self.value(spec, f"{where}.{name}"))
+
+    def estimator(self, spec: dict, where: str):
+        cls = _resolve(spec["class"], where)
+        if spec["class"] in _PLAIN_OBJECTS or not hasattr(cls, "_get_param_names"):
+            raise ValueError(f"malformed file: {spec['class']} is not an estimator")
+        names = set(cls._get_param_names())
+        params = {}
+        for k, v in spec["params"].items():
+            if k not in names:
+                raise ValueError(
+                    f"the file gives {cls.__name__} the parameter {k!r}, which this version "
+                    f"does not have (parameters: {sorted(names)})."
+                )
+            params[k] = self.value(v, f"{where}.{k}")
+        if "device" in names:
+            params["device"] = str(self.device)
+        # a parameter added since the file was written keeps its default
+        est = self._store(spec, cls(**params))
+        self.set_attributes(est, spec["attributes"], where)
+        for name, value in list(vars(est).items()):
+            if isinstance(value, _PendingNet):
+                setattr(est, name, self.rebuild_net(est, value, f"{where}.{name}"))
+        return est
+
+    def rebuild_net(self, owner, pending: _PendingNet, where: str):
+        """The skorch net through the owner's ``_make_net``, then the saved module state.
+
+        ``_make_net`` gets one-row placeholders for the training data (it only
+        reads shapes and counts from them); every scalar parameter of the saved
+        net then overrides what it derived from them, so the module is built
+        with the saved sizes before its weights are loaded.
+        """
+        import torch
+
+        make = getattr(owner, "_make_net", None)
+        if make is None:
+            raise ValueError(f"{type(owner).__name__} cannot rebuild the skorch net at {where}.")
+        params = dict(pending.params)
+        hidden = tuple(params.get("module__hidden_dims", ()))
+        try:
+            # no observations: the saved module state brings them
+            net = make(hidden, np.zeros(1, dtype=bool), np.zeros((1, 3), dtype=np.int64),
+                       np.zeros((1, 1), dtype=np.float32), 1, None)
+            params["device"] = str(self.device)
+            net.set_params(**params)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"cannot rebuild the network at {where} with this version of "
+                f"{type(owner).__name__} ({exc}); load the file with the version that saved it."
+            ) from None
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        # initialize() draws random weights: keep the caller's torch RNG untouched
+        with torch.random.fork_rng(devices=cuda):
+            net.initialize()
+        module = net.module_
+        buffers = dict(module.named_buffers())
+        for key, tensor in pending.state.items():
+            # observation buffers are sized by the data: resize before the copy
+            if key in buffers and buffers[key].shape != tensor.shape:
+                owner_name, _, leaf = key.rpartition(".")
+                sub = module.get_submodule(owner_name) if owner_name else module
+                setattr(sub, leaf, torch.empty_like(tensor, device=buffers[key].device))
+        try:
+            module.load_state_dict(pending.state, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(f"the weights at {where} do not fit the network: {exc}") from None
+        module.train(bool(pending.spec.get("training", False)))
+        net.history = pending.history
+        return net
+
+
+def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
+    """The JSON document and the arrays of a model file, after every file-level check."""
+    from safetensors import SafetensorError, safe_open
+
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
+        raise ValueError(
+            f"{path} is a pickle file, not a c3tl-sklearn model file; it was not opened. "
+            "Unpickle it (pickle.load / joblib.load) only if you trust its source."
+        )
+    if head[:2] == b"PK":
+        raise ValueError(
+            f"{path} is a zip archive (torch.save or similar), not a c3tl-sklearn model file; "
+            "it was not opened."
+        )
+    try:
+        with safe_open(path, framework="numpy") as f:
+            metadata = f.metadata() or {}
+            arrays = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(
+            f"{path} is not a readable c3tl-sklearn model file (not a safetensors file, or "
+            f"truncated or corrupted): {exc}"
+        ) from None
+    if _META_KEY not in metadata:
+        raise ValueError(
+            f"{path} is a safetensors file but not a c3tl-sklearn model file (no "
+            f"{_META_KEY!r} metadata); plain weight files are not estimators."
+        )
+    payload = metadata[_META_KEY]
+    try:
+        document = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: the model description is not valid JSON ({exc}).") from None
+    if not isinstance(document, dict) or document.get("format") != _FORMAT:
+        raise ValueError(f"{path} is not a c3tl-sklearn model file (format field missing).")
+    found = document.get("format_version")
+    if found != FORMAT_VERSION:
+        saved_by = (document.get("versions") or {}).get("c3tl-sklearn", "unknown")
+        raise ValueError(
+            f"{path} has model format version {found!r} (saved by c3tl-sklearn {saved_by}); "
+            f"this version reads format version {FORMAT_VERSION} only. Load it with the "
+            "c3tl-sklearn version that saved it, or refit the model."
+        )
+    if metadata.get(_CHECKSUM_KEY) != _checksum(payload, arrays):
+        raise ValueError(
+            f"{path}: the checksum does not match the contents; the file was modified or "
+            "corrupted after it was saved."
+        )
+    return document, arrays
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The JSON description of a model file (class, parameters, versions), after its checks.
+
+    Nothing is built: use it to see what a file holds before loading it.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from c3tl_sklearn import MeanBaseline
+    >>> path = MeanBaseline().save(pathlib.Path(tempfile.mkdtemp()) / "unfitted")
+    >>> info = read_metadata(path)
+    >>> info["format_version"], info["estimator"]["class"]
+    (1, 'c3tl_sklearn.MeanBaseline')
+    """
+    return _read(path)[0]
+
+
+def load(path: str | os.PathLike, *, device: Any = "cpu", expected: type | None = None):
+    """Read an estimator written by :func:`save`; see :meth:`PersistenceMixin.load`.
+
+    ``expected``: the class the file must hold (or a subclass of it).
+    """
+    document, arrays = _read(path)
+    spec = document.get("estimator")
+    if not isinstance(spec, dict) or spec.get("__type__") != "estimator":
+        raise ValueError(f"{os.fspath(path)}: malformed file, no estimator in it.")
+    cls = _resolve(spec.get("class"), "the top level")
+    if expected is not None and not issubclass(cls, expected):
+        raise ValueError(
+            f"{os.fspath(path)} holds a {cls.__name__} model, not a {expected.__name__}; "
+            f"load it with {cls.__name__}.load or c3tl_sklearn.persistence.load."
+        )
+    if _needs_torch(spec):
+        from .._device import check_device
+
+        device = check_device(device)
+    else:
+        device = _CpuOnly(device)
+    try:
+        return _Decoder(arrays, device).value(spec, cls.__name__)
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise ValueError(f"{os.fspath(path)}: malformed model file ({exc!r}).") from None
+
+
+class _CpuOnly:
+    """The device of a model without torch state: kept as given, torch not imported."""
+
+    def __init__(self, device):
+        self.value = device
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+def _needs_torch(spec) -> bool:
+    if isinstance(spec, dict):
+        if spec.get("__type__") in ("tensor", "skorch_net"):
+            return True
+        return any(_needs_torch(v) for v in spec.values())
+    if isinstance(spec, list):
+        return any(_needs_torch(v) for v in spec)
+    return False
+
