@@ -1,11 +1,21 @@
-"""The ``c3tl-benchmark`` application: C3TL against the baselines with the paper's protocols.
+"""The command line: ``c3tl`` (cells to scores) and the ``c3tl-benchmark`` application.
 
-Run from the shell (``c3tl-benchmark --help`` or ``python -m c3tl_sklearn.cli
---help``) or from Python with :func:`run_benchmark`. The application is split
-by job: ``_io`` reads and checks the data, ``_registry`` names the models and
-metrics, ``_splits`` makes the folds, ``_run`` tunes and evaluates,
-``_progress`` reports progress, ``_report`` writes the tables and files,
-``_plots`` draws the figures and ``_main`` is the command line.
+``c3tl`` (also ``python -m c3tl_sklearn.cli``) runs one step per subcommand:
+``pseudobulk`` (single cells in an ``.h5ad`` file to effects), ``fit`` (a model
+saved in the safe format of :mod:`c3tl_sklearn.persistence`), ``predict``
+(optionally with a new context's measurements, no refit), ``evaluate`` (every
+metric per context and overall) and ``benchmark`` (``c3tl-benchmark``). An
+input it cannot use ends it with status 2 and one line naming the problem and
+the fix. Its modules: ``_c3tl`` (the parser and entry point), ``_cmd_*`` (one
+per subcommand) and ``_files`` (reading and writing effect files).
+
+The benchmark application (``c3tl-benchmark --help``, ``c3tl benchmark
+--help``, or :func:`run_benchmark` from Python) compares C3TL with the
+baselines under the paper's protocols. It is split by job: ``_io`` reads and
+checks the data, ``_registry`` names the models and metrics, ``_splits`` makes
+the folds, ``_run`` tunes and evaluates, ``_progress`` reports progress,
+``_report`` writes the tables and files, ``_plots`` draws the figures and
+``_main`` is its command line.
 
 Protocols
 ---------
@@ -124,6 +134,7 @@ Examples
 [4, 4]
 """
 
+from ._c3tl import build_c3tl_parser, c3tl_main
 from ._io import BenchmarkDataError, check_benchmark_data, load_benchmark_data
 from ._main import build_parser, main
 from ._registry import METRICS, MODELS, make_model
@@ -135,7 +146,9 @@ __all__ = [
     "MODELS",
     "BenchmarkDataError",
     "BenchmarkResult",
+    "build_c3tl_parser",
     "build_parser",
+    "c3tl_main",
     "check_benchmark_data",
     "load_benchmark_data",
     "main",

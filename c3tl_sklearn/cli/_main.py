@@ -50,8 +50,14 @@ def _model_list(text: str) -> list[str]:
     return names
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "c3tl-benchmark") -> argparse.ArgumentParser:
     """The ``c3tl-benchmark`` argument parser.
+
+    Parameters
+    ----------
+    prog : str, default="c3tl-benchmark"
+        Program name in the help and messages (``"c3tl benchmark"`` for the
+        subcommand of ``c3tl``).
 
     Returns
     -------
@@ -64,10 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     'scarcity'
     """
     parser = argparse.ArgumentParser(
-        prog="c3tl-benchmark",
+        prog=prog,
         description="Tune and compare C3TL and the baselines with the paper's held-out-"
         "context protocol (Table 1, Figure 2) or data-scarcity protocol (Figure 3).",
-        epilog="Example: c3tl-benchmark --data lincs --protocol heldout --n-trials 20 "
+        epilog=f"Example: {prog} --data lincs --protocol heldout --n-trials 20 "
         "--out benchmarks/results/lincs-heldout",
     )
     data = parser.add_argument_group("data")
@@ -156,20 +162,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``c3tl-benchmark`` (and ``python -m c3tl_sklearn.cli``).
+def main(argv: Sequence[str] | None = None, prog: str = "c3tl-benchmark") -> int:
+    """Entry point of ``c3tl-benchmark`` and of ``c3tl benchmark``.
 
     Parameters
     ----------
     argv : sequence of str, optional
         Arguments without the program name; ``None`` reads ``sys.argv``.
+    prog : str, default="c3tl-benchmark"
+        Program name in the help, the messages and the recorded command line.
 
     Returns
     -------
     status : int
         0 on success, 2 for a usage or data error (the message is printed).
     """
-    parser = build_parser()
+    parser = build_parser(prog)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if len(args.synthetic_shape) != 3:
@@ -178,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--n-trials must be >= 0")
     start_time = time.perf_counter()
     out = args.out or f"c3tl-benchmark-{args.protocol}-{datetime.now():%Y%m%d-%H%M%S}"
-    command = "c3tl-benchmark " + shlex.join(argv)
+    command = f"{prog} " + shlex.join(argv)
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be >= 1")
     limits = contextlib.nullcontext()
@@ -196,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BenchmarkDataError, ValueError, ImportError, OSError) as exc:
         if args.traceback:
             raise
-        print(f"c3tl-benchmark: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     if not args.quiet and result.table:
         print(result.table)

@@ -54,3 +54,33 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def progress_bar(total: int | None, description: str, unit: str, enabled: bool = True):
+    """A tqdm bar on stderr when it is a terminal (and ``enabled``); otherwise ``None``.
+
+    Logs and pipes get no bar: a redirected stderr would fill with carriage
+    returns, and callers print one summary line instead.
+    """
+    if not enabled or not getattr(sys.stderr, "isatty", lambda: False)():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm comes with skorch
+        return None
+    return tqdm(total=total, desc=description, unit=unit, file=sys.stderr,
+                dynamic_ncols=True, leave=False)
+
+
+def epoch_callback(bar):
+    """A skorch callback that advances ``bar`` by one per epoch, showing the losses."""
+    from skorch.callbacks import Callback
+
+    class _EpochBar(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            row = net.history[-1]
+            losses = {k: f"{row[k]:.4g}" for k in ("train_loss", "valid_loss") if k in row}
+            bar.set_postfix(losses, refresh=False)
+            bar.update(1)
+
+    return _EpochBar()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import TYPE_CHECKING
@@ -327,6 +327,7 @@ def _labels_column(labels: np.ndarray) -> pd.Series:
         "target_sum": [Interval(Real, 0, None, closed="neither")],
         "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
         "return_report": ["boolean"],
+        "progress": [callable, None],
     },
     prefer_skip_nested_validation=True,
 )
@@ -344,6 +345,7 @@ def pseudobulk(
     target_sum: float = 1e4,
     chunk_size: int | None = None,
     return_report: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ):
     """Pseudo-bulk single cells into per-context perturbation effects.
 
@@ -413,6 +415,11 @@ def pseudobulk(
     return_report : bool, default=False
         Also return a :class:`PseudobulkReport` (every group with its cell
         count and fate, the control means, the gene ranking).
+    progress : callable, optional
+        Called as ``progress(done, total)`` after every block of the
+        streaming pass, counted along the storage axis (cells for CSR and
+        dense matrices, genes for CSC), for example to drive a progress bar
+        (the ``c3tl pseudobulk`` command does).
 
     Returns
     -------
@@ -489,14 +496,15 @@ def pseudobulk(
             source, context_key, perturbation_key, controls,
             min_cells=int(min_cells), n_top_genes=n_top_genes, hvg_on=hvg_on,
             transform=transform, target_sum=float(target_sum), chunk_size=chunk_size,
-            return_report=return_report,
+            return_report=return_report, progress=progress,
         )
     finally:
         source.close()
 
 
 def _pseudobulk(source: _Source, context_key, perturbation_key, controls, *, min_cells,
-                n_top_genes, hvg_on, transform, target_sum, chunk_size, return_report):
+                n_top_genes, hvg_on, transform, target_sum, chunk_size, return_report,
+                progress=None):
     matrix, fmt = _checked_matrix(source)
     genes = _unique_gene_names(source.var_names)
     plan = _plan_groups(
@@ -505,7 +513,8 @@ def _pseudobulk(source: _Source, context_key, perturbation_key, controls, *, min
     )
     sums = _Sums(plan, source.n_obs, len(source.var_names),
                  cell_stats=n_top_genes is not None and hvg_on == "cells")
-    checks = _accumulate(sums, matrix, fmt, source, transform, target_sum, chunk_size)
+    checks = _accumulate(sums, matrix, fmt, source, transform, target_sum, chunk_size,
+                         progress)
     if transform is None and checks.looks_like_counts:
         warnings.warn(
             f"{source.label} looks like raw counts (every value is a non-negative integer, "
@@ -630,7 +639,7 @@ class _Sums:
 
 
 def _accumulate(sums: _Sums, matrix, fmt: str, source: _Source, transform, target_sum,
-                chunk_size) -> _DataChecks:
+                chunk_size, progress=None) -> _DataChecks:
     """Stream the matrix once (twice for CSC with normalisation) into ``sums``."""
     n_obs, n_vars = source.n_obs, len(source.var_names)
     totals = None
@@ -652,6 +661,8 @@ def _accumulate(sums: _Sums, matrix, fmt: str, source: _Source, transform, targe
             sums.add_rows(_transform_block(block, transform, target_sum), start, stop)
         else:
             sums.add_cols(_transform_block(block, transform, target_sum, totals), start, stop)
+        if progress is not None:
+            progress(stop, n_obs if axis == "rows" else n_vars)
     return checks
 
 

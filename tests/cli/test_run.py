@@ -251,9 +251,14 @@ def test_command_line_usage_errors(capsys):
     assert "three integers" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", ["c3tl_sklearn.cli", "c3tl_sklearn.benchmark"])
-def test_module_runs_as_a_command(module):
-    done = subprocess.run([sys.executable, "-m", module, "--help"],
+@pytest.mark.parametrize("argv", [
+    ["c3tl_sklearn.benchmark", "--help"],
+    ["c3tl_sklearn.cli", "benchmark", "--help"],
+    # the form of earlier versions: benchmark options with no subcommand
+    ["c3tl_sklearn.cli", "--data", "synthetic", "--help"],
+])
+def test_module_runs_as_a_command(argv):
+    done = subprocess.run([sys.executable, "-m", *argv],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
     for option in ("--protocol", "--n-trials", "--storage", "--h5ad", "--max-epochs"):

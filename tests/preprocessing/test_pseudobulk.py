@@ -620,3 +620,19 @@ def test_benchmark_generator_writes_a_readable_file(tmp_path):
     assert len(X) == 8 and Y.shape == (8, 40)
     expected, n_cells = expected_effects(back, controls=("control",))
     assert_matches(X, Y, expected, n_cells)
+
+
+@pytest.mark.parametrize("storage, axis_length", [("csr", "cells"), ("dense", "cells"),
+                                                  ("csc", "genes")])
+def test_progress_is_called_after_every_block(storage, axis_length):
+    adata = with_storage(make_cells(), storage)
+    calls = []
+    _, Y = pseudobulk(adata, "cell_line", "drug", "ctrl", min_cells=1, chunk_size=7,
+                      progress=lambda done, total: calls.append((done, total)))
+    total = adata.n_obs if axis_length == "cells" else adata.n_vars
+    done = [d for d, _ in calls]
+    assert {t for _, t in calls} == {total}
+    assert done == sorted(done) and done[-1] == total and len(calls) > 2
+    # the hook only watches: the effects are those of a run without it
+    _, Y0 = pseudobulk(adata, "cell_line", "drug", "ctrl", min_cells=1, chunk_size=7)
+    pd.testing.assert_frame_equal(Y, Y0)

@@ -1,0 +1,141 @@
+"""``c3tl fit``: fit C3TL or a baseline on an effect file and save it in the safe format."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import time
+
+from ._files import CommandError, check_output, read_effects, say
+from ._progress import epoch_callback, progress_bar
+from ._registry import MODELS, make_model
+
+#: Parameters ``--set`` may not change: the command line sets them with its own options.
+_RESERVED = {"context_col", "perturbation_col", "random_state", "callbacks"}
+
+
+def add_parser(subparsers) -> None:
+    """Register ``c3tl fit``."""
+    p = subparsers.add_parser(
+        "fit", help="fit a model on effects and save it (safe format, no pickle)",
+        description="Fit C3TL (default) or a baseline on an effect file and save the fitted "
+        "model as one safetensors file that loads without executing code. The effect file "
+        "is an AnnData (.h5ad: obs with the label columns, var = genes, as written by "
+        "`c3tl pseudobulk`) or a table (.csv, .tsv, .parquet) with the two label columns "
+        "and one numeric column per gene.",
+        epilog="Example: c3tl fit effects.h5ad -o model.c3tl --set max_epochs=200 "
+        "--set hidden_dims=(128,)",
+    )
+    p.add_argument("effects", help="effects to fit on (.h5ad, .csv, .tsv or .parquet)")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL",
+                   help="model file to write (any name; .c3tl or .safetensors is usual)")
+    p.add_argument("--model", default="c3tl", choices=list(MODELS),
+                   help="c3tl (default) or a baseline: " + ", ".join(
+                       f"{k} ({v})" for k, v in MODELS.items() if k != "c3tl"))
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="params",
+                   help="set a model parameter; VALUE is a Python literal (1e-3, (128, 64), "
+                   "True, 'ridge'); a bare word is taken as a string. Repeat for several")
+    p.add_argument("--context-col", default="context",
+                   help="context column of the effects (default: context)")
+    p.add_argument("--perturbation-col", default="perturbation",
+                   help="perturbation column of the effects (default: perturbation)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for torch and BLAS (default: all; 1 is often fastest on "
+                   "a busy machine)")
+    p.add_argument("--seed", type=int, default=0, help="C3TL's random seed (default: 0)")
+    p.add_argument("--device", default="cpu", help="C3TL's torch device (default: cpu)")
+    p.set_defaults(run=run)
+
+
+def parse_params(items: list[str]) -> dict:
+    """``["lr=1e-3", "hidden_dims=(128,)"]`` -> ``{"lr": 0.001, "hidden_dims": (128,)}``.
+
+    Examples
+    --------
+    >>> parse_params(["lr=1e-3", "hidden_dims=(128,)", "adaptation=ridge"])
+    {'lr': 0.001, 'hidden_dims': (128,), 'adaptation': 'ridge'}
+    """
+    params = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise CommandError(f"--set {item!r} is not NAME=VALUE; write e.g. --set lr=1e-3.")
+        try:
+            params[name] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            # shells eat quotes, so `--set adaptation=ridge` must mean the string
+            if not text.strip().isidentifier():
+                raise CommandError(
+                    f"--set {item!r}: {text!r} is not a Python literal; write numbers as 1e-3, "
+                    "tuples as (128,64), strings as words or 'quoted'."
+                ) from None
+            params[name] = text.strip()
+    return params
+
+
+def _build_model(args: argparse.Namespace):
+    params = parse_params(args.params)
+    model = make_model(args.model, context_col=args.context_col,
+                       perturbation_col=args.perturbation_col, device=args.device,
+                       random_state=args.seed)
+    known = model.get_params(deep=False)
+    unknown = [n for n in params if n not in known or n in _RESERVED]
+    if unknown:
+        allowed = ", ".join(sorted(n for n in known if n not in _RESERVED))
+        raise CommandError(
+            f"--set: {type(model).__name__} has no parameter {', '.join(map(repr, unknown))}"
+            f"; its parameters: {allowed}."
+        )
+    try:
+        model.set_params(**params)
+    except (ValueError, TypeError) as exc:
+        raise CommandError(f"--set: {exc}") from None
+    return model
+
+
+def thread_limits(threads: int | None, uses_torch: bool):
+    """A context limiting BLAS/OpenMP threads (and torch's) to ``threads``."""
+    if threads is None:
+        return contextlib.nullcontext()
+    if threads < 1:
+        raise CommandError(f"--threads {threads}: give a number >= 1.")
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
+    if uses_torch:
+        import torch
+
+        torch.set_num_threads(threads)
+    return threadpool_limits(limits=threads)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fit the chosen model on ``args.effects`` and save it to ``args.output``."""
+    out = check_output(args.output, [args.effects], None, "model")
+    X, Y = read_effects(args.effects, args.context_col, args.perturbation_col)
+    model = _build_model(args)
+    bar = None
+    if args.model == "c3tl":
+        bar = progress_bar(model.max_epochs, "fit C3TL", "epoch", enabled=not args.quiet)
+        if bar is not None:
+            model.set_params(callbacks=[epoch_callback(bar)])
+    start = time.perf_counter()
+    try:
+        with thread_limits(args.threads, args.model == "c3tl"):
+            model.fit(X, Y)
+    except ValueError as exc:
+        raise CommandError(f"cannot fit {args.model} on {args.effects}: {exc}") from None
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - start
+    if bar is not None:
+        # the progress callback is a live object, not a parameter a model file can hold
+        model.set_params(callbacks=None)
+    model.save(out)
+    epochs = f", {model.n_epochs_} epochs" if hasattr(model, "n_epochs_") else ""
+    say(f"fitted {type(model).__name__} on {len(X)} pairs in {X[args.context_col].nunique()} "
+        f"contexts x {Y.shape[1]} genes ({seconds:.1f} s{epochs}) -> {out}", args.quiet)
+    return 0
+

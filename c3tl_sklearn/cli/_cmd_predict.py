@@ -1,0 +1,152 @@
+"""``c3tl predict``: effects of (context, perturbation) pairs from a saved model."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import time
+
+import numpy as np
+import pandas as pd
+
+from ._cmd_fit import thread_limits
+from ._files import (
+    CommandError,
+    _require_file,
+    check_output,
+    read_effects,
+    read_pairs,
+    say,
+    write_effects,
+)
+
+_EFFECT_SUFFIXES = [".h5ad", ".csv", ".tsv", ".parquet"]
+
+
+def add_parser(subparsers) -> None:
+    """Register ``c3tl predict``."""
+    p = subparsers.add_parser(
+        "predict", help="predict effects of (context, perturbation) pairs with a saved model",
+        description="Predict the effect of (context, perturbation) pairs with a model written "
+        "by `c3tl fit`. Name the pairs with --pairs (a table, or an .h5ad whose obs lists "
+        "them, e.g. a truth file) or ask for every perturbation the model knows in one or "
+        "more contexts. --observed passes a new context's few measured effects: the model "
+        "uses them without refitting (C3TL models only).",
+        epilog="Examples: c3tl predict model.c3tl --pairs test.h5ad -o predictions.h5ad; "
+        "c3tl predict model.c3tl --context U87MG --all-perturbations --observed "
+        "u87mg_measured.csv -o u87mg.csv",
+    )
+    p.add_argument("model", help="model file written by `c3tl fit`")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--pairs", metavar="FILE",
+                       help="pairs to predict: .csv/.tsv/.parquet with the label columns, or "
+                       ".h5ad (its obs); other columns are ignored")
+    which.add_argument("--context", action="append", metavar="NAME",
+                       help="predict in this context (repeat for several); needs "
+                       "--all-perturbations")
+    p.add_argument("--all-perturbations", action="store_true",
+                   help="with --context: every perturbation the model was fitted on")
+    p.add_argument("--observed", metavar="FILE",
+                   help="measured effects in new or known contexts (.h5ad/.csv/.tsv/.parquet, "
+                   "same genes as the model), used without refitting")
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="predictions with gene names: .h5ad (obs = pairs, var = genes), "
+                   ".csv, .tsv or .parquet")
+    p.add_argument("--context-col", metavar="NAME",
+                   help="context column of --pairs/--observed and of the output (default: "
+                   "the model's, 'context' for files of `c3tl pseudobulk`)")
+    p.add_argument("--perturbation-col", metavar="NAME",
+                   help="perturbation column, as --context-col")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
+    p.add_argument("--device", default="cpu", help="torch device of C3TL (default: cpu)")
+    p.set_defaults(run=run)
+
+
+def load_model(path, device: str = "cpu"):
+    """Load a model file, turning every refusal into a message that says what to pass."""
+    from .. import persistence
+
+    p = _require_file(path, "model")
+    with open(p, "rb") as fh:
+        magic = fh.read(8)
+    if magic == b"\x89HDF\r\n\x1a\n":  # what .h5ad (and any HDF5) files start with
+        raise CommandError(
+            f"{str(p)!r} is a data file (HDF5/.h5ad), not a model; pass the model written by "
+            "`c3tl fit ... -o MODEL` first, the data go to --pairs or --observed."
+        )
+    try:
+        return persistence.load(p, device=device)
+    except ValueError as exc:
+        reason = str(exc).splitlines()[0].rstrip(".")
+        raise CommandError(
+            f"cannot load the model: {reason}. Pass a file written by `c3tl fit`."
+        ) from None
+
+
+def _query(args: argparse.Namespace, model, ccol, pcol) -> pd.DataFrame:
+    """The pairs to predict, labelled with the model's own column names."""
+    if args.pairs is not None:
+        if args.all_perturbations:
+            raise CommandError("--all-perturbations goes with --context, not with --pairs.")
+        pairs = read_pairs(args.pairs, ccol, pcol)
+        return pairs.rename(columns={ccol: model.context_col, pcol: model.perturbation_col})
+    if not args.all_perturbations:
+        raise CommandError("--context needs --all-perturbations (or list pairs with --pairs).")
+    contexts = list(dict.fromkeys(args.context))
+    perturbations = list(model.perturbations_)
+    return pd.DataFrame({
+        model.context_col: np.repeat(np.array(contexts, dtype=object), len(perturbations)),
+        model.perturbation_col: np.tile(np.array(perturbations, dtype=object), len(contexts)),
+    })
+
+
+def _observed(args: argparse.Namespace, model, ccol, pcol):
+    """The ``observed=(X_obs, Y_obs)`` argument, genes in the model's order."""
+    if "observed" not in inspect.signature(model.predict).parameters:
+        raise CommandError(
+            f"--observed needs a model that adapts without refitting (c3tl); a "
+            f"{type(model).__name__} does not: fit it on effects that include these "
+            "measurements instead."
+        )
+    X_obs, Y_obs = read_effects(args.observed, ccol, pcol, what="observed")
+    genes = [str(g) for g in model.gene_names_] if model.gene_names_ is not None else None
+    if genes is not None:
+        missing = [g for g in genes if g not in Y_obs.columns]
+        if missing:
+            raise CommandError(
+                f"the observed file {args.observed!r} lacks {len(missing)} of the model's "
+                f"{len(genes)} genes (e.g. {missing[:3]}); give measurements of the genes the "
+                "model was fitted on."
+            )
+        Y_obs = Y_obs[genes]
+    elif Y_obs.shape[1] != model.n_genes_:
+        raise CommandError(f"the observed file has {Y_obs.shape[1]} genes; the model has "
+                           f"{model.n_genes_}.")
+    X_obs = X_obs.rename(columns={ccol: model.context_col, pcol: model.perturbation_col})
+    return X_obs, Y_obs.to_numpy()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict the requested pairs and write them to ``args.output``."""
+    inputs = [args.model, args.pairs, args.observed]
+    out = check_output(args.output, inputs, _EFFECT_SUFFIXES, "predictions")
+    model = load_model(args.model, args.device)
+    ccol = args.context_col or model.context_col
+    pcol = args.perturbation_col or model.perturbation_col
+    X = _query(args, model, ccol, pcol)
+    kwargs = {}
+    if args.observed is not None:
+        kwargs["observed"] = _observed(args, model, ccol, pcol)
+    start = time.perf_counter()
+    try:
+        with thread_limits(args.threads, hasattr(model, "net_")):
+            Y_pred = model.predict(X, **kwargs)
+    except ValueError as exc:
+        raise CommandError(f"cannot predict: {str(exc).splitlines()[0]}") from None
+    genes = (list(model.gene_names_) if model.gene_names_ is not None
+             else [f"gene_{j}" for j in range(model.n_genes_)])
+    X = X.rename(columns={model.context_col: ccol, model.perturbation_col: pcol})
+    write_effects(X, Y_pred, genes, out, context_col=ccol, perturbation_col=pcol)
+    say(f"predicted {len(X)} pairs x {len(genes)} genes with {type(model).__name__} "
+        f"({time.perf_counter() - start:.1f} s) -> {out}", args.quiet)
+    return 0
