@@ -277,9 +277,13 @@ def check_response(
             raise TypeError(
                 f"{name} must be numeric; column(s) {non_numeric[:5]} are not."
             )
-        values = Y.to_numpy()
+        # nullable columns (Float64, Int64) hold pd.NA: read it as NaN, reported below
+        values = Y.to_numpy(dtype=np.float64, na_value=np.nan)
     elif isinstance(Y, pd.Series):
-        values = Y.to_numpy()
+        if pd.api.types.is_numeric_dtype(Y.dtype) and not pd.api.types.is_complex_dtype(Y.dtype):
+            values = Y.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            values = Y.to_numpy()
     else:
         if sparse.issparse(Y):
             Y = Y.toarray()
@@ -292,10 +296,15 @@ def check_response(
             ) from exc
     if np.issubdtype(values.dtype, np.complexfloating):
         raise TypeError(f"{name} must be real numbers; got values of dtype {values.dtype}.")
+    if values.dtype.kind in "mM":  # numpy would turn dates into day counts
+        raise TypeError(f"{name} must be numeric; got values of dtype {values.dtype}.")
     if values.dtype == object or not (
         np.issubdtype(values.dtype, np.number) or values.dtype == bool
     ):
         try:
+            if values.dtype == object:
+                # None and pd.NA are missing values, reported as NaN below
+                values = np.where(pd.isna(values), np.nan, values)
             values = values.astype(np.float64)
         except (TypeError, ValueError) as exc:
             raise TypeError(

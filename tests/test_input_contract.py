@@ -207,3 +207,17 @@ def test_complex_effects_are_refused():
         check_response(np.ones((2, 2)) * 1j)
     with pytest.raises(TypeError, match=re.escape("Y must be numeric; column(s) ['g'] are not.")):
         check_response(pd.DataFrame({"g": [1j, 2j]}))
+
+
+def test_missing_values_of_any_kind_get_the_nan_message():
+    nullable = pd.DataFrame({"g0": pd.array([1.0, None], dtype="Float64"), "g1": [1.0, 2.0]})
+    expected = ("Y contains 1 NaN or infinite value(s) (first at row 1, column 0); impute or "
+                "drop them first.")
+    for Y in (nullable, nullable["g0"].to_frame(), np.array([[1.0, 2.0], [None, 3.0]]),
+              np.array([[1.0, 2.0], [pd.NA, 3.0]], dtype=object)):
+        with pytest.raises(ValueError) as info:
+            check_response(Y)
+        assert str(info.value) == expected
+    with pytest.raises(TypeError, match=re.escape("Y must be numeric; got values of dtype "
+                                                  "datetime64[D].")):
+        check_response(np.zeros((2, 2), dtype="datetime64[D]"))
