@@ -211,7 +211,7 @@ def match_rows(Y, index: pd.Index | None, *, name: str = "Y", against: str = "X"
         )
     try:
         position = y_index.get_indexer(index)
-    except (TypeError, ValueError):  # index types that cannot be compared at all
+    except (TypeError, ValueError, pd.errors.InvalidIndexError):  # incomparable index types
         position = np.full(len(index), -1)
     missing = np.flatnonzero(position < 0)
     if missing.size:
