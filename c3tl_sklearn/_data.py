@@ -217,10 +217,17 @@ def match_rows(Y, index: pd.Index | None, *, name: str = "Y", against: str = "X"
     if missing.size:
         raise ValueError(
             f"{against} and {name} have different row indexes ({missing.size} label(s) of "
-            f"{against} are not in {name}'s, the first {index[missing[0]]!r}); rows are "
+            f"{against} are not in {name}'s, the first {_plain(index[missing[0]])!r}); rows are "
             f"matched by index label when both carry one: {fix}."
         )
     return Y.iloc[position]
+
+
+def _plain(label):
+    """A label as Python values, so messages show ``(0, 'a')`` and not ``np.int64(0)``."""
+    if isinstance(label, tuple):
+        return tuple(_plain(part) for part in label)
+    return label.item() if isinstance(label, np.generic) else label
 
 
 def _same_index(a: pd.Index, b: pd.Index) -> bool:

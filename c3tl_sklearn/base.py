@@ -106,18 +106,23 @@ class PerturbationRegressorMixin(RegressorMixin, BaseEstimator):
             return Y_obs
         fitted = pd.Index(names, dtype=object, tupleize_cols=False)
         columns = pd.Index(Y_obs.columns, dtype=object, tupleize_cols=False)
-        if columns.equals(fitted):
-            return Y_obs
-        if len(columns) == len(fitted) and not columns.has_duplicates:
-            position = columns.get_indexer(fitted)
-            if (position >= 0).all():
-                return Y_obs.iloc[:, position]
-        unknown = [c for c in columns if c not in set(fitted)][:5]
-        raise ValueError(
-            f"Y_obs's columns are not the {len(fitted)} genes the model was fitted on "
-            f"(e.g. {unknown} are not among them); give the effects of the fit genes, "
-            "Y_obs[model.gene_names_], or pass Y_obs as an array to match genes by position."
-        )
+        if columns.equals(fitted) or len(columns) != len(fitted):
+            return Y_obs  # a different count is reported by the gene-count check
+        fix = ("give the effects of the fit genes, Y_obs[model.gene_names_], or pass Y_obs "
+               "as an array to match genes by position.")
+        known = set(fitted)
+        unknown = [c for c in columns if c not in known][:5]
+        if unknown:
+            raise ValueError(
+                f"Y_obs's columns are not the {len(fitted)} genes the model was fitted on "
+                f"(e.g. {unknown} are not among them); {fix}"
+            )
+        if columns.has_duplicates or fitted.has_duplicates:
+            raise ValueError(
+                "Y_obs's columns are the fit genes in another order, but gene names repeat, "
+                f"so they cannot be matched by name; {fix}"
+            )
+        return Y_obs.iloc[:, columns.get_indexer(fitted)]
 
     def _raise_unknown_perturbations(self, p_codes, perturbations):
         """A perturbation never observed in fit has no code: refuse clearly."""
