@@ -119,8 +119,8 @@ class PerturbationRegressorMixin(RegressorMixin, BaseEstimator):
             )
         if columns.has_duplicates or fitted.has_duplicates:
             raise ValueError(
-                "Y_obs's columns are the fit genes in another order, but gene names repeat, "
-                f"so they cannot be matched by name; {fix}"
+                "Y_obs's columns differ from the fit genes and gene names repeat (in Y_obs "
+                f"or in fit), so they cannot be matched by name; {fix}"
             )
         return Y_obs.iloc[:, columns.get_indexer(fitted)]
 

@@ -139,6 +139,15 @@ def test_observed_rows_and_genes_are_matched_by_label(data, make):
             "Y_obs's columns are not the 12 genes the model was fitted on (e.g. ['other'] "
             "are not among them); give the effects of the fit genes, Y_obs[model.gene_names_]")):
         model.predict(query, observed=(X_obs, Y_obs.rename(columns={Y.columns[0]: "other"})))
+    with pytest.raises(ValueError, match=re.escape("Y_obs has 11 genes but the model was "
+                                                   "fitted on 12.")):
+        model.predict(query, observed=(X_obs, Y_obs.iloc[:, 1:]))
+    repeated = Y_obs[[Y.columns[1], Y.columns[0], *Y.columns[2:]]].set_axis(
+        [Y.columns[0]] * 2 + list(Y.columns[2:]), axis=1)
+    with pytest.raises(ValueError, match=re.escape(
+            "Y_obs's columns differ from the fit genes and gene names repeat (in Y_obs or "
+            "in fit), so they cannot be matched by name; give the effects of the fit genes")):
+        model.predict(query, observed=(X_obs, repeated))
 
 
 def test_metrics_match_rows_by_label(data):
