@@ -13,6 +13,7 @@ from ._data import (
     check_response,
     encode_labels,
     label_examples,
+    match_rows,
     unique_labels,
 )
 
@@ -123,6 +124,17 @@ class PerturbationRegressorMixin(RegressorMixin, BaseEstimator):
                 f"or in fit), so they cannot be matched by name; {fix}"
             )
         return Y_obs.iloc[:, columns.get_indexer(fitted)]
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """R² of ``predict(X)`` against ``y``, averaged over genes.
+
+        Like :meth:`sklearn.base.RegressorMixin.score`, except that the rows of
+        a DataFrame or Series ``y`` are matched to ``X`` by index label, as in
+        ``fit`` (an array ``y`` by position).
+        """
+        if isinstance(X, pd.DataFrame):
+            y = match_rows(y, X.index, name="Y")
+        return super().score(X, y, sample_weight=sample_weight)
 
     def _raise_unknown_perturbations(self, p_codes, perturbations):
         """A perturbation never observed in fit has no code: refuse clearly."""

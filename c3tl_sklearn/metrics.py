@@ -703,6 +703,8 @@ class _ContextScorer:
                 f"{self._context_col!r} of X, so X must be the index table (a DataFrame "
                 "with that column)."
             )
+        # y_true's rows follow X's by index label, as in fit (an array: by position)
+        y_true = match_rows(y_true, X.index, name="y_true")
         y_pred = estimator.predict(X)
         contexts = X[self._context_col].to_numpy(dtype=object)
         return self._sign * self._score_func(y_true, y_pred, contexts, **self._kwargs)

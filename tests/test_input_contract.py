@@ -20,7 +20,12 @@ from c3tl_sklearn import C3TLEnsemble, C3TLRegressor
 from c3tl_sklearn._data import check_response, match_rows
 from c3tl_sklearn.baselines import AdditiveBaseline, MeanBaseline
 from c3tl_sklearn.datasets import make_synthetic_perturbations
-from c3tl_sklearn.metrics import centered_pearson_delta, pearson_delta, score_table
+from c3tl_sklearn.metrics import (
+    centered_pearson_delta,
+    centered_pearson_scorer,
+    pearson_delta,
+    score_table,
+)
 
 TINY = dict(max_epochs=2, hidden_dims=(4,), latent_dim=2, n_components=None, random_state=0)
 MISMATCH_FIX = (
@@ -170,6 +175,18 @@ def test_metrics_match_rows_by_label(data):
         pearson_delta(Y, Y_pred.reset_index(drop=True).set_axis(Y.index + 1))
     with pytest.raises(ValueError, match=re.escape("X and Y_pred have different row indexes")):
         score_table(X, Y, Y_pred.set_axis(Y.index + 1))
+
+
+def test_score_and_context_scorers_match_rows_by_label(data):
+    X, Y = data
+    model = _fit(AdditiveBaseline(), X, Y)
+    order = np.random.RandomState(1).permutation(len(X))
+    assert model.score(X.iloc[order], Y) == pytest.approx(model.score(X, Y))
+    assert model.score(X.iloc[order], Y.to_numpy()) < model.score(X, Y) - 0.1  # positional
+    assert centered_pearson_scorer(model, X.iloc[order], Y) == pytest.approx(
+        centered_pearson_scorer(model, X, Y))
+    with pytest.raises(ValueError, match="X and Y have different row indexes"):
+        model.score(X, Y.set_axis(Y.index + 1))
 
 
 # --------------------------------------------------------------------------- float32 range
