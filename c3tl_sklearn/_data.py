@@ -326,7 +326,8 @@ def check_response(
     if n_rows is not None and values.shape[0] != n_rows:
         raise ValueError(
             f"{name} has {values.shape[0]} rows but the index table has {n_rows}; "
-            "row i of the responses must describe row i of the index table."
+            "every row of the index table needs one row of effects (matched by index label "
+            "for a DataFrame, by position for an array)."
         )
     # NaN and infinity are judged on the values as given; the cast to ``dtype``
     # may only add infinities for finite values beyond its range, reported apart

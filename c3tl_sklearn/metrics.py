@@ -646,8 +646,8 @@ def score_table(X, Y_true, Y_pred, context_col: Hashable = "context", *, k: int 
     Yt, Yp = _check_pair(Y_true, Y_pred, X)
     if len(X) != Yt.shape[0]:
         raise ValueError(
-            f"X has {len(X)} rows but Y_true has {Yt.shape[0]}; row i of the responses must "
-            "describe row i of the index table."
+            f"X has {len(X)} rows but Y_true has {Yt.shape[0]}; every row of X needs one row "
+            "of effects (matched by index label for a DataFrame, by position for an array)."
         )
     codes, uniques = sorted_codes(labels)
     per_row = {
