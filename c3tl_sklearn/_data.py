@@ -322,7 +322,9 @@ def check_response(
     if values.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_rows, n_genes); got shape {values.shape}.")
     if values.shape[0] == 0 or values.shape[1] == 0:
-        raise ValueError(f"{name} is empty: got shape {values.shape}.")
+        raise ValueError(
+            f"{name} is empty: got shape {values.shape}; it needs at least one row and one gene."
+        )
     if n_rows is not None and values.shape[0] != n_rows:
         raise ValueError(
             f"{name} has {values.shape[0]} rows but the index table has {n_rows}; "
