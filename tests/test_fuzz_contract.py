@@ -68,7 +68,7 @@ SPLITTERS = {
     "ContextKFold": lambda: ContextKFold(n_splits=2, adaptation_fraction=0.3, random_state=0),
     "PerturbationHoldout": lambda: PerturbationHoldout(test_fraction=0.4, n_splits=2,
                                                        random_state=0),
-    "ScarcitySplit": lambda: ScarcitySplit(n_train_contexts=(2, 1), adaptation_fractions=(0.5, 0),
+    "ScarcitySplit": lambda: ScarcitySplit(n_train_contexts=(1,), adaptation_fractions=(0.5, 0),
                                            random_state=0),
 }
 #: words of which an error message about the data names at least one
@@ -125,8 +125,8 @@ def _as_categorical(values: np.ndarray) -> pd.Categorical | None:
 
 
 @st.composite
-def index_tables(draw, max_rows: int = 12) -> pd.DataFrame:
-    fault = draw(st.sampled_from(TABLE_FAULTS))
+def index_tables(draw, max_rows: int = 12, clean: bool = False) -> pd.DataFrame:
+    fault = "none" if clean else draw(st.sampled_from(TABLE_FAULTS))
     c_pool = POOLS[draw(LABEL_KIND)][: draw(st.integers(1 if fault == "one_context" else 2, 4))]
     if fault == "one_context":
         c_pool = c_pool[:1]
@@ -169,9 +169,9 @@ def index_tables(draw, max_rows: int = 12) -> pd.DataFrame:
 
 
 @st.composite
-def responses(draw, n_rows: int, n_genes: int | None = None, index=None):
+def responses(draw, n_rows: int, n_genes: int | None = None, index=None, clean: bool = False):
     """Effects for ``n_rows`` rows, now and then with the wrong shape or bad values."""
-    fault = draw(st.sampled_from(RESPONSE_FAULTS))
+    fault = "none" if clean else draw(st.sampled_from(RESPONSE_FAULTS))
     n = max(0, n_rows + draw(st.sampled_from([-1, 1]))) if fault == "wrong_rows" else n_rows
     g = draw(st.integers(1, 4)) if n_genes is None else n_genes
     if fault == "no_genes":
@@ -305,6 +305,12 @@ def call(key: str, fn, *args, **kwargs):
     return out
 
 
+def _faulty(X: pd.DataFrame) -> bool:
+    """Whether a drawn table breaks the contract (then its response is drawn clean)."""
+    columns_ok = {"context", "perturbation"} <= set(X.columns)
+    return not columns_ok or len(X) < 2 or bool(X.isna().to_numpy().any())
+
+
 def _assert_prediction(pred, n_rows: int, n_genes: int) -> None:
     assert isinstance(pred, np.ndarray) and pred.dtype == np.float64
     assert pred.shape == (n_rows, n_genes)
@@ -317,8 +323,9 @@ def _assert_prediction(pred, n_rows: int, n_genes: int) -> None:
 @pytest.mark.parametrize("name", sorted(ESTIMATORS))
 @given(data=st.data())
 def test_estimators_fit_and_predict_or_refuse_clearly(name, data):
+    # at most one of the two is faulty, so that a fault is not always hidden by another
     X = data.draw(index_tables(), label="X")
-    Y = data.draw(responses(len(X), index=X.index), label="Y")
+    Y = data.draw(responses(len(X), index=X.index, clean=_faulty(X)), label="Y")
     model = ESTIMATORS[name]()
     if call(f"{name}.fit", model.fit, X, Y) is _ERROR:
         return
@@ -420,16 +427,18 @@ def test_splitters_split_or_refuse_clearly(name, data):
 
 @st.composite
 def metric_inputs(draw):
-    X = draw(index_tables(), label="X")
-    Y_true = draw(responses(len(X), index=X.index), label="Y_true")
+    faulty = draw(st.sampled_from(["X", "Y_true", "Y_pred", "contexts"]))
+    X = draw(index_tables(clean=faulty != "X"), label="X")
+    Y_true = draw(responses(len(X), index=X.index, clean=faulty != "Y_true"), label="Y_true")
     try:
         shape = np.shape(Y_true)
     except ValueError:  # a ragged list
         shape = (len(X), 2)
     n_genes = shape[1] if len(shape) == 2 else 1
-    Y_pred = draw(responses(len(X), n_genes=n_genes, index=X.index), label="Y_pred")
+    Y_pred = draw(responses(len(X), n_genes=n_genes, index=X.index, clean=faulty != "Y_pred"),
+                  label="Y_pred")
     contexts = X["context"] if "context" in X.columns else None
-    if draw(st.integers(0, 4)) == 0:
+    if faulty == "contexts" and draw(st.booleans()):
         n = max(0, len(X) + draw(st.sampled_from([-1, 0, 1])))
         contexts = draw(label_lists(n), label="contexts")
     return X, Y_true, Y_pred, contexts
@@ -480,11 +489,20 @@ def test_metrics_score_or_refuse_clearly(name, inputs, per_row, k):
             _assert_score(score, n_rows, per_row)
 
 
-def test_zz_report_counts(capsys):
-    """Print the counters (run with -s to see them); runs after the fuzz tests."""
+def test_zz_every_entry_point_both_answered_and_refused(capsys):
+    """After the fuzz tests (same session): every entry point returned a result and
+    raised a clear error at least once, so both paths were exercised. Prints the
+    counters (run with -s, and C3TL_FUZZ_MESSAGES=1 for every distinct message)."""
+    if not COUNTS:
+        pytest.skip("runs after the fuzz tests of this file, in the same session")
     with capsys.disabled():
         for key in sorted(COUNTS):
             print(f"{key}: {COUNTS[key]}")
         if os.environ.get("C3TL_FUZZ_MESSAGES"):
             for key in sorted(MESSAGES):
                 print(f"{MESSAGES[key]:4d}  {key}")
+    calls = {key[: -len(" calls")]: n for key, n in COUNTS.items() if key.endswith(" calls")}
+    assert len(calls) == len(ESTIMATORS) * 2 + 2 + len(SPLITTERS) + len(METRICS)
+    for key, n in calls.items():
+        errors = COUNTS.get(f"{key} errors", 0)
+        assert 0 < errors < n, f"{key}: {errors} errors in {n} calls"
