@@ -173,6 +173,9 @@ def match_rows(Y, index: pd.Index | None, *, name: str = "Y", against: str = "X"
       operation; labels that differ as sets raise a ``ValueError`` saying how
       to match rows by position instead. Aligning is safe only when the match
       is one to one, so reordered indexes with duplicate labels raise too.
+      Labels that match only once written as strings (AnnData's ``obs_names``
+      are always strings, so ``adata.obs`` against a ``Y`` indexed by integers)
+      are matched as strings, when that too is one to one.
     - ``Y`` an array (or ``index`` ``None``): rows are matched **by position**,
       row ``i`` of ``Y`` describes row ``i`` of ``against``.
 
@@ -209,10 +212,15 @@ def match_rows(Y, index: pd.Index | None, *, name: str = "Y", against: str = "X"
             f"{against} and {name} have different row indexes and {which}'s has duplicate "
             f"labels, so rows cannot be matched by label; {fix}."
         )
-    try:
-        position = y_index.get_indexer(index)
-    except (TypeError, ValueError, pd.errors.InvalidIndexError):  # incomparable index types
-        position = np.full(len(index), -1)
+    position = _positions(y_index, index)
+    if (position < 0).any():
+        # AnnData keeps row names as strings (obs_names): labels that are equal once
+        # written as strings, one to one, name the same rows
+        y_text, text = _text_index(y_index), _text_index(index)
+        if y_text.is_unique and text.is_unique:
+            as_text = _positions(y_text, text)
+            if (as_text >= 0).all():
+                position = as_text
     missing = np.flatnonzero(position < 0)
     if missing.size:
         raise ValueError(
@@ -221,6 +229,19 @@ def match_rows(Y, index: pd.Index | None, *, name: str = "Y", against: str = "X"
             f"matched by index label when both carry one: {fix}."
         )
     return Y.iloc[position]
+
+
+def _positions(y_index: pd.Index, index: pd.Index) -> np.ndarray:
+    """Position in ``y_index`` of every label of ``index`` (-1: absent), both unique."""
+    try:
+        return np.asarray(y_index.get_indexer(index), dtype=np.intp)
+    except (TypeError, ValueError, pd.errors.InvalidIndexError):  # incomparable index types
+        return np.full(len(index), -1, dtype=np.intp)
+
+
+def _text_index(index: pd.Index) -> pd.Index:
+    """The labels written as strings."""
+    return pd.Index([str(label) for label in index], dtype=object)
 
 
 def _plain(label):

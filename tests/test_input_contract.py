@@ -117,6 +117,22 @@ def test_arrays_and_series_follow_the_documented_rule(data):
     assert reversed_Y.index[0] == len(Y) - 1
 
 
+def test_labels_equal_as_strings_match_like_anndata_obs_names(data):
+    X, Y = data
+    as_text = X.set_axis(X.index.astype(str))  # what adata.obs holds
+    reference = _fit(MeanBaseline(), X, Y).predict(X)
+    np.testing.assert_array_equal(_fit(MeanBaseline(), as_text, Y).predict(X), reference)
+    np.testing.assert_array_equal(
+        _fit(MeanBaseline(), as_text.iloc[::-1], Y).predict(X), reference)
+    # "1" and "01" are different labels: still an error
+    with pytest.raises(ValueError, match="X and Y have different row indexes"):
+        MeanBaseline().fit(X.set_axis([f"0{i}" for i in X.index]), Y)
+    # labels whose text repeats (1 and "1") cannot be matched as text
+    mixed = Y.set_axis([1, "1", *range(2, len(Y))])
+    with pytest.raises(ValueError, match="X and Y have different row indexes"):
+        MeanBaseline().fit(as_text, mixed)
+
+
 @pytest.mark.parametrize("make", [
     lambda: C3TLRegressor(**TINY),
     lambda: C3TLEnsemble(C3TLRegressor(**TINY), n_estimators=1, random_state=0),
