@@ -6,6 +6,10 @@ and a perturbation column, one row per observation) plus a response matrix
 command-line application funnel their inputs through these functions, so bad
 input fails early with a message that names the problem (never deep inside
 torch), labels are coded and sorted one way, and group means are taken one way.
+
+Rows: a DataFrame or Series ``Y`` is matched to ``X`` by index label (reordered
+when the labels are the same, an error when they differ), an array by position
+(:func:`match_rows`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ __all__ = [
     "check_response",
     "encode_labels",
     "label_examples",
+    "match_rows",
     "object_array",
     "segment_means",
     "sorted_codes",
@@ -156,8 +161,111 @@ def check_labels(labels, n_rows: int, *, name: str, against: str) -> np.ndarray:
     return out
 
 
+def match_rows(Y, index: pd.Index | None, *, name: str = "Y", against: str = "X"):
+    """Put the rows of a pandas ``Y`` in the order of ``index`` (the rows of ``against``).
+
+    The row rule of the whole package:
+
+    - ``Y`` a DataFrame or Series and ``index`` given: rows are matched **by
+      index label**. Equal indexes are used as they are; the same labels in
+      another order are aligned (``Y.loc[index]``, a copy), because the labels
+      say which row is which and a sorted or shuffled ``X`` is a normal pandas
+      operation; labels that differ as sets raise a ``ValueError`` saying how
+      to match rows by position instead. Aligning is safe only when the match
+      is one to one, so reordered indexes with duplicate labels raise too.
+      Labels that match only once written as strings (AnnData's ``obs_names``
+      are always strings, so ``adata.obs`` against a ``Y`` indexed by integers)
+      are matched as strings, when that too is one to one.
+    - ``Y`` an array (or ``index`` ``None``): rows are matched **by position**,
+      row ``i`` of ``Y`` describes row ``i`` of ``against``.
+
+    A different number of rows is left to the caller's row-count check, whose
+    message is about the counts.
+
+    Parameters
+    ----------
+    Y : object
+        Anything; only a DataFrame or Series is reordered.
+    index : pandas.Index or None
+        Row index of the table ``Y`` must follow.
+    name, against : str
+        How ``Y`` and the table are called in error messages.
+
+    Returns
+    -------
+    Y : object
+        ``Y`` itself when nothing moves, else a reordered copy.
+    """
+    if index is None or not isinstance(Y, pd.DataFrame | pd.Series):
+        return Y
+    y_index = Y.index
+    if len(y_index) != len(index) or _same_index(y_index, index):
+        return Y
+    fix = (
+        f"reset both indexes ({against}.reset_index(drop=True), "
+        f"{name}.reset_index(drop=True)) or pass {name} as an array ({name}.to_numpy()) "
+        "to match rows by position"
+    )
+    if index.has_duplicates or y_index.has_duplicates:
+        which = against if index.has_duplicates else name
+        raise ValueError(
+            f"{against} and {name} have different row indexes and {which}'s has duplicate "
+            f"labels, so rows cannot be matched by label; {fix}."
+        )
+    position = _positions(y_index, index)
+    if (position < 0).any():
+        # AnnData keeps row names as strings (obs_names): labels that are equal once
+        # written as strings, one to one, name the same rows
+        y_text, text = _text_index(y_index), _text_index(index)
+        if y_text.is_unique and text.is_unique:
+            as_text = _positions(y_text, text)
+            if (as_text >= 0).all():
+                position = as_text
+    missing = np.flatnonzero(position < 0)
+    if missing.size:
+        raise ValueError(
+            f"{against} and {name} have different row indexes ({missing.size} label(s) of "
+            f"{against} are not in {name}'s, the first {_plain(index[missing[0]])!r}); rows are "
+            f"matched by index label when both carry one: {fix}."
+        )
+    return Y.iloc[position]
+
+
+def _positions(y_index: pd.Index, index: pd.Index) -> np.ndarray:
+    """Position in ``y_index`` of every label of ``index`` (-1: absent), both unique."""
+    try:
+        return np.asarray(y_index.get_indexer(index), dtype=np.intp)
+    except (TypeError, ValueError, pd.errors.InvalidIndexError):  # incomparable index types
+        return np.full(len(index), -1, dtype=np.intp)
+
+
+def _text_index(index: pd.Index) -> pd.Index:
+    """The labels written as strings."""
+    return pd.Index([str(label) for label in index], dtype=object)
+
+
+def _plain(label):
+    """A label as Python values, so messages show ``(0, 'a')`` and not ``np.int64(0)``."""
+    if isinstance(label, tuple):
+        return tuple(_plain(part) for part in label)
+    return label.item() if isinstance(label, np.generic) else label
+
+
+def _same_index(a: pd.Index, b: pd.Index) -> bool:
+    try:
+        return bool(a.equals(b))
+    except (TypeError, ValueError):
+        return False
+
+
 def check_response(
-    Y, n_rows: int | None = None, *, name: str = "Y", dtype=np.float32
+    Y,
+    n_rows: int | None = None,
+    *,
+    name: str = "Y",
+    dtype=np.float32,
+    index: pd.Index | None = None,
+    against: str = "X",
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Validate a response matrix and return it as a new float array.
 
@@ -171,6 +279,13 @@ def check_response(
     name : str, default="Y"
         How the matrix is called in error messages.
     dtype : numpy dtype, default=float32
+        Values that are finite but beyond this type's range are refused with
+        their own message (the cast would turn them into infinities).
+    index : pandas.Index, optional
+        Row index of the table ``Y`` describes; a DataFrame or Series ``Y`` is
+        matched to it by label (see :func:`match_rows`).
+    against : str, default="X"
+        How that table is called in error messages.
 
     Returns
     -------
@@ -179,25 +294,45 @@ def check_response(
     gene_names : ndarray of object or None
         The column labels when ``Y`` is a DataFrame, else ``None``.
     """
+    Y = match_rows(Y, index, name=name, against=against)
     gene_names = None
     if isinstance(Y, pd.DataFrame):
         gene_names = Y.columns.to_numpy(dtype=object, copy=True)
-        non_numeric = [c for c, t in Y.dtypes.items() if not pd.api.types.is_numeric_dtype(t)]
+        non_numeric = [c for c, t in Y.dtypes.items()
+                       if not pd.api.types.is_numeric_dtype(t)
+                       or pd.api.types.is_complex_dtype(t)]
         if non_numeric:
             raise TypeError(
                 f"{name} must be numeric; column(s) {non_numeric[:5]} are not."
             )
-        values = Y.to_numpy()
+        # nullable columns (Float64, Int64) hold pd.NA: read it as NaN, reported below
+        values = Y.to_numpy(dtype=np.float64, na_value=np.nan)
     elif isinstance(Y, pd.Series):
-        values = Y.to_numpy()
+        if pd.api.types.is_numeric_dtype(Y.dtype) and not pd.api.types.is_complex_dtype(Y.dtype):
+            values = Y.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            values = Y.to_numpy()
     else:
-        if hasattr(Y, "toarray"):
+        if sparse.issparse(Y):
             Y = Y.toarray()
-        values = np.asarray(Y)
+        try:
+            values = np.asarray(Y)
+        except (TypeError, ValueError) as exc:  # ragged nested lists
+            raise ValueError(
+                f"{name} must be a 2-D array (n_rows, n_genes); could not read it as one "
+                f"({type(Y).__name__})."
+            ) from exc
+    if np.issubdtype(values.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real numbers; got values of dtype {values.dtype}.")
+    if values.dtype.kind in "mM":  # numpy would turn dates into day counts
+        raise TypeError(f"{name} must be numeric; got values of dtype {values.dtype}.")
     if values.dtype == object or not (
         np.issubdtype(values.dtype, np.number) or values.dtype == bool
     ):
         try:
+            if values.dtype == object:
+                # None and pd.NA are missing values, reported as NaN below
+                values = np.where(pd.isna(values), np.nan, values)
             values = values.astype(np.float64)
         except (TypeError, ValueError) as exc:
             raise TypeError(
@@ -208,19 +343,35 @@ def check_response(
     if values.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_rows, n_genes); got shape {values.shape}.")
     if values.shape[0] == 0 or values.shape[1] == 0:
-        raise ValueError(f"{name} is empty: got shape {values.shape}.")
+        raise ValueError(
+            f"{name} is empty: got shape {values.shape}; it needs at least one row and one gene."
+        )
     if n_rows is not None and values.shape[0] != n_rows:
         raise ValueError(
             f"{name} has {values.shape[0]} rows but the index table has {n_rows}; "
-            "row i of the responses must describe row i of the index table."
+            "every row of the index table needs one row of effects (matched by index label "
+            "for a DataFrame, by position for an array)."
         )
-    out = np.array(values, dtype=dtype, copy=True)
-    finite = np.isfinite(out)
+    # NaN and infinity are judged on the values as given; the cast to ``dtype``
+    # may only add infinities for finite values beyond its range, reported apart
+    wide = np.array(values, dtype=np.float64, copy=True)
+    finite = np.isfinite(wide)
     if not finite.all():
         bad = np.argwhere(~finite)[0]
         raise ValueError(
             f"{name} contains {int((~finite).sum())} NaN or infinite value(s) "
             f"(first at row {int(bad[0])}, column {int(bad[1])}); impute or drop them first."
+        )
+    with np.errstate(over="ignore"):
+        out = wide.astype(dtype)
+    overflow = ~np.isfinite(out)
+    if overflow.any():
+        bad = np.argwhere(overflow)[0]
+        raise ValueError(
+            f"{name} has {int(overflow.sum())} value(s) beyond the {np.dtype(dtype).name} "
+            f"range (largest magnitude {np.abs(wide).max():g}, first at row {int(bad[0])}, "
+            f"column {int(bad[1])}); the model computes in {np.dtype(dtype).name}: rescale "
+            "the effects."
         )
     return out, gene_names
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -12,6 +13,7 @@ from ._data import (
     check_response,
     encode_labels,
     label_examples,
+    match_rows,
     unique_labels,
 )
 
@@ -28,6 +30,10 @@ class PerturbationRegressorMixin(RegressorMixin, BaseEstimator):
     - ``contexts_``, ``perturbations_``: the labels seen in fit (sorted);
     - ``n_features_in_``, ``feature_names_in_``: columns of the index table;
     - ``n_genes_`` and ``gene_names_`` (``None`` when ``Y`` had no names).
+
+    Rows of ``Y`` (and of ``Y_obs`` in ``observed=(X_obs, Y_obs)``) are matched
+    to the rows of the index table by index label when ``Y`` is a DataFrame or
+    Series, by position when it is an array (see :func:`~c3tl_sklearn._data.match_rows`).
     """
 
     _min_contexts = 2
@@ -35,7 +41,8 @@ class PerturbationRegressorMixin(RegressorMixin, BaseEstimator):
     def _validate_fit_data(self, X, Y):
         """Check ``(X, Y)``, record label sets; return codes and a float32 copy of Y."""
         contexts, perturbations = check_index_table(X, self.context_col, self.perturbation_col)
-        Y_arr, gene_names = check_response(Y, n_rows=len(contexts))
+        # a DataFrame/Series Y is matched to X by index label, an array by position
+        Y_arr, gene_names = check_response(Y, n_rows=len(contexts), index=X.index)
         check_no_duplicate_pairs(contexts, perturbations)
         self.contexts_ = unique_labels(contexts)
         self.perturbations_ = unique_labels(perturbations)
@@ -73,10 +80,12 @@ class PerturbationRegressorMixin(RegressorMixin, BaseEstimator):
         if not (isinstance(observed, tuple | list) and len(observed) == 2):
             raise TypeError("observed must be a pair (X_obs, Y_obs): an index table and effects.")
         X_obs, Y_obs = observed
+        Y_obs = self._match_genes(Y_obs)
         contexts, perturbations = check_index_table(
             X_obs, self.context_col, self.perturbation_col, name="X_obs"
         )
-        Y_arr, _ = check_response(Y_obs, n_rows=len(contexts), name="Y_obs")
+        Y_arr, _ = check_response(Y_obs, n_rows=len(contexts), name="Y_obs",
+                                  index=X_obs.index, against="X_obs")
         if Y_arr.shape[1] != self.n_genes_:
             raise ValueError(
                 f"Y_obs has {Y_arr.shape[1]} genes but the model was fitted on {self.n_genes_}."
@@ -85,6 +94,47 @@ class PerturbationRegressorMixin(RegressorMixin, BaseEstimator):
         p_codes = encode_labels(perturbations, self.perturbations_)
         self._raise_unknown_perturbations(p_codes, perturbations)
         return contexts, Y_arr, p_codes
+
+    def _match_genes(self, Y_obs):
+        """Put the columns of a DataFrame ``Y_obs`` in the order of the genes of fit.
+
+        Columns are matched by name when both fit and ``Y_obs`` named them, as
+        rows are matched by index label: the same genes in another order are
+        reordered, other genes are an error.
+        """
+        names = getattr(self, "gene_names_", None)
+        if names is None or not isinstance(Y_obs, pd.DataFrame):
+            return Y_obs
+        fitted = pd.Index(names, dtype=object, tupleize_cols=False)
+        columns = pd.Index(Y_obs.columns, dtype=object, tupleize_cols=False)
+        if columns.equals(fitted) or len(columns) != len(fitted):
+            return Y_obs  # a different count is reported by the gene-count check
+        fix = ("give the effects of the fit genes, Y_obs[model.gene_names_], or pass Y_obs "
+               "as an array to match genes by position.")
+        known = set(fitted)
+        unknown = [c for c in columns if c not in known][:5]
+        if unknown:
+            raise ValueError(
+                f"Y_obs's columns are not the {len(fitted)} genes the model was fitted on "
+                f"(e.g. {unknown} are not among them); {fix}"
+            )
+        if columns.has_duplicates or fitted.has_duplicates:
+            raise ValueError(
+                "Y_obs's columns differ from the fit genes and gene names repeat (in Y_obs "
+                f"or in fit), so they cannot be matched by name; {fix}"
+            )
+        return Y_obs.iloc[:, columns.get_indexer(fitted)]
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """R² of ``predict(X)`` against ``y``, averaged over genes.
+
+        Like :meth:`sklearn.base.RegressorMixin.score`, except that the rows of
+        a DataFrame or Series ``y`` are matched to ``X`` by index label, as in
+        ``fit`` (an array ``y`` by position).
+        """
+        if isinstance(X, pd.DataFrame):
+            y = match_rows(y, X.index, name="Y")
+        return super().score(X, y, sample_weight=sample_weight)
 
     def _raise_unknown_perturbations(self, p_codes, perturbations):
         """A perturbation never observed in fit has no code: refuse clearly."""

@@ -281,7 +281,8 @@ gene_names_
         X : pandas.DataFrame of shape (n_rows, n_columns)
             Index table with the context and perturbation columns.
         Y : array-like or DataFrame of shape (n_rows, n_genes)
-            Observed effects, row i for row i of ``X``.
+            Observed effects: a DataFrame is matched to ``X`` by index label, an
+            array by position (row i for row i of ``X``).
 
         Returns
         -------

@@ -2,7 +2,9 @@
 
 Every metric takes ``(Y_true, Y_pred)`` of shape ``(n_rows, n_genes)``: one
 effect vector per scored (context, perturbation) pair. Inputs are validated
-(2-D, same shape, finite numbers) and never modified.
+(2-D, same shape, finite numbers) and never modified. Rows of a DataFrame or
+Series are matched by index label (to the index table ``X`` in
+:func:`score_table`, else to a pandas ``Y_true``), rows of arrays by position.
 
 Edge cases have defined values, so no NaN reaches an average:
 
@@ -68,6 +70,7 @@ from ._data import (
     check_label_columns,
     check_labels,
     check_response,
+    match_rows,
     segment_means,
     sorted_codes,
 )
@@ -98,10 +101,28 @@ _BLOCK = 1024
 # --------------------------------------------------------------------------- validation
 
 
-def _check_pair(Y_true, Y_pred) -> tuple[np.ndarray, np.ndarray]:
-    """Validate two response matrices; return float64 copies."""
+def _row_index(X, Y_true) -> pd.Index | None:
+    """The row index the other inputs are matched to: ``X``'s, else a pandas ``Y_true``'s."""
+    if isinstance(X, pd.DataFrame):
+        return X.index
+    if isinstance(Y_true, pd.DataFrame | pd.Series):
+        return Y_true.index
+    return None
+
+
+def _check_pair(Y_true, Y_pred, X=None) -> tuple[np.ndarray, np.ndarray]:
+    """Validate two response matrices; return float64 copies.
+
+    Rows follow the package's rule (:func:`~c3tl_sklearn._data.match_rows`): a
+    DataFrame or Series is matched to the index table ``X`` (or, without
+    ``X``, ``Y_pred`` to a pandas ``Y_true``) by index label, arrays by position.
+    """
+    index = _row_index(X, Y_true)
+    against = "X" if X is not None else "Y_true"
     arrays = []
     for name, Y in (("Y_true", Y_true), ("Y_pred", Y_pred)):
+        if name != against:
+            Y = match_rows(Y, index, name=name, against=against)
         try:
             ndim = np.ndim(Y)
         except ValueError as exc:  # ragged nested lists
@@ -120,10 +141,15 @@ def _check_pair(Y_true, Y_pred) -> tuple[np.ndarray, np.ndarray]:
     return arrays[0], arrays[1]
 
 
-def _check_contexts(contexts, n_rows: int) -> np.ndarray:
-    """Integer codes of per-row context labels (``None``: one context for all rows)."""
+def _check_contexts(contexts, n_rows: int, Y_true=None) -> np.ndarray:
+    """Integer codes of per-row context labels (``None``: one context for all rows).
+
+    A Series of contexts is matched to a pandas ``Y_true`` by index label.
+    """
     if contexts is None:
         return np.zeros(n_rows, dtype=np.intp)
+    contexts = match_rows(contexts, _row_index(None, Y_true), name="contexts",
+                          against="Y_true")
     labels = check_labels(contexts, n_rows, name="contexts", against="Y_true")
     return sorted_codes(labels)[0]
 
@@ -287,7 +313,7 @@ def centered_pearson_delta(Y_true, Y_pred, contexts, *, per_row: bool = False):
     """
     Yt, Yp = _check_pair(Y_true, Y_pred)
     _check_min_genes(Yt.shape[1], "centered_pearson_delta")
-    codes = _check_contexts(contexts, Yt.shape[0])
+    codes = _check_contexts(contexts, Yt.shape[0], Y_true)
     mu = _context_means(Yt, codes)
     scale_mu = _row_scale(mu)
     scale_t = np.maximum(_row_scale(Yt), scale_mu)
@@ -468,7 +494,7 @@ def discrimination_score(
             f"convention must be one of {_DISCRIMINATION_CONVENTIONS}; got {convention!r}."
         )
     Yt, Yp = _check_pair(Y_true, Y_pred)
-    codes = _check_contexts(contexts, Yt.shape[0])
+    codes = _check_contexts(contexts, Yt.shape[0], Y_true)
     scores = _discrimination_rows(Yt, Yp, codes, metric)
     if convention == "cell-eval":
         m = np.bincount(codes)[codes]
@@ -617,11 +643,11 @@ def score_table(X, Y_true, Y_pred, context_col: Hashable = "context", *, k: int 
     """
     (labels,) = check_label_columns(X, [context_col],
                                     column_hint="Set context_col to your context column.")
-    Yt, Yp = _check_pair(Y_true, Y_pred)
+    Yt, Yp = _check_pair(Y_true, Y_pred, X)
     if len(X) != Yt.shape[0]:
         raise ValueError(
-            f"X has {len(X)} rows but Y_true has {Yt.shape[0]}; row i of the responses must "
-            "describe row i of the index table."
+            f"X has {len(X)} rows but Y_true has {Yt.shape[0]}; every row of X needs one row "
+            "of effects (matched by index label for a DataFrame, by position for an array)."
         )
     codes, uniques = sorted_codes(labels)
     per_row = {
@@ -677,6 +703,8 @@ class _ContextScorer:
                 f"{self._context_col!r} of X, so X must be the index table (a DataFrame "
                 "with that column)."
             )
+        # y_true's rows follow X's by index label, as in fit (an array: by position)
+        y_true = match_rows(y_true, X.index, name="y_true")
         y_pred = estimator.predict(X)
         contexts = X[self._context_col].to_numpy(dtype=object)
         return self._sign * self._score_func(y_true, y_pred, contexts, **self._kwargs)

@@ -1,6 +1,9 @@
+import os
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 from threadpoolctl import threadpool_limits
 
 from c3tl_sklearn.datasets import make_synthetic_perturbations
@@ -9,6 +12,19 @@ from c3tl_sklearn.datasets import make_synthetic_perturbations
 # spin-waiting threads make tiny fits many times slower.
 torch.set_num_threads(1)
 threadpool_limits(1)
+
+# Hypothesis profiles. Tests that set ``max_examples`` themselves keep it; the
+# rest (the contract fuzzing in test_fuzz_contract.py) take it from the profile.
+# "ci" (default): a fixed seed and few enough examples for the fuzz file to run
+# in under a minute on two busy cores; no example database, so every run tries
+# the same examples. "long": many more examples (``C3TL_HYPOTHESIS_PROFILE=long``),
+# still from a fixed seed so a failure found there can be replayed.
+_FUZZ_HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+settings.register_profile("ci", max_examples=30, deadline=None, derandomize=True,
+                          database=None, suppress_health_check=_FUZZ_HEALTH)
+settings.register_profile("long", max_examples=1000, deadline=None, derandomize=True,
+                          database=None, suppress_health_check=_FUZZ_HEALTH)
+settings.load_profile(os.environ.get("C3TL_HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

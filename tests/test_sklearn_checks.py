@@ -27,6 +27,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from c3tl_sklearn import C3TLEnsemble, C3TLRegressor
 from c3tl_sklearn.baselines import (
     AdditiveBaseline,
     ClosestContextBaseline,
@@ -35,16 +36,36 @@ from c3tl_sklearn.baselines import (
 )
 from c3tl_sklearn.datasets import make_synthetic_perturbations
 
+
+def TinyC3TLRegressor() -> C3TLRegressor:  # named like the class: it names the test ids
+    """C3TL small enough for the checks to run in seconds.
+
+    No validation split: which pairs validate is drawn by row, so without it a
+    fit on shuffled rows is the same model up to floating-point reordering.
+    """
+    return C3TLRegressor(max_epochs=2, hidden_dims=(4,), latent_dim=2, n_components=None,
+                         validation_fraction=0.0, random_state=0)
+
+
+def TinyC3TLEnsemble() -> C3TLEnsemble:
+    """One tiny member; no calibration pairs (drawn by row, like the validation split)."""
+    return C3TLEnsemble(TinyC3TLRegressor(), n_estimators=1, calibration_fraction=0.0,
+                        random_state=0)
+
+
 #: Factories of every estimator checked here (unfitted, seeded where they draw).
 ESTIMATORS: list[Callable[[], BaseEstimator]] = [
     MeanBaseline,
     AdditiveBaseline,
     ClosestContextBaseline,
     LinearTransferBaseline,
+    TinyC3TLRegressor,
+    TinyC3TLEnsemble,
 ]
 
 #: Relative tolerance of the row-order check per class name (default: 1e-7).
-ROW_ORDER_RTOL: dict[str, float] = {}
+#: C3TL sums over rows in float32, in an order that follows the rows of X.
+ROW_ORDER_RTOL: dict[str, float] = {"C3TLRegressor": 1e-4, "C3TLEnsemble": 1e-4}
 
 _ARRAY = (
     "the check fits on a numeric array, and the estimator takes an index table (a "
@@ -53,7 +74,8 @@ _ARRAY = (
 _SEE_BELOW = _ARRAY + "; the DataFrame version is {} in tests/test_sklearn_checks.py"
 _REFUSED_FIRST = (
     _ARRAY + ", before reaching the input the check is about; that input is refused "
-    "through the index-table contract, tested in tests/test_baselines.py and test_data.py"
+    "through the index-table contract, tested in tests/test_input_contract.py, "
+    "test_fuzz_contract.py, test_baselines.py and test_data.py"
 )
 
 EXPECTED_FAILED_CHECKS: dict[str, str] = {
@@ -163,10 +185,17 @@ def test_fit_changes_no_parameter_nor_the_data(estimator, data):
     _fit(estimator, X, Y)
     after = {key: joblib_hash(value) for key, value in estimator.get_params(deep=True).items()}
     assert after == before
-    # only fitted attributes (ending in "_") were added
-    assert {key for key in vars(estimator) if not key.endswith("_")} == set(params)
+    # only fitted attributes (ending in "_") and private ones were added, as in
+    # scikit-learn's check_dont_overwrite_parameters
+    added = {key for key in vars(estimator)
+             if not key.endswith("_") and not key.startswith("_")}
+    assert added == set(get_params_shallow(estimator))
     pd.testing.assert_frame_equal(X, X_before)
     pd.testing.assert_frame_equal(Y, Y_before)
+
+
+def get_params_shallow(estimator) -> dict:
+    return estimator.get_params(deep=False)
 
 
 def test_predict_changes_nothing(estimator, data):

@@ -435,12 +435,8 @@ def to_anndata(
     """
     anndata = _import_anndata()
     check_index_table(X, context_col, perturbation_col)
-    if isinstance(Y_pred, pd.DataFrame) and not Y_pred.index.equals(X.index):
-        raise ValueError(
-            "Y_pred is a DataFrame whose index differs from X's; rows are matched by "
-            "position, so align them first (or pass Y_pred.to_numpy())."
-        )
-    values, frame_genes = check_response(Y_pred, n_rows=len(X), name="Y_pred")
+    # the package's row rule: a DataFrame by index label, an array by position
+    values, frame_genes = check_response(Y_pred, n_rows=len(X), name="Y_pred", index=X.index)
     n_genes = values.shape[1]
     if genes is None:
         genes = frame_genes if frame_genes is not None else [f"gene_{j}" for j in range(n_genes)]

@@ -22,7 +22,7 @@ from sklearn.model_selection import check_cv, cross_validate
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._data import object_array
+from .._data import match_rows, object_array
 from .._serialize import jsonable
 from ..metrics import CONTEXT_METRICS, SCORERS, make_context_scorer
 from ._spaces import _check_space, default_search_space, suggest_params
@@ -637,6 +637,8 @@ class C3TLSearchCV(MetaEstimatorMixin, BaseEstimator):
         score : float
         """
         estimator = self._check_refit("score")
+        if isinstance(X, pd.DataFrame):  # Y's rows follow X's by index label, as in fit
+            Y = match_rows(Y, X.index, name="Y")
         return float(self.scorer_[self.objective_](estimator, X, Y))
 
     def trials_dataframe(self) -> pd.DataFrame:

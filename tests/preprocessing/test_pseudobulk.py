@@ -581,8 +581,11 @@ def test_to_anndata_validates():
     frame = pd.DataFrame(np.zeros((2, 2)), columns=["a", "b"])
     with pytest.raises(ValueError, match="genes differs from the columns"):
         to_anndata(X, frame, genes=["a", "c"])
-    with pytest.raises(ValueError, match="index differs"):
+    with pytest.raises(ValueError, match="X and Y_pred have different row indexes"):
         to_anndata(X, frame.set_axis([5, 6]))
+    # the same labels in another order are matched by label
+    swapped = pd.DataFrame([[1.0, 2.0], [3.0, 4.0]], index=[1, 0], columns=["a", "b"])
+    np.testing.assert_array_equal(to_anndata(X, swapped).X, [[3.0, 4.0], [1.0, 2.0]])
 
 
 def test_huge_label_space_path_gives_the_same_result(monkeypatch):
