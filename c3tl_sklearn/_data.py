@@ -258,46 +258,9 @@ def _same_index(a: pd.Index, b: pd.Index) -> bool:
         return False
 
 
-def check_response(
-    Y,
-    n_rows: int | None = None,
-    *,
-    name: str = "Y",
-    dtype=np.float32,
-    index: pd.Index | None = None,
-    against: str = "X",
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validate a response matrix and return it as a new float array.
-
-    Parameters
-    ----------
-    Y : array-like or pandas.DataFrame of shape (n_rows, n_genes)
-        Effects (for example pseudo-bulk log fold changes). A 1-D array is read
-        as a single gene.
-    n_rows : int, optional
-        Expected number of rows (the length of the index table).
-    name : str, default="Y"
-        How the matrix is called in error messages.
-    dtype : numpy dtype, default=float32
-        Values that are finite but beyond this type's range are refused with
-        their own message (the cast would turn them into infinities).
-    index : pandas.Index, optional
-        Row index of the table ``Y`` describes; a DataFrame or Series ``Y`` is
-        matched to it by label (see :func:`match_rows`).
-    against : str, default="X"
-        How that table is called in error messages.
-
-    Returns
-    -------
-    Y_array : ndarray of shape (n_rows, n_genes)
-        A copy in ``dtype``; the caller's object is never modified.
-    gene_names : ndarray of object or None
-        The column labels when ``Y`` is a DataFrame, else ``None``.
-    """
-    Y = match_rows(Y, index, name=name, against=against)
-    gene_names = None
+def _real_values(Y, name: str) -> np.ndarray:
+    """``Y`` as a float64 (or bool/number) ndarray; a clear error for what is not real numbers."""
     if isinstance(Y, pd.DataFrame):
-        gene_names = Y.columns.to_numpy(dtype=object, copy=True)
         non_numeric = [c for c, t in Y.dtypes.items()
                        if not pd.api.types.is_numeric_dtype(t)
                        or pd.api.types.is_complex_dtype(t)]
@@ -338,6 +301,50 @@ def check_response(
             raise TypeError(
                 f"{name} must be numeric; got values of dtype {values.dtype}."
             ) from exc
+    return values
+
+
+def check_response(
+    Y,
+    n_rows: int | None = None,
+    *,
+    name: str = "Y",
+    dtype=np.float32,
+    index: pd.Index | None = None,
+    against: str = "X",
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate a response matrix and return it as a new float array.
+
+    Parameters
+    ----------
+    Y : array-like or pandas.DataFrame of shape (n_rows, n_genes)
+        Effects (for example pseudo-bulk log fold changes). A 1-D array is read
+        as a single gene.
+    n_rows : int, optional
+        Expected number of rows (the length of the index table).
+    name : str, default="Y"
+        How the matrix is called in error messages.
+    dtype : numpy dtype, default=float32
+        Values that are finite but beyond this type's range are refused with
+        their own message (the cast would turn them into infinities).
+    index : pandas.Index, optional
+        Row index of the table ``Y`` describes; a DataFrame or Series ``Y`` is
+        matched to it by label (see :func:`match_rows`).
+    against : str, default="X"
+        How that table is called in error messages.
+
+    Returns
+    -------
+    Y_array : ndarray of shape (n_rows, n_genes)
+        A copy in ``dtype``; the caller's object is never modified.
+    gene_names : ndarray of object or None
+        The column labels when ``Y`` is a DataFrame, else ``None``.
+    """
+    Y = match_rows(Y, index, name=name, against=against)
+    gene_names = None
+    if isinstance(Y, pd.DataFrame):
+        gene_names = Y.columns.to_numpy(dtype=object, copy=True)
+    values = _real_values(Y, name)
     if values.ndim == 1:
         values = values[:, None]
     if values.ndim != 2:

@@ -129,17 +129,7 @@ def make_synthetic_perturbations(
         clean += (context_offset * rng.standard_normal((n_contexts, n_genes)))[ci].astype(
             np.float32
         )
-    Y = np.empty_like(clean)
-    for start in range(0, ci.size, 8192):
-        sl = slice(start, start + 8192)
-        if noise_df is None:
-            eps = rng.standard_normal(clean[sl].shape)
-        else:
-            eps = rng.standard_t(noise_df, clean[sl].shape) / np.sqrt(noise_df / (noise_df - 2))
-        Y[sl] = clean[sl] + noise * eps
-    if rank_transform:
-        ranks = Y.argsort(axis=1).argsort(axis=1) + 0.5
-        Y = norm.ppf(ranks / n_genes).astype(np.float32)
+    Y = _observe(clean, noise, noise_df, rank_transform, rng)
 
     ctx_names = np.array([f"ctx{i}" for i in range(n_contexts)], dtype=object)
     pert_names = np.array([f"pert{i}" for i in range(n_perturbations)], dtype=object)
@@ -149,3 +139,19 @@ def make_synthetic_perturbations(
     if return_truth:
         return X, Y, {"effects": clean, "z": z, "psi": psi}
     return X, Y
+
+
+def _observe(clean, noise: float, noise_df: float | None, rank_transform: bool, rng):
+    """Noisy observations of the clean effects, rank-transformed per row if asked."""
+    Y = np.empty_like(clean)
+    for start in range(0, len(clean), 8192):  # chunks: no float64 copy of the whole
+        sl = slice(start, start + 8192)
+        if noise_df is None:
+            eps = rng.standard_normal(clean[sl].shape)
+        else:
+            eps = rng.standard_t(noise_df, clean[sl].shape) / np.sqrt(noise_df / (noise_df - 2))
+        Y[sl] = clean[sl] + noise * eps
+    if rank_transform:
+        ranks = Y.argsort(axis=1).argsort(axis=1) + 0.5
+        Y = norm.ppf(ranks / Y.shape[1]).astype(np.float32)
+    return Y
