@@ -8,16 +8,15 @@ from c3tl_sklearn.datasets import make_synthetic_perturbations
 
 
 def test_options_off_leave_the_draws_unchanged():
-    X, Y, truth = make_synthetic_perturbations(5, 20, 30, return_truth=True, random_state=3)
-    X2, Y2 = make_synthetic_perturbations(5, 20, 30, context_offset=0.0, noise_df=None,
+    _, Y, truth = make_synthetic_perturbations(5, 20, 30, return_truth=True, random_state=3)
+    _, Y2 = make_synthetic_perturbations(5, 20, 30, context_offset=0.0, noise_df=None,
                                           rank_transform=False, random_state=3)
     np.testing.assert_array_equal(Y.to_numpy(), Y2.to_numpy())
     assert np.allclose(Y.to_numpy(), truth["effects"], atol=1.0)
 
 
 def test_context_offset_shifts_every_effect_of_a_context_alike():
-    _, base, t0 = make_synthetic_perturbations(6, 40, 25, noise=0.0, return_truth=True,
-                                                random_state=0)
+    _, base = make_synthetic_perturbations(6, 40, 25, noise=0.0, random_state=0)
     X, shifted = make_synthetic_perturbations(6, 40, 25, noise=0.0, context_offset=2.0,
                                               random_state=0)
     shift = shifted.to_numpy() - base.to_numpy()
