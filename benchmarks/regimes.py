@@ -208,6 +208,11 @@ def main() -> None:
     parser.add_argument("--groups", nargs="*", default=None,
                         help="lincs, contexts, shapes, variants (default: all)")
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--cells", default=None,
+                        help="only cells whose name contains this text")
+    parser.add_argument("--c3tl", default="",
+                        help="C3TLRegressor keyword arguments to try instead of the defaults, "
+                             "e.g. 'n_components=None' (rows labelled 'C3TL <arguments>')")
     parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads")
     parser.add_argument("--table", action="store_true", help="only rebuild table.md")
     parser.add_argument("--lincs-scores", default=None,
@@ -219,8 +224,15 @@ def main() -> None:
     if not args.table:
         torch.set_num_threads(args.threads)
         threadpool_limits(args.threads)
+        if args.c3tl:
+            label = f"C3TL {args.c3tl}"
+            kwargs = eval(f"dict({args.c3tl})", {"__builtins__": {}, "dict": dict})  # literals
+            MODELS[label] = lambda: C3TLRegressor(random_state=0, **kwargs)
+            args.models = [label if m == "C3TL" else m for m in args.models]
         for cell in cells():
             if args.groups and cell.group not in args.groups:
+                continue
+            if args.cells and args.cells not in cell.name:
                 continue
             start = time.perf_counter()
             rows = pd.DataFrame(run_cell(cell, args.models))
