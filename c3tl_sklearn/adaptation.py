@@ -149,27 +149,30 @@ class ContextReadout:
 def _loo_alpha(F: np.ndarray, R: np.ndarray) -> float:
     """The penalty of :data:`ALPHAS` with the smallest exact leave-one-out error.
 
-    Ridge of the centred ``R`` on the centred ``F``, with ``Fc = U S V^T``. The
-    leave-one-out residual of row ``i`` is its residual divided by ``1 - h_i``
-    (``h`` the hat matrix diagonal, intercept included), and the squared norm
-    of the residual, ``||r_i - sum_k U_ik s_k Q_k||^2`` with ``Q = U^T Rc``,
-    expands into products with ``Rc Q^T`` and ``Q Q^T``: one pass over the
-    outputs serves every penalty.
+    Ridge of the centred ``R`` on the centred ``F``. With ``Fc = U S V^T``
+    (from the eigendecomposition of the small ``Fc^T Fc``), the leave-one-out
+    residual of row ``i`` is its residual divided by ``1 - h_i`` (``h`` the
+    hat matrix diagonal, intercept included), and the squared norm of the
+    residual, ``||r_i - sum_k U_ik s_k Q_k||^2`` with ``Q = U^T Rc``, expands
+    into products with ``Rc Q^T`` and ``Q Q^T``: one pass over the outputs
+    serves every penalty.
     """
     n = len(F)
     Fc, Rc = F - F.mean(axis=0), R - R.mean(axis=0)
-    U, sv, _ = np.linalg.svd(Fc, full_matrices=False)
-    keep = sv > 1e-10 * max(float(sv.max(initial=0.0)), 1e-300)
-    U, sv = U[:, keep], sv[keep]
+    lam, V = np.linalg.eigh(Fc.T @ Fc)
+    keep = lam > 1e-10 * max(float(lam.max(initial=0.0)), 1e-300)
+    lam, V = lam[keep], V[:, keep]
+    U = (Fc @ V) / np.sqrt(lam)
     Q = U.T @ Rc
     RQ = Rc @ Q.T
     QQ = Q @ Q.T
     r2 = np.einsum("ij,ij->i", Rc, Rc)
+    U2 = U**2
     errors = []
     for alpha in ALPHAS:
-        shrink = sv**2 / (sv**2 + alpha)
+        shrink = lam / (lam + alpha)
         Us = U * shrink
-        e2 = r2 - 2 * np.einsum("ik,ik->i", Us, RQ) + np.einsum("ik,kl,il->i", Us, QQ, Us)
-        h = 1.0 / n + (U**2) @ shrink
+        e2 = r2 - 2 * np.sum(Us * RQ, axis=1) + np.sum((Us @ QQ) * Us, axis=1)
+        h = 1.0 / n + U2 @ shrink
         errors.append(float(np.sum(np.maximum(e2, 0.0) / np.maximum(1.0 - h, 1e-6) ** 2)))
     return float(ALPHAS[int(np.argmin(errors))])

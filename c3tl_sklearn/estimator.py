@@ -14,6 +14,7 @@ from skorch import NeuralNetRegressor
 from skorch.callbacks import EarlyStopping
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
+from threadpoolctl import threadpool_limits
 
 from ._data import (
     encode_labels,
@@ -428,7 +429,13 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         # a perturbation measured only here has no prediction without its own pair
         usable = np.flatnonzero(n_p[p_codes] > 1)
         self.readout_ = ContextReadout(len(self.contexts_), F_rows.shape[1], self.n_genes_)
-        # one context at a time: its penalty is chosen on all of its pairs at once
+        # Many small dense problems: BLAS threads would only contend with the
+        # OpenMP threads torch leaves spinning after training (several times slower).
+        with threadpool_limits(1, user_api="blas"):
+            self._add_fit_residuals(held_out, F_rows, Y_genes, c_codes, p_codes, n_p, usable)
+
+    def _add_fit_residuals(self, held_out, F_rows, Y_genes, c_codes, p_codes, n_p, usable):
+        """Add each context's held-out residuals; its penalty is chosen on all of them at once."""
         for c in np.unique(c_codes[usable]):
             block = usable[c_codes[usable] == c]
             pred = self._to_genes(held_out[block], p_codes[block])
@@ -457,14 +464,16 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         n_pert = len(self.perturbations_)
         per_pert = [z[:, : self.latent_dim].cpu().numpy().astype(np.float64)]
         per_row = [z_rows.astype(np.float64)]
-        means, counts = segment_means(p_codes, n_pert, Y_genes)
+        counts = np.bincount(p_codes, minlength=n_pert)
         k = int(min(_MAX_MEAN_COMPONENTS, n_pert - 1, self.n_genes_))
         basis = self.pca_
         if k >= 1 and (basis is None or basis.n_components_ > k):
             basis = PCA(k, random_state=0).fit(Y_genes)
         if k >= 1:
-            t_means = basis.transform(means)[:, :k]
-            t_own = basis.transform(Y_genes)[:, :k]
+            # the network's observations are already the rows in the basis
+            own = self.net_.module_.obs_x.cpu().numpy() if basis is self.pca_ else None
+            t_own = (basis.transform(Y_genes) if own is None else own)[:, :k]
+            t_means, _ = segment_means(p_codes, n_pert, t_own)
             n = counts[p_codes][:, None]
             per_pert.append(t_means)
             per_row.append((n * t_means[p_codes] - t_own) / np.maximum(n - 1, 1))

@@ -182,6 +182,10 @@ def test_a_pairs_own_effect_never_reaches_its_features(small_data):
     _, rows = model._readout_features(values, p_codes, z_rows)
     changed = values.copy()
     changed[3] += 10.0
+    module = model.net_.module_
+    x = module.obs_x.clone()
+    x[3] = torch.from_numpy(model.pca_.transform(changed[3:4]).astype(np.float32))[0]
+    module.set_observations(x, module.obs_context, module.obs_perturbation)
     _, rows_changed = model._readout_features(changed, p_codes, z_rows)
     np.testing.assert_allclose(rows_changed[3], rows[3], atol=1e-5)
     others = p_codes == p_codes[3]
