@@ -11,6 +11,7 @@ each other down several times (a fold took 86 s instead of 16 s).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,17 +29,24 @@ def threads_per_worker(n_jobs: int | None) -> int:
 
 @contextmanager
 def limit_threads(n_threads: int) -> Iterator[None]:
-    """Torch and BLAS/OpenMP threads limited to ``n_threads`` inside the block."""
-    import torch
+    """Torch and BLAS/OpenMP threads limited to ``n_threads`` inside the block.
+
+    Torch is only limited when already imported: a task that fits a torch model
+    imports it while its arguments are unpickled, before this runs, and a task
+    without torch (pseudo-bulk) need not pay its import and memory.
+    """
     from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(n_threads)
     try:
         with threadpool_limits(limits=n_threads):
             yield
     finally:
-        torch.set_num_threads(before)
+        if torch is not None:
+            torch.set_num_threads(before)
 
 
 def _call_limited(func: Callable, n_threads: int, args: tuple) -> Any:
