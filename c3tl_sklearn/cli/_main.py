@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int,
                      help="CPU threads for torch and for BLAS/OpenMP (numpy, scipy, sklearn); "
                      "1 is much faster on a busy machine")
+    run.add_argument("--n-jobs", type=int, default=1,
+                     help="fits at once through joblib (evaluation splits, tuning folds); "
+                     "each gets cores/n_jobs threads (default: 1)")
     run.add_argument("--storage", metavar="URL|PATH",
                      help="Optuna storage (sqlite:///x.db, postgresql://..., or a .log "
                      "journal file) so tuning resumes and can be shared")
@@ -230,4 +233,5 @@ def _main_run(args, start_time: float, out: str, command: str) -> BenchmarkResul
         study_prefix=args.study_prefix, seed=args.seed, max_points=args.max_points,
         out_dir=out, progress=not args.quiet, command=command,
         data_description=description, start_time=start_time, tune_only=args.tune_only,
+        n_jobs=args.n_jobs,
     )

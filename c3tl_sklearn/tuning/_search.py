@@ -392,7 +392,7 @@ class C3TLSearchCV(MetaEstimatorMixin, BaseEstimator):
         "warmup_epochs": [Interval(Integral, 0, None, closed="left"), None],
         "random_state": ["random_state"],
         "timeout": [Interval(Real, 0, None, closed="neither"), None],
-        "n_jobs": [Integral],
+        "n_jobs": [Integral, None],
         "error_score": [StrOptions({"raise"}), Real],
         "callbacks": [list, tuple, None],
         "verbose": ["verbose"],
