@@ -1,0 +1,49 @@
+"""Exactly ``max_trials`` finished trials across workers (c3tl_sklearn.tuning._budget)."""
+
+import pytest
+
+optuna = pytest.importorskip("optuna")
+
+from optuna.distributions import FloatDistribution  # noqa: E402
+
+from c3tl_sklearn.tuning import C3TLSearchCV, make_storage  # noqa: E402
+from c3tl_sklearn.tuning._budget import SurplusTrialError, check_slot  # noqa: E402
+
+from .conftest import fast_c3tl, loco  # noqa: E402
+
+TrialState = optuna.trial.TrialState
+SPACE = {"lr": FloatDistribution(1e-3, 1e-2, log=True)}
+
+
+def test_a_trial_behind_a_full_budget_is_given_up():
+    study = optuna.create_study(direction="maximize")
+    running = study.ask(SPACE)  # another worker's trial, started first
+    for value in (0.1, 0.2):
+        study.tell(study.ask(SPACE), value)
+    late = study.ask(SPACE)
+    with pytest.raises(SurplusTrialError, match="max_trials=3"):
+        check_slot(late, 3)
+    assert late.user_attrs["surplus"] is True
+    check_slot(running, 3)  # the earlier trial keeps its slot
+    check_slot(late, 4)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_dead_workers_trial_is_failed_retried_and_counted_once(data, tmp_path):
+    X, Y = data
+    storage = make_storage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat_interval=1,
+                           grace_period=2)
+    study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    dead = study.ask(SPACE)  # a worker that beat once, then died
+    study._storage.record_heartbeat(dead._trial_id)
+    search = C3TLSearchCV(fast_c3tl(), SPACE, n_trials=3, max_trials=3,
+                          cv=loco(), storage=storage, study_name="s", pruning=False,
+                          refit=False).fit(X, Y)
+    trials = search.study_.get_trials()
+    states = [t.state for t in trials]
+    assert states.count(TrialState.COMPLETE) == 3 and len(trials) == 4
+    assert trials[dead.number].state == TrialState.FAIL
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    assert retry[0].params == trials[dead.number].params
+    assert search.n_trials_run_ == 3  # the two it started and the retry
