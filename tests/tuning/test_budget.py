@@ -29,6 +29,7 @@ def test_a_trial_behind_a_full_budget_is_given_up():
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # the simulated worker
 def test_a_dead_workers_trial_is_failed_retried_and_counted_once(data, tmp_path):
     X, Y = data
     storage = make_storage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat_interval=1,
