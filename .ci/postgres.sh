@@ -29,8 +29,11 @@ c3tl_pg_start() {
     C3TL_PG_USER="$(id -un)"
     if [[ "$(id -u)" == 0 ]]; then
         C3TL_PG_USER=postgres
-        id -u postgres >/dev/null 2>&1 || useradd --system --no-create-home c3tl-pg 2>/dev/null
-        id -u postgres >/dev/null 2>&1 || C3TL_PG_USER=c3tl-pg
+        if ! id -u postgres >/dev/null 2>&1; then
+            C3TL_PG_USER=c3tl-pg
+            id -u c3tl-pg >/dev/null 2>&1 || useradd --system --no-create-home c3tl-pg \
+                || { echo "postgres: cannot create a user to run the server" >&2; return 0; }
+        fi
     fi
     C3TL_PG_DIR="$(mktemp -d /tmp/c3tl-pg.XXXXXX)"
     chmod 755 "$C3TL_PG_DIR"
@@ -46,7 +49,8 @@ c3tl_pg_start() {
         >/dev/null || {
         echo "postgres: the server did not start:" >&2; cat "$C3TL_PG_DIR/server.log" >&2
         return 0; }
-    c3tl_pg_as "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres c3tl_test
+    c3tl_pg_as "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres c3tl_test || {
+        echo "postgres: createdb failed" >&2; return 0; }
     export C3TL_TEST_POSTGRES_URL="postgresql://postgres@127.0.0.1:$port/c3tl_test"
     echo "postgres: $C3TL_TEST_POSTGRES_URL" >&2
 }
