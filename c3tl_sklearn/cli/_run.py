@@ -340,7 +340,7 @@ def _tune_model(name, base, X, Y, split, fraction, *, n_trials, inner_folds, sco
     objective = scoring if isinstance(scoring, str) else next(iter(scoring))
 
     def report(study, trial):
-        value = "pruned" if trial.value is None else f"{objective} {trial.value:.4f}"
+        value = "no score" if trial.value is None else f"{objective} {trial.value:.4f}"
         try:
             best = f", best {study.best_value:.4f}"
         except ValueError:

@@ -179,10 +179,10 @@ class _Objective:
 
     def __call__(self, trial) -> float:
         self.started.append(trial.number)
+        trial.set_user_attr("worker", self.worker)
         if self.search.max_trials is not None:
             check_slot(trial, self.search.max_trials)  # before any fit: another worker won
         params = suggest_params(trial, self.space)
-        trial.set_user_attr("worker", self.worker)
         trial.set_user_attr("estimator_params", jsonable(params))
         record = {"split_scores": {name: [] for name in self.scorers}, "fit_times": [],
                   "score_times": [], "n_epochs": []}
