@@ -62,7 +62,8 @@ def parallel_map(func: Callable, items: Iterable[tuple], n_jobs: int | None) -> 
     :func:`limit_threads` with :func:`threads_per_worker` threads.
     """
     items = list(items)
-    if n_jobs == 1 or len(items) <= 1:
+    # one job (also n_jobs=None outside a parallel_config): keep the caller's threads
+    if effective_n_jobs(n_jobs) == 1 or len(items) <= 1:
         return [func(*args) for args in items]
     n_threads = threads_per_worker(n_jobs)
     return Parallel(n_jobs=n_jobs)(delayed(_call_limited)(func, n_threads, args)

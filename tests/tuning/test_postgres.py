@@ -94,6 +94,11 @@ def test_three_workers_one_killed_exact_budget():
 
     trials = optuna.load_study(study_name=name, storage=URL).get_trials()
     states = {t.number: t.state for t in trials}
+    # shown with -s: what the run looked like
+    print(f"killed trial {killed.number}; " + ", ".join(
+        f"{t.number}:{t.state.name}" + (f"(retry of {t.system_attrs['failed_trial']})"
+                                         if "failed_trial" in t.system_attrs else "")
+        + ("(surplus)" if t.user_attrs.get("surplus") else "") for t in trials))
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     # the budget is met exactly, and nothing is left running or queued
     assert len(complete) == max_trials, states
