@@ -203,14 +203,19 @@ def merged_plan(parts: list[dict], controls: list, min_cells: int, context_key,
                                                        for p in parts])[:-1]),
                  "controls": np.split(control_codes, np.cumsum([p["control_counts"].size
                                                                 for p in parts])[:-1])}
-    return _filtered_plan(observed, observed_counts, control_counts, contexts, perturbations,
-                          controls, min_cells, context_key, perturbation_key,
-                          sum(p["n_unlabelled"] for p in parts)), positions
+    plan, positions["kept_pairs"] = _filtered_plan(
+        observed, observed_counts, control_counts, contexts, perturbations, controls,
+        min_cells, context_key, perturbation_key, sum(p["n_unlabelled"] for p in parts))
+    return plan, positions
 
 
 def _filtered_plan(observed, observed_counts, control_counts, contexts, perturbations,
-                   controls, min_cells, context_key, perturbation_key, n_unlabelled) -> _Plan:
-    """``min_cells`` and the controls applied to the merged groups (as ``_plan_groups``)."""
+                   controls, min_cells, context_key, perturbation_key,
+                   n_unlabelled) -> tuple[_Plan, np.ndarray]:
+    """``min_cells`` and the controls applied to the merged groups (as ``_plan_groups``).
+
+    Returns the plan and the merged pairs it keeps (positions in ``observed``).
+    """
     n_p = len(perturbations)
     obs_c, obs_p = observed // n_p, observed % n_p
     context_ok = control_counts >= min_cells
@@ -228,7 +233,7 @@ def _filtered_plan(observed, observed_counts, control_counts, contexts, perturba
     control_row[kept_contexts] = kept_idx.size + np.arange(kept_contexts.size)
     status = np.where(~has_control, "no_control", np.where(enough, "kept", "too_few_cells"))
     return _Plan(
-        cell_group=kept_idx,  # here: the merged pair of every kept row
+        cell_group=np.empty(0, dtype=np.int64),  # no cells here: only merged groups
         n_pairs=kept_idx.size, pair_context=obs_c[kept_idx],
         pair_perturbation=obs_p[kept_idx], pair_counts=observed_counts[kept_idx],
         control_row_of_context=control_row, control_counts=control_counts,
@@ -237,7 +242,7 @@ def _filtered_plan(observed, observed_counts, control_counts, contexts, perturba
         groups=_groups_table(labels, obs_c, obs_p, observed_counts, status, control_counts,
                              context_ok),
         n_unlabelled=n_unlabelled,
-    )
+    ), kept_idx
 
 
 def merged_sums(parts: list[dict], plan: _Plan, positions: dict, key: str) -> np.ndarray:
@@ -253,7 +258,7 @@ def merged_sums(parts: list[dict], plan: _Plan, positions: dict, key: str) -> np
         # a group occurs once per file, so these fancy-index additions never collide
         pairs[at_pair] += values[:n]
         controls[at_control] += values[n:]
-    return np.concatenate([pairs[plan.cell_group], controls[plan.kept_contexts]])
+    return np.concatenate([pairs[positions["kept_pairs"]], controls[plan.kept_contexts]])
 
 
 def files_table(parts: list[dict]) -> pd.DataFrame:
