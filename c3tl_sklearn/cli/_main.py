@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--synthetic-shape", type=_int_list, default=[6, 60, 50],
                       metavar="C,P,G", help="contexts,perturbations,genes of --data synthetic "
                       "(default: 6,60,50)")
-    data.add_argument("--h5ad", metavar="PATH", help="single cells to pseudo-bulk")
+    data.add_argument("--h5ad", metavar="PATH", help="single cells to pseudo-bulk (a quoted "
+                      "glob such as 'plates/*.h5ad': all its files together)")
     data.add_argument("--context-key", help="obs column with the context of every cell")
     data.add_argument("--perturbation-key", help="obs column with the perturbation")
     data.add_argument("--control", action="append", metavar="LABEL",

@@ -90,3 +90,16 @@ def test_glob_and_errors(tmp_path):
     other.write_h5ad(tmp_path / "other.h5ad")
     with pytest.raises(ValueError, match="same var_names"):
         pseudobulk([*paths, str(tmp_path / "other.h5ad")], "cell_line", "drug", "ctrl")
+
+
+def test_benchmark_reads_a_glob_of_files(tmp_path):
+    from c3tl_sklearn.cli import load_benchmark_data
+
+    adata = make_cells(5)
+    paths = split_into_files(adata, tmp_path, sparse=True)
+    X, Y, description = load_benchmark_data(
+        h5ad=str(tmp_path / "plate*.h5ad"), context_key="cell_line", perturbation_key="drug",
+        control="ctrl", min_cells=5)
+    X_ref, Y_ref = pseudobulk(paths, "cell_line", "drug", "ctrl", min_cells=5)
+    assert len(X) == len(X_ref) > 0 and "plate*.h5ad" in description
+    np.testing.assert_allclose(np.asarray(Y, dtype=float), Y_ref.to_numpy(), rtol=1e-6)
