@@ -9,6 +9,11 @@ given up before any fit. Slots are ordered by trial number, so the outcome
 does not depend on which worker looks first. The trial of a worker that died
 holds its slot until the storage's heartbeat marks it failed; its retry (a
 ``WAITING`` trial queued by the storage's retry callback) then takes the slot.
+
+A storage without heartbeats (a journal file) cannot tell a running trial from
+the leftover of a killed process, which would hold its slot for ever; there
+running trials hold no slot, as with Optuna's own callback: concurrent workers
+may then overshoot, but a resumed study is never left short.
 """
 
 from __future__ import annotations
@@ -44,11 +49,17 @@ def _fail_stale(study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
+def _held_states(study) -> tuple:
+    """Unfinished states that hold a slot: running ones only where heartbeats expose the dead."""
+    return _HELD if _heartbeat_interval(study) is not None else (TrialState.WAITING,)
+
+
 def check_slot(trial, max_trials: int) -> None:
     """Raise :class:`SurplusTrialError` when trials numbered below ``trial`` fill the budget."""
+    held = _held_states(trial.study)
     ahead = 0
     for other in trial.study.get_trials(deepcopy=False):
-        if other.state in _FINISHED or (other.state in _HELD and other.number < trial.number):
+        if other.state in _FINISHED or (other.state in held and other.number < trial.number):
             ahead += 1
     if ahead >= max_trials:
         trial.set_user_attr("surplus", True)
@@ -64,9 +75,9 @@ def run_until_finished(study, objective, *, max_trials: int, n_trials: int,
 
     Starts at most ``n_trials`` trials, none after ``timeout`` seconds. While
     the remaining slots are held by other workers' running trials it waits for
-    them (polling once per heartbeat interval, failing stale trials) when the
-    storage has heartbeats, since a dead worker's slot comes free; without
-    heartbeats it returns, as nothing would ever free such a slot.
+    them (polling once per heartbeat interval, failing stale trials), since a
+    dead worker's slot comes free once its heartbeat is stale. Without
+    heartbeats running trials hold no slot (see the module documentation).
 
     Returns the number of trials it started.
     """
@@ -79,10 +90,10 @@ def run_until_finished(study, objective, *, max_trials: int, n_trials: int,
         finished = sum(counts[s] for s in _FINISHED)
         if finished >= max_trials:
             break
-        held = finished + counts[TrialState.RUNNING] + counts[TrialState.WAITING]
-        if held >= max_trials and not counts[TrialState.WAITING]:
-            if interval is None:
-                break
+        running = counts[TrialState.RUNNING] if interval is not None else 0
+        if not counts[TrialState.WAITING] and finished + running >= max_trials:
+            # the last slots are held by other workers' running trials: wait for them
+            # to finish, or to be failed by the heartbeat and queued again
             time.sleep(min(interval, 5.0))
             continue
         study.optimize(objective, n_trials=1, callbacks=callbacks, gc_after_trial=False,

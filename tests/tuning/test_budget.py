@@ -15,12 +15,18 @@ TrialState = optuna.trial.TrialState
 SPACE = {"lr": FloatDistribution(1e-3, 1e-2, log=True)}
 
 
-def test_a_trial_behind_a_full_budget_is_given_up():
-    study = optuna.create_study(direction="maximize")
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # ask() by hand
+@pytest.mark.parametrize("heartbeats", [True, False])
+def test_a_trial_behind_a_full_budget_is_given_up(heartbeats):
+    storage = make_storage("sqlite:///:memory:", heartbeat_interval=60) if heartbeats else None
+    study = optuna.create_study(storage=storage, direction="maximize")
     running = study.ask(SPACE)  # another worker's trial, started first
     for value in (0.1, 0.2):
         study.tell(study.ask(SPACE), value)
     late = study.ask(SPACE)
+    if not heartbeats:  # a running trial may be a dead process's: it holds no slot
+        check_slot(late, 3)
+        return
     with pytest.raises(SurplusTrialError, match="max_trials=3"):
         check_slot(late, 3)
     assert late.user_attrs["surplus"] is True
@@ -48,3 +54,15 @@ def test_a_dead_workers_trial_is_failed_retried_and_counted_once(data, tmp_path)
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
     assert retry[0].params == trials[dead.number].params
     assert search.n_trials_run_ == 3  # the two it started and the retry
+
+
+def test_without_heartbeats_a_leftover_running_trial_holds_no_slot(data, tmp_path):
+    X, Y = data
+    storage = make_storage(tmp_path / "study.log")  # a journal: no heartbeats
+    study = optuna.create_study(storage=storage, study_name="j", direction="maximize")
+    study.ask(SPACE)  # the leftover of a killed process, RUNNING for ever
+    search = C3TLSearchCV(fast_c3tl(), SPACE, n_trials=2, max_trials=2, cv=loco(),
+                          storage=storage, study_name="j", pruning=False,
+                          refit=False).fit(X, Y)
+    states = [t.state for t in search.study_.get_trials()]
+    assert states == [TrialState.RUNNING, TrialState.COMPLETE, TrialState.COMPLETE]
