@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 import optuna
 import pandas as pd
+from joblib import effective_n_jobs
 from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
 from sklearn.metrics import get_scorer
@@ -187,7 +188,7 @@ class _Objective:
         record = {"split_scores": {name: [] for name in self.scorers}, "fit_times": [],
                   "score_times": [], "n_epochs": []}
         try:
-            if self.search.n_jobs == 1:
+            if effective_n_jobs(self.search.n_jobs) == 1:
                 # one fold at a time: each fold reports to the pruner at its own step
                 # offset, and the scores of finished folds survive a pruned fold
                 for fold, split in enumerate(self.splits):
@@ -242,13 +243,15 @@ class C3TLSearchCV(MetaEstimatorMixin, BaseEstimator):
         Stop once the study holds this many finished (complete or pruned)
         trials, counting those of earlier runs and of other workers. With
         ``n_trials=max_trials`` a resumed study runs only the missing trials.
-        Workers sharing a study end with exactly this many: a worker starts a
-        trial only while the running and finished ones leave a slot, waits
-        for the running ones of other workers when they hold the last slots
-        (a dead worker's trial frees its slot once the storage's heartbeat
-        marks it failed; see :func:`make_storage`), and gives up a trial that
-        lost a race for the last slot before fitting anything (recorded as
-        failed with the user attribute ``surplus``).
+        Workers sharing a database study (a storage with heartbeats) end with
+        exactly this many: a worker starts a trial only while the running and
+        finished ones leave a slot, waits for the running ones of other
+        workers when they hold the last slots (a dead worker's trial frees its
+        slot once the heartbeat marks it failed; see :func:`make_storage`),
+        and gives up a trial that lost a race for the last slot before
+        fitting anything (recorded as failed, user attribute ``surplus``).
+        Without heartbeats (a journal file) running trials hold no slot, so
+        workers finishing together may overshoot by a trial or two.
     cv : int, cross-validation splitter or iterable, default=None
         Any splitter of :mod:`c3tl_sklearn.model_selection` (or scikit-learn);
         an int is :class:`~c3tl_sklearn.model_selection.ContextKFold` with
@@ -287,12 +290,12 @@ class C3TLSearchCV(MetaEstimatorMixin, BaseEstimator):
         Seeds the default sampler and the default ``cv``.
     timeout : float, default=None
         Stop starting new trials after this many seconds.
-    n_jobs : int, default=1
+    n_jobs : int or None, default=1
         Folds of a trial fitted at once, through joblib: local processes by
         default, a Dask or Ray cluster inside
         ``joblib.parallel_config(backend="dask")``. Each job's torch and BLAS
         threads are limited to the machine's cores divided by ``n_jobs``.
-        Pruning needs the folds in this process, so with ``n_jobs != 1`` no
+        Pruning needs the folds in this process, so with more than one job no
         trial is pruned. To run trials at once, start several workers (on any
         machines) on one shared ``storage`` with the same ``study_name`` and
         ``max_trials``.

@@ -1,5 +1,6 @@
 """Exactly ``max_trials`` finished trials across workers (c3tl_sklearn.tuning._budget)."""
 
+import numpy as np
 import pytest
 
 optuna = pytest.importorskip("optuna")
@@ -66,3 +67,15 @@ def test_without_heartbeats_a_leftover_running_trial_holds_no_slot(data, tmp_pat
                           refit=False).fit(X, Y)
     states = [t.state for t in search.study_.get_trials()]
     assert states == [TrialState.RUNNING, TrialState.COMPLETE, TrialState.COMPLETE]
+
+
+def test_folds_through_joblib_score_as_one_at_a_time(data):
+    X, Y = data
+    kw = {"n_trials": 2, "cv": loco(), "pruning": False, "refit": False, "random_state": 0}
+    serial = C3TLSearchCV(fast_c3tl(), SPACE, n_jobs=1, **kw).fit(X, Y)
+    parallel = C3TLSearchCV(fast_c3tl(), SPACE, n_jobs=2, **kw).fit(X, Y)
+    for key in ("split0_test_centered_pearson_delta", "split1_test_centered_pearson_delta",
+                "mean_n_epochs"):
+        np.testing.assert_allclose(parallel.cv_results_[key], serial.cv_results_[key],
+                                   rtol=1e-5)
+    assert parallel.best_params_ == serial.best_params_
