@@ -126,11 +126,11 @@ def test_three_workers_one_killed_exact_budget():
 def test_three_benchmark_workers_share_the_tuning(tmp_path):
     n_trials = 4
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    common = ["-m", "c3tl_sklearn.cli", "--data", "synthetic", "--synthetic-shape", "5,20,10",
-              "--models", "c3tl", "--max-epochs", "10", "--n-trials", str(n_trials),
-              "--storage", URL, "--study-prefix", prefix, "--threads", "1", "--quiet"]
-    procs = [_spawn([*common, "--tune-only", "--out", str(tmp_path / f"w{i}")])
-             for i in range(3)]
+    common = ["--data", "synthetic", "--synthetic-shape", "5,20,10", "--models", "c3tl",
+              "--max-epochs", "10", "--n-trials", str(n_trials), "--storage", URL,
+              "--study-prefix", prefix, "--quiet"]
+    procs = [_spawn(["-m", "c3tl_sklearn.cli", *common, "--threads", "1", "--tune-only",
+                     "--out", str(tmp_path / f"w{i}")]) for i in range(3)]
     try:
         for p in procs:
             _finish(p)
@@ -144,8 +144,10 @@ def test_three_benchmark_workers_share_the_tuning(tmp_path):
     assert len(finished) == n_trials
     # a worker that found the budget taken gave its trial up before fitting
     assert all(t.user_attrs.get("surplus") for t in trials if t not in finished)
-    # the evaluating run finds the studies full and only evaluates
-    final = _spawn([*common, "--out", str(tmp_path / "final")])
-    _finish(final)
+    # the evaluating run (here, through the entry point) finds the study full and
+    # only evaluates
+    from c3tl_sklearn.cli import main
+
+    assert main([*common, "--out", str(tmp_path / "final")]) == 0
     params = json.loads((tmp_path / "final" / "params.json").read_text())["models"]
     assert params["c3tl"]["n_complete"] + params["c3tl"]["n_pruned"] == n_trials
