@@ -22,7 +22,6 @@ from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
 from scipy.optimize import minimize
 from sklearn.base import _fit_context, clone
 from sklearn.decomposition import PCA
@@ -31,6 +30,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ._data import encode_labels, holdout_mask, segment_means, unique_labels, warn_unknown_contexts
+from ._parallel import parallel_map
 from .adaptation import ContextReadout
 from .base import PerturbationRegressorMixin
 from .persistence import PersistenceMixin
@@ -137,7 +137,10 @@ class C3TLEnsemble(PersistenceMixin, PerturbationRegressorMixin):
         (``C3TLRegressor``) add them to their context read-out (see Notes).
         ``False`` lets them inform the members' context codes only.
     n_jobs : int or None, default=None
-        Members fitted in parallel by joblib; ``None`` means one at a time.
+        Members fitted in parallel by joblib (on a Dask or Ray cluster inside
+        ``joblib.parallel_config(backend="dask")``), each with the machine's
+        cores divided by ``n_jobs`` as torch and BLAS threads; ``None`` means
+        one at a time.
     random_state : int, RandomState instance or None, default=None
         Seeds the calibration split and the members' seeds. An int gives
         identical predictions on the same device.
@@ -305,9 +308,8 @@ gene_names_
         fit_rows = np.flatnonzero(~cal)
         X_fit = X.iloc[fit_rows]
         Y_fit = Y_arr[fit_rows]
-        self.estimators_ = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_member)(m, X_fit, Y_fit) for m in members
-        )
+        self.estimators_ = parallel_map(_fit_member, [(m, X_fit, Y_fit) for m in members],
+                                        self.n_jobs)
         self.calibration_mask_ = cal
         self._accepts_observed = _accepts_observed(self.estimators_[0])
         self.measured_ = pd.DataFrame({

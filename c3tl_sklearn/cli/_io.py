@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from collections.abc import Hashable, Sequence
@@ -179,7 +180,8 @@ def load_benchmark_data(
     index, effects : path, optional
         An index table and a row-aligned effect matrix (both CSV/TSV/Parquet).
     h5ad : path, optional
-        Single cells, pseudo-bulked with
+        Single cells (a glob pattern such as ``"plates/*.h5ad"``: the cells of
+        all its files), pseudo-bulked with
         :func:`c3tl_sklearn.preprocessing.pseudobulk` using ``context_key``,
         ``perturbation_key``, ``control``, ``layer``, ``min_cells``,
         ``n_top_genes`` and ``transform``.
@@ -269,7 +271,8 @@ def _load_h5ad(h5ad, context_key, perturbation_key, control, **options):
             "--h5ad needs --context-key, --perturbation-key and --control (the obs "
             "columns with the labels and the control label)."
         )
-    if not Path(h5ad).exists():
+    # a glob pattern names several files (plates of an atlas), pseudo-bulked together
+    if not Path(h5ad).exists() and not glob.has_magic(os.fspath(h5ad)):
         raise BenchmarkDataError(f"The .h5ad file {str(h5ad)!r} does not exist.")
     from ..preprocessing import pseudobulk
 

@@ -93,7 +93,8 @@ def build_parser(prog: str = "c3tl-benchmark") -> argparse.ArgumentParser:
     data.add_argument("--synthetic-shape", type=_int_list, default=[6, 60, 50],
                       metavar="C,P,G", help="contexts,perturbations,genes of --data synthetic "
                       "(default: 6,60,50)")
-    data.add_argument("--h5ad", metavar="PATH", help="single cells to pseudo-bulk")
+    data.add_argument("--h5ad", metavar="PATH", help="single cells to pseudo-bulk (a quoted "
+                      "glob such as 'plates/*.h5ad': all its files together)")
     data.add_argument("--context-key", help="obs column with the context of every cell")
     data.add_argument("--perturbation-key", help="obs column with the perturbation")
     data.add_argument("--control", action="append", metavar="LABEL",
@@ -143,6 +144,9 @@ def build_parser(prog: str = "c3tl-benchmark") -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int,
                      help="CPU threads for torch and for BLAS/OpenMP (numpy, scipy, sklearn); "
                      "1 is much faster on a busy machine")
+    run.add_argument("--n-jobs", type=int, default=1,
+                     help="fits at once through joblib (evaluation splits, tuning folds); "
+                     "each gets cores/n_jobs threads (default: 1)")
     run.add_argument("--storage", metavar="URL|PATH",
                      help="Optuna storage (sqlite:///x.db, postgresql://..., or a .log "
                      "journal file) so tuning resumes and can be shared")
@@ -238,4 +242,5 @@ def _main_run(args, start_time: float, out: str, command: str) -> BenchmarkResul
         study_prefix=args.study_prefix, seed=args.seed, max_points=args.max_points,
         out_dir=out, progress=not args.quiet, command=command,
         data_description=description, start_time=start_time, tune_only=args.tune_only,
+        n_jobs=args.n_jobs,
     )

@@ -14,16 +14,14 @@ from functools import partial
 from numbers import Integral
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from .._data import unique_labels
-from ..metrics import score_table
+from ._evaluation import _Evaluation
 from ._io import check_benchmark_data
-from ._plots import _plot_scarcity, _plot_scatter
 from ._progress import _Progress
-from ._registry import _TUNE_METRICS, METRICS, MODELS, _tune_scoring, make_model
+from ._registry import _TUNE_METRICS, MODELS, _tune_scoring, make_model
 from ._report import BenchmarkResult, _heldout_table, _scarcity_tables, _write_outputs
 from ._splits import (
     _choose_test_contexts,
@@ -31,12 +29,9 @@ from ._splits import (
     _inner_cv,
     _scarcity_splits,
     _Split,
-    _split_text,
 )
 
 __all__ = ["run_benchmark"]
-
-_SCORE_KEYS = ["model", "split", "test_context", "n_train_contexts", "adaptation_fraction"]
 
 
 @validate_params(
@@ -63,7 +58,7 @@ def run_benchmark(
     perturbation_col: Hashable = "perturbation", max_points: int = 20_000,
     out_dir: str | os.PathLike | None = None, progress: bool = True,
     command: str | None = None, data_description: str | None = None,
-    start_time: float | None = None, tune_only: bool = False,
+    start_time: float | None = None, tune_only: bool = False, n_jobs: int | None = 1,
 ) -> BenchmarkResult:
     """Tune and evaluate models with the paper's held-out-context or data-scarcity protocol.
 
@@ -132,6 +127,14 @@ def run_benchmark(
         ``storage``, several ``tune_only`` workers fill the studies up to
         ``n_trials`` each; a final run with the same storage then finds them
         complete and only evaluates.
+    n_jobs : int or None, default=1
+        Fits at once, through joblib: the evaluation's (model, split) fits,
+        and the folds of every tuning trial (see
+        :class:`~c3tl_sklearn.tuning.C3TLSearchCV`). Inside
+        ``joblib.parallel_config(backend="dask")`` they run on a Dask cluster
+        (``"ray"``: Ray). Each job's torch and BLAS threads are the machine's
+        cores divided by ``n_jobs``, so workers do not oversubscribe the cores.
+        The scores equal those of ``n_jobs=1``.
 
     Returns
     -------
@@ -165,7 +168,7 @@ def run_benchmark(
         n_trials=n_trials, inner_folds=inner_folds, storage=storage,
         study_prefix=f"{study_prefix}-{protocol}", protocol=protocol, seed=seed,
         max_epochs=max_epochs, device=device, tune_only=tune_only, progress=progress,
-        max_points=max_points,
+        max_points=max_points, n_jobs=n_jobs,
     )
     scores, fits = evaluation.tables()
     table = "" if tune_only else (
@@ -198,7 +201,7 @@ def run_benchmark(
 
 def _tune_and_evaluate(X, Y, plan: _RunPlan, models, *, labels, k, scoring, given, n_trials,
                        inner_folds, storage, study_prefix, protocol, seed, max_epochs, device,
-                       tune_only, progress, max_points):
+                       tune_only, progress, max_points, n_jobs):
     """Tune the models on the plan's tuning split, then evaluate them on every split.
 
     Returns the params.json entries, the evaluation, the progress display and
@@ -224,16 +227,16 @@ def _tune_and_evaluate(X, Y, plan: _RunPlan, models, *, labels, k, scoring, give
         tune = partial(
             _tune_model, X=X, Y=Y, split=plan.tune_split, fraction=plan.tune_fraction,
             n_trials=n_trials, inner_folds=inner_folds, scoring=scoring, storage=storage,
-            seed=seed, labels=labels, bar=bar,
+            seed=seed, labels=labels, bar=bar, n_jobs=n_jobs,
         )
         model_info = {
             name: _model_params(name, given, to_tune, n_trials, make, tune,
                                 study_name=f"{study_prefix}-{name}")
             for name in models
         }
-        for name in [] if tune_only else models:
-            for split in splits:
-                evaluation.run(name, make(name, model_info[name]["params"]), split)
+        if not tune_only:
+            evaluation.run_all([(name, make(name, model_info[name]["params"]), split)
+                                for name in models for split in splits], n_jobs)
     bar.close()
     return model_info, evaluation, bar, caught
 
@@ -323,81 +326,8 @@ def _models_to_tune(models, given, n_trials, make) -> list[str]:
             if name not in given and default_search_space(make(name))]
 
 
-class _Evaluation:
-    """Fit, predict and score models on splits; collect scores, timings and plot samples."""
-
-    def __init__(self, X, Y, *, protocol, k, seed, bar, context_col, n_splits, max_points):
-        self.X, self.Y = X, Y
-        self.protocol = protocol
-        self.k = k
-        self.seed = seed
-        self.bar = bar
-        self.context_col = context_col
-        self.n_splits = n_splits
-        self.per_split_points = max(1, max_points // max(1, n_splits))
-        self.score_rows: list[dict] = []
-        self.fit_rows: list[dict] = []
-        self.samples: dict[str, list] = {}
-
-    def run(self, name: str, model, split: _Split) -> None:
-        X, Y = self.X, self.Y
-        t0 = time.perf_counter()
-        model.fit(X.iloc[split.train], Y.iloc[split.train])
-        fit_seconds = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        pred = np.asarray(model.predict(X.iloc[split.test]), dtype=np.float64)
-        predict_seconds = time.perf_counter() - t0
-        truth = Y.iloc[split.test].to_numpy(dtype=np.float64)
-        overall = score_table(X.iloc[split.test], truth, pred, self.context_col,
-                              k=self.k).iloc[-1]
-        where = {
-            "model": name, "split": split.index, "test_context": split.test_context,
-            "n_train_contexts": split.n_train_contexts,
-            "adaptation_fraction": split.adaptation_fraction,
-        }
-        for metric in METRICS:
-            self.score_rows.append({**where, "metric": metric, "value": float(overall[metric])})
-        history = getattr(model, "history_", None)
-        self.fit_rows.append({
-            **where, "fit_seconds": fit_seconds, "predict_seconds": predict_seconds,
-            "n_epochs": len(history) if history is not None else np.nan,
-            "seconds_per_epoch": (float(np.mean(history[:, "dur"])) if history is not None
-                                  else np.nan),
-            "n_train": split.train.size, "n_test": split.test.size,
-        })
-        if self.protocol == "heldout":
-            rng = np.random.RandomState(self.seed + split.index)
-            flat = rng.choice(truth.size, size=min(self.per_split_points, truth.size),
-                              replace=False)
-            sample = self.samples.setdefault(name, [[], []])
-            sample[0].append(truth.ravel()[flat])
-            sample[1].append(pred.ravel()[flat])
-        self.bar.step(
-            f"{name}: split {split.index + 1}/{self.n_splits} "
-            f"({_split_text(split, self.protocol)}) pearson "
-            f"{overall['pearson_delta']:.3f}, centred "
-            f"{overall['centered_pearson_delta']:.3f}, fit {fit_seconds:.1f}s"
-        )
-
-    def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """The long score table and the per-fit table."""
-        scores = pd.DataFrame(self.score_rows, columns=[*_SCORE_KEYS, "metric", "value"])
-        return scores, pd.DataFrame(self.fit_rows)
-
-    def plots(self, models: list[str], tune_only: bool) -> dict:
-        """File name to a function drawing it; none for a tuning-only run."""
-        if tune_only:
-            return {}
-        scores = self.tables()[0]
-        if self.protocol == "heldout":
-            samples = {m: (np.concatenate(self.samples[m][0]),
-                           np.concatenate(self.samples[m][1])) for m in models}
-            return {"scatter.png": lambda path: _plot_scatter(samples, scores, models, path)}
-        return {"scarcity.png": lambda path: _plot_scarcity(scores, models, self.k, path)}
-
-
 def _tune_model(name, base, X, Y, split, fraction, *, n_trials, inner_folds, scoring,
-                storage, study_name, seed, labels, bar) -> dict:
+                storage, study_name, seed, labels, bar, n_jobs=1) -> dict:
     """Tune one model on the training rows of ``split``; return its params.json entry."""
     from ..tuning import C3TLSearchCV
 
@@ -410,7 +340,7 @@ def _tune_model(name, base, X, Y, split, fraction, *, n_trials, inner_folds, sco
     objective = scoring if isinstance(scoring, str) else next(iter(scoring))
 
     def report(study, trial):
-        value = "pruned" if trial.value is None else f"{objective} {trial.value:.4f}"
+        value = "no score" if trial.value is None else f"{objective} {trial.value:.4f}"
         try:
             best = f", best {study.best_value:.4f}"
         except ValueError:
@@ -423,7 +353,7 @@ def _tune_model(name, base, X, Y, split, fraction, *, n_trials, inner_folds, sco
         cv=inner, scoring=scoring, refit=False, storage=storage,
         study_name=study_name if storage is not None else None,
         # workers sharing a stored study must not propose the same candidates
-        random_state=seed if storage is None else None, callbacks=[report],
+        random_state=seed if storage is None else None, callbacks=[report], n_jobs=n_jobs,
     )
     t0 = time.perf_counter()
     search.fit(X_tr, Y_tr)

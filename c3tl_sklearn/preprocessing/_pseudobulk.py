@@ -73,6 +73,11 @@ class PseudobulkReport:
         Whether every value read was a non-negative integer (raw counts).
     n_cells_unlabelled : int
         Cells ignored because their context or perturbation label is missing.
+    files : pandas.DataFrame or None
+        Several files: one row per file with ``path``, ``n_cells``,
+        ``seconds`` (reading and summing it), ``worker`` (process id) and
+        ``worker_peak_rss_mib`` (the worker's peak resident memory after the
+        file). ``None`` for one file or AnnData.
     """
 
     groups: pd.DataFrame
@@ -80,6 +85,7 @@ class PseudobulkReport:
     gene_stats: pd.DataFrame | None
     looks_like_counts: bool
     n_cells_unlabelled: int
+    files: pd.DataFrame | None = None
 
 
 def _factorize(values) -> tuple[np.ndarray, np.ndarray]:
@@ -328,11 +334,12 @@ def _labels_column(labels: np.ndarray) -> pd.Series:
         "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
         "return_report": ["boolean"],
         "progress": [callable, None],
+        "n_jobs": [Integral, None],
     },
     prefer_skip_nested_validation=True,
 )
 def pseudobulk(
-    adata: AnnData | str | os.PathLike,
+    adata: AnnData | str | os.PathLike | Sequence[str | os.PathLike],
     context_key: Hashable,
     perturbation_key: Hashable,
     control: Hashable | Sequence[Hashable],
@@ -346,6 +353,7 @@ def pseudobulk(
     chunk_size: int | None = None,
     return_report: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    n_jobs: int | None = None,
 ):
     """Pseudo-bulk single cells into per-context perturbation effects.
 
@@ -362,8 +370,12 @@ def pseudobulk(
         scipy sparse matrix), one opened with ``anndata.read_h5ad(path,
         backed="r")``, or the path of an ``.h5ad`` file. For a path only the
         two label columns of ``obs``, the gene names and the chosen matrix are
-        read, the matrix in blocks, so files larger than memory work. Never
-        modified.
+        read, the matrix in blocks, so files larger than memory work. A list
+        of paths, or a glob pattern such as ``"plates/*.h5ad"``: the cells of
+        all the files (with the same genes), read ``n_jobs`` files at a time;
+        a pair or a context's controls may span files, as the per-file sums
+        are added before ``min_cells`` and the gene selection apply, so the
+        result equals that of one file holding every cell. Never modified.
     context_key, perturbation_key : hashable
         Columns of ``adata.obs`` with the context (cell line, donor, ...) and
         the perturbation of each cell. Cells with a missing label are ignored
@@ -414,12 +426,20 @@ def pseudobulk(
         ``(n_groups, n_genes)`` float64 sums (and the per-cell labels).
     return_report : bool, default=False
         Also return a :class:`PseudobulkReport` (every group with its cell
-        count and fate, the control means, the gene ranking).
+        count and fate, the control means, the gene ranking; for several
+        files the time and peak memory per file).
     progress : callable, optional
         Called as ``progress(done, total)`` after every block of the
         streaming pass, counted along the storage axis (cells for CSR and
         dense matrices, genes for CSC), for example to drive a progress bar
-        (the ``c3tl pseudobulk`` command does).
+        (the ``c3tl pseudobulk`` command does); one source only.
+    n_jobs : int, optional
+        Several files: how many are read at once, through joblib (local
+        processes, or a Dask or Ray cluster inside
+        ``joblib.parallel_config(backend="dask")``). Each worker holds one
+        block and the ``(n_groups, n_genes)`` float64 sums of its file.
+        ``None`` is one at a time (unless a ``parallel_config`` says
+        otherwise). Ignored for one source.
 
     Returns
     -------
@@ -489,7 +509,15 @@ def pseudobulk(
             "different obs columns."
         )
     controls = _as_label_list(control)
+    from ._multi import file_list, pseudobulk_files  # it builds on this module
 
+    paths = file_list(adata)
+    if paths is not None:
+        return pseudobulk_files(
+            paths, context_key, perturbation_key, controls, layer=layer,
+            min_cells=int(min_cells), n_top_genes=n_top_genes, hvg_on=hvg_on,
+            transform=transform, target_sum=float(target_sum), chunk_size=chunk_size,
+            return_report=return_report, n_jobs=n_jobs)
     source = _open_source(adata, layer)
     try:
         return _pseudobulk(
@@ -526,8 +554,16 @@ def _pseudobulk(source: _Source, context_key, perturbation_key, controls, *, min
             stacklevel=3,
         )
 
+    return _results(plan, sums.sums, sums.s1, sums.s2, float(sums.used.sum()), genes,
+                    looks_like_counts=checks.looks_like_counts, n_top_genes=n_top_genes,
+                    hvg_on=hvg_on, return_report=return_report)
+
+
+def _results(plan: _Plan, group_sums: np.ndarray, s1, s2, n_used: float, genes: pd.Index, *,
+             looks_like_counts: bool, n_top_genes, hvg_on, return_report, files=None):
+    """``X``, ``Y`` (and the report) from the kept groups' sums, in the plan's row order."""
     counts = np.concatenate([plan.pair_counts, plan.control_counts[plan.kept_contexts]])
-    means = sums.sums / counts[:, None]
+    means = group_sums / counts[:, None]
     control_means = means[plan.control_row_of_context[plan.pair_context]]
     effects = means[: plan.n_pairs] - control_means
     if n_top_genes is not None and n_top_genes > effects.shape[1]:
@@ -535,11 +571,9 @@ def _pseudobulk(source: _Source, context_key, perturbation_key, controls, *, min
             f"n_top_genes={n_top_genes} exceeds the {effects.shape[1]} genes of the data; "
             "keeping all genes.",
             PseudobulkWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-    gene_stats, selected = select_genes(
-        effects, sums.s1, sums.s2, float(sums.used.sum()), n_top_genes, hvg_on, genes
-    )
+    gene_stats, selected = select_genes(effects, s1, s2, n_used, n_top_genes, hvg_on, genes)
 
     out_genes = genes[selected]
     X = pd.DataFrame(
@@ -563,8 +597,9 @@ def _pseudobulk(source: _Source, context_key, perturbation_key, controls, *, min
         groups=plan.groups,
         control_mean=control_mean,
         gene_stats=gene_stats,
-        looks_like_counts=checks.looks_like_counts,
+        looks_like_counts=looks_like_counts,
         n_cells_unlabelled=plan.n_unlabelled,
+        files=files,
     )
     return X, Y, report
 

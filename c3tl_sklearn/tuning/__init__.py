@@ -92,8 +92,11 @@ loaded if it exists (``load_if_exists``), so:
   already stored, or with ``max_trials`` only as many as are still missing.
 
 With a database URL, workers send a heartbeat; trials of a worker that died
-are marked failed and retried once. With a journal file, the unfinished trial
-of a killed process stays ``RUNNING`` and is ignored.
+are marked failed and retried once (:func:`make_storage` sets the interval,
+the grace period and the retries), and workers with ``max_trials`` end with
+exactly that many finished trials between them. With a journal file, the
+unfinished trial of a killed process stays ``RUNNING`` and is ignored, and
+workers finishing together may run a trial or two beyond ``max_trials``.
 
 Examples
 --------

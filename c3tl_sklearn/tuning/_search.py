@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 import optuna
 import pandas as pd
+from joblib import effective_n_jobs
 from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
 from sklearn.metrics import get_scorer
@@ -23,8 +24,10 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._data import match_rows, object_array
+from .._parallel import parallel_map
 from .._serialize import jsonable
 from ..metrics import CONTEXT_METRICS, SCORERS, make_context_scorer
+from ._budget import check_slot, run_until_finished
 from ._spaces import _check_space, default_search_space, suggest_params
 from ._storage import make_storage
 
@@ -123,6 +126,17 @@ def _optuna_quiet(quiet: bool):
         optuna.logging.set_verbosity(verbosity)
 
 
+def _score_fold(estimator, X, Y, split, scorers) -> dict:
+    """Fit and score one fold; a plain function so that joblib can run it anywhere."""
+    result = cross_validate(estimator, X, Y, cv=[split], scoring=scorers,
+                            error_score="raise", return_estimator=True)
+    history = getattr(result["estimator"][0], "history_", None)
+    return {"scores": {name: float(result[f"test_{name}"][0]) for name in scorers},
+            "fit_time": float(result["fit_time"][0]),
+            "score_time": float(result["score_time"][0]),
+            "n_epochs": None if history is None else len(history)}
+
+
 class _Objective:
     """One trial: draw parameters, score them on every split, record what happened."""
 
@@ -155,28 +169,39 @@ class _Objective:
             est.set_params(**{self.callbacks_key: [*own, cb]})
         return est
 
+    @staticmethod
+    def _record(record: dict, fold: dict) -> None:
+        for name, value in fold["scores"].items():
+            record["split_scores"][name].append(value)
+        record["fit_times"].append(fold["fit_time"])
+        record["score_times"].append(fold["score_time"])
+        if fold["n_epochs"] is not None:
+            record["n_epochs"].append(fold["n_epochs"])
+
     def __call__(self, trial) -> float:
         self.started.append(trial.number)
-        params = suggest_params(trial, self.space)
         trial.set_user_attr("worker", self.worker)
+        if self.search.max_trials is not None:
+            check_slot(trial, self.search.max_trials)  # before any fit: another worker won
+        params = suggest_params(trial, self.space)
         trial.set_user_attr("estimator_params", jsonable(params))
         record = {"split_scores": {name: [] for name in self.scorers}, "fit_times": [],
                   "score_times": [], "n_epochs": []}
         try:
-            # one cross_validate call per fold: each fold reports to the pruner at its
-            # own step offset, and the scores of finished folds survive a pruned fold
-            for fold, split in enumerate(self.splits):
-                result = cross_validate(
-                    self._estimator(params, trial, fold), self.X, self.Y, cv=[split],
-                    scoring=self.scorers, error_score="raise", return_estimator=True,
-                )
-                for name in self.scorers:
-                    record["split_scores"][name].append(float(result[f"test_{name}"][0]))
-                record["fit_times"].append(float(result["fit_time"][0]))
-                record["score_times"].append(float(result["score_time"][0]))
-                history = getattr(result["estimator"][0], "history_", None)
-                if history is not None:
-                    record["n_epochs"].append(len(history))
+            if effective_n_jobs(self.search.n_jobs) == 1:
+                # one fold at a time: each fold reports to the pruner at its own step
+                # offset, and the scores of finished folds survive a pruned fold
+                for fold, split in enumerate(self.splits):
+                    est = self._estimator(params, trial, fold)
+                    self._record(record, _score_fold(est, self.X, self.Y, split, self.scorers))
+                    trial.set_user_attr("split_scores", record["split_scores"])
+            else:
+                # folds through joblib (any backend); a fold fitted elsewhere cannot
+                # report epochs to this trial, so no pruning callback is attached
+                est = clone(self.search.estimator).set_params(**params)
+                tasks = [(est, self.X, self.Y, split, self.scorers) for split in self.splits]
+                for fold in parallel_map(_score_fold, tasks, self.search.n_jobs):
+                    self._record(record, fold)
                 trial.set_user_attr("split_scores", record["split_scores"])
         except optuna.TrialPruned:
             trial.set_user_attr("fit_times", record["fit_times"])
@@ -218,6 +243,15 @@ class C3TLSearchCV(MetaEstimatorMixin, BaseEstimator):
         Stop once the study holds this many finished (complete or pruned)
         trials, counting those of earlier runs and of other workers. With
         ``n_trials=max_trials`` a resumed study runs only the missing trials.
+        Workers sharing a database study (a storage with heartbeats) end with
+        exactly this many: a worker starts a trial only while the running and
+        finished ones leave a slot, waits for the running ones of other
+        workers when they hold the last slots (a dead worker's trial frees its
+        slot once the heartbeat marks it failed; see :func:`make_storage`),
+        and gives up a trial that lost a race for the last slot before
+        fitting anything (recorded as failed, user attribute ``surplus``).
+        Without heartbeats (a journal file) running trials hold no slot, so
+        workers finishing together may overshoot by a trial or two.
     cv : int, cross-validation splitter or iterable, default=None
         Any splitter of :mod:`c3tl_sklearn.model_selection` (or scikit-learn);
         an int is :class:`~c3tl_sklearn.model_selection.ContextKFold` with
@@ -256,9 +290,15 @@ class C3TLSearchCV(MetaEstimatorMixin, BaseEstimator):
         Seeds the default sampler and the default ``cv``.
     timeout : float, default=None
         Stop starting new trials after this many seconds.
-    n_jobs : int, default=1
-        Trials run in parallel threads (Optuna's ``n_jobs``). For processes or
-        machines, run several workers on one ``storage`` instead.
+    n_jobs : int or None, default=1
+        Folds of a trial fitted at once, through joblib: local processes by
+        default, a Dask or Ray cluster inside
+        ``joblib.parallel_config(backend="dask")``. Each job's torch and BLAS
+        threads are limited to the machine's cores divided by ``n_jobs``.
+        Pruning needs the folds in this process, so with more than one job no
+        trial is pruned. To run trials at once, start several workers (on any
+        machines) on one shared ``storage`` with the same ``study_name`` and
+        ``max_trials``.
     error_score : "raise" or float, default=nan
         ``"raise"`` re-raises an error of a fit or score; otherwise the trial
         is recorded as failed (with its error message in ``cv_results_``)
@@ -355,7 +395,7 @@ class C3TLSearchCV(MetaEstimatorMixin, BaseEstimator):
         "warmup_epochs": [Interval(Integral, 0, None, closed="left"), None],
         "random_state": ["random_state"],
         "timeout": [Interval(Real, 0, None, closed="neither"), None],
-        "n_jobs": [Integral],
+        "n_jobs": [Integral, None],
         "error_score": [StrOptions({"raise"}), Real],
         "callbacks": [list, tuple, None],
         "verbose": ["verbose"],
@@ -488,9 +528,12 @@ class C3TLSearchCV(MetaEstimatorMixin, BaseEstimator):
         with _optuna_quiet(not self.verbose):
             study = self._make_study(objective)
             n_run, callbacks = self._budget(study, space)
-            if n_run:
+            if n_run and self.max_trials is not None:
+                run_until_finished(study, run_trial, max_trials=self.max_trials,
+                                   n_trials=n_run, timeout=self.timeout, callbacks=callbacks)
+            elif n_run:
                 study.optimize(run_trial, n_trials=n_run, timeout=self.timeout,
-                               n_jobs=self.n_jobs, callbacks=callbacks, gc_after_trial=False)
+                               callbacks=callbacks, gc_after_trial=False)
         self.study_ = study
         self.n_trials_run_ = len(run_trial.started)
         self.scorer_ = scorers
@@ -548,7 +591,6 @@ class C3TLSearchCV(MetaEstimatorMixin, BaseEstimator):
         if self.max_trials is not None:
             n_done = len(study.get_trials(deepcopy=False, states=_FINISHED))
             n_run = max(0, min(n_run, self.max_trials - n_done))
-            callbacks.append(optuna.study.MaxTrialsCallback(self.max_trials, states=_FINISHED))
         return n_run, callbacks
 
     def _build_results(self, study, space, metric_names, objective) -> dict[str, np.ndarray]:

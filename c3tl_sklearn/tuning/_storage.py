@@ -13,7 +13,10 @@ _JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 
-def make_storage(storage) -> optuna.storages.BaseStorage | str | None:
+def make_storage(
+    storage, *, heartbeat_interval: int = 60, grace_period: int | None = None,
+    max_retry: int | None = 1,
+) -> optuna.storages.BaseStorage | str | None:
     """Turn a storage option into something :func:`optuna.create_study` accepts.
 
     Parameters
@@ -21,11 +24,22 @@ def make_storage(storage) -> optuna.storages.BaseStorage | str | None:
     storage : str, os.PathLike, optuna.storages.BaseStorage or None
         ``None``: in memory. A URL with ``://``: an RDB storage with
         heartbeats (``sqlite:///...``, ``postgresql://...``, ``mysql://...``;
-        trials of a dead worker are marked failed and retried once), or a
-        Redis journal for ``redis://...``. A path ending in ``.log``,
+        the trial of a worker that died is marked failed once its heartbeat
+        is ``grace_period`` seconds old, and queued again up to ``max_retry``
+        times), or a Redis journal for ``redis://...``. A path ending in ``.log``,
         ``.jsonl`` or ``.journal``: a journal file
         (:class:`optuna.storages.journal.JournalFileBackend`). A path ending in
         ``.db``, ``.sqlite`` or ``.sqlite3``: a SQLite database file.
+    heartbeat_interval : int, default=60
+        RDB storages: seconds between the heartbeats a running trial writes.
+    grace_period : int, default=None
+        RDB storages: seconds without a heartbeat after which a running trial
+        is marked failed (by the next worker that starts or waits for a
+        trial); ``None`` is three heartbeat intervals.
+    max_retry : int or None, default=1
+        RDB storages: times a failed trial's parameters are queued again
+        (:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`); ``None``
+        without limit, ``0`` never.
 
     Returns
     -------
@@ -43,7 +57,21 @@ def make_storage(storage) -> optuna.storages.BaseStorage | str | None:
     >>> path = os.path.join(tempfile.mkdtemp(), "study.log")
     >>> type(make_storage(path)).__name__
     'JournalStorage'
+
+    A shared study on a database server, whose dead workers' trials are
+    failed and retried after 30 s without a heartbeat:
+
+    >>> storage = make_storage("sqlite:///:memory:", heartbeat_interval=10, grace_period=30)
+    >>> storage.heartbeat_interval, storage.grace_period
+    (10, 30)
     """
+    if heartbeat_interval < 1:
+        raise ValueError(f"heartbeat_interval must be >= 1; got {heartbeat_interval}.")
+    grace = 3 * heartbeat_interval if grace_period is None else grace_period
+    if grace <= heartbeat_interval:
+        # a grace period that a live worker's heartbeat cannot beat fails live trials
+        raise ValueError(f"grace_period ({grace}) must exceed heartbeat_interval "
+                         f"({heartbeat_interval}).")
     if storage is None or isinstance(storage, optuna.storages.BaseStorage):
         return storage
     if not isinstance(storage, (str, os.PathLike)):
@@ -64,16 +92,13 @@ def make_storage(storage) -> optuna.storages.BaseStorage | str | None:
                 "RetryHeartbeatStaleTrialCallback",
                 optuna.storages.RetryFailedTrialCallback,
             )
-            retry = retry_class(max_retry=1)
+            retry = retry_class(max_retry=max_retry) if max_retry != 0 else None
+            kwargs = {"heartbeat_interval": heartbeat_interval, "grace_period": grace}
             try:  # optuna >= 4.9
                 return optuna.storages.RDBStorage(
-                    text, heartbeat_interval=60, grace_period=180,
-                    heartbeat_stale_trial_callback=retry,
-                )
+                    text, **kwargs, heartbeat_stale_trial_callback=retry)
             except TypeError:  # pragma: no cover - older optuna
-                return optuna.storages.RDBStorage(
-                    text, heartbeat_interval=60, grace_period=180, failed_trial_callback=retry
-                )
+                return optuna.storages.RDBStorage(text, **kwargs, failed_trial_callback=retry)
     lower = text.lower()
     if lower.endswith(_JOURNAL_SUFFIXES):
         from optuna.storages.journal import JournalFileBackend

@@ -29,3 +29,16 @@ def test_make_storage_kinds(tmp_path):
         make_storage(3)
 
 
+
+
+def test_make_storage_heartbeat_settings():
+    storage = make_storage("sqlite:///:memory:", heartbeat_interval=2, grace_period=7,
+                           max_retry=3)
+    assert (storage.heartbeat_interval, storage.grace_period) == (2, 7)
+    callback = storage.get_heartbeat_stale_trial_callback()
+    assert callback is not None and callback._max_retry == 3
+    assert make_storage("sqlite:///:memory:", heartbeat_interval=5).grace_period == 15
+    assert make_storage("sqlite:///:memory:",
+                        max_retry=0).get_heartbeat_stale_trial_callback() is None
+    with pytest.raises(ValueError, match="must exceed heartbeat_interval"):
+        make_storage("sqlite:///:memory:", heartbeat_interval=5, grace_period=5)
