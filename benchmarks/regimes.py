@@ -183,10 +183,12 @@ def table(scores: pd.DataFrame) -> str:
         stats["se"] = stats["std"].fillna(0) / np.sqrt(stats["count"])
         mse = cell.groupby("model")["mse"].mean()
         best = stats["mean"].idxmax()
-        c3tl = stats.loc["C3TL"]
+        ours = next(m for m in stats.index if m.startswith("C3TL"))  # "C3TL <arguments>" too
+        c3tl = stats.loc[ours]
         within = stats.loc[best, "mean"] - c3tl["mean"] <= stats.loc[best, "se"] + 1e-12
-        vs_add = stats.loc["Additive", "mean"] - c3tl["mean"] <= c3tl["se"] + 1e-12
-        verdict = ("first" if best == "C3TL" else "within 1 SE" if within
+        vs_add = ("Additive" not in stats.index
+                  or stats.loc["Additive", "mean"] - c3tl["mean"] <= c3tl["se"] + 1e-12)
+        verdict = ("first" if best == ours else "within 1 SE" if within
                    else f"behind {best}") + ("" if vs_add else ", below Additive")
         verdicts.append(verdict)
         cps = " | ".join(
@@ -194,7 +196,7 @@ def table(scores: pd.DataFrame) -> str:
             for m in MODELS
         )
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]:.0%} | {cps} | "
-                     f"{mse['C3TL']:.4f} | {mse.min():.4f} ({mse.idxmin()}) | {verdict} |")
+                     f"{mse[ours]:.4f} | {mse.min():.4f} ({mse.idxmin()}) | {verdict} |")
     n_first = sum(v.startswith(("first", "within")) and "below" not in v for v in verdicts)
     lines.append("")
     lines.append(f"C3TL first or within one standard error of the first, and not below "
