@@ -1,0 +1,59 @@
+"""``benchmarks/regimes.py``: its verdicts and the LINCS rows read from ``make scarcity``."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "regimes.py"
+
+
+@pytest.fixture(scope="module")
+def regimes():
+    spec = importlib.util.spec_from_file_location("regimes", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["regimes"] = module  # its dataclass looks its module up while it is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rows(cell, scores):
+    """One row per (model, target) with the given centred Pearson values."""
+    return [{"group": "g", "cell": cell, "target": f"t{i}", "n_train_contexts": 5,
+             "adaptation_fraction": 0.1, "model": model, "centered_pearson": value,
+             "mse": 1.0 - value}
+            for model, values in scores.items() for i, value in enumerate(values)]
+
+
+def test_verdicts(regimes):
+    scores = pd.DataFrame(
+        _rows("wins", {"C3TL": [0.9, 0.8], "Additive": [0.5, 0.4]})
+        + _rows("close", {"C3TL": [0.60, 0.50], "Linear transfer": [0.62, 0.52],
+                          "Additive": [0.3, 0.3]})
+        + _rows("loses", {"C3TL": [0.30, 0.31], "Linear transfer": [0.60, 0.61],
+                          "Additive": [0.5, 0.5]})
+    )
+    text = regimes.table(scores)
+    lines = {line.split("|")[2].strip(): line for line in text.splitlines()
+             if line.startswith("| g |")}
+    assert lines["wins"].rstrip(" |").endswith("first")
+    assert lines["close"].rstrip(" |").endswith("within 1 SE")
+    assert lines["loses"].rstrip(" |").endswith("behind Linear transfer, below Additive")
+    assert "2 of 3 cells" in text
+
+
+def test_lincs_rows_from_a_scarcity_run(regimes, tmp_path):
+    long = pd.DataFrame({
+        "model": ["c3tl", "c3tl", "linear", "linear"],
+        "split": [0, 0, 0, 0], "test_context": ["A375"] * 4, "n_train_contexts": [5] * 4,
+        "adaptation_fraction": [0.1] * 4,
+        "metric": ["centered_pearson_delta", "mse"] * 2, "value": [0.6, 0.08, 0.5, 0.09],
+    })
+    path = tmp_path / "scores.csv"
+    long.to_csv(path, index=False)
+    rows = regimes.lincs_from_benchmark(path).set_index("model")
+    assert rows.loc["C3TL", "centered_pearson"] == 0.6
+    assert rows.loc["Linear transfer", "mse"] == 0.09
+    assert set(rows["group"]) == {"lincs"}
