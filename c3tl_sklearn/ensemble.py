@@ -121,9 +121,10 @@ class C3TLEnsemble(PersistenceMixin, PerturbationRegressorMixin):
     estimator : estimator or None, default=None
         The member model; ``None`` means ``C3TLRegressor()``. Any estimator of
         the package's index-table API works; ``predict(X, observed=...)`` is
-        used when the estimator supports it (``C3TLRegressor`` does), and a
-        ``C3TLRegressor`` also contributes its perturbation codes to the
-        read-out of :meth:`predict` (``observed``).
+        used when the estimator supports it (``C3TLRegressor`` does, and
+        adds the measurements to its own context read-out); for members
+        without a read-out of their own (the baselines) the ensemble fits a
+        :class:`~c3tl_sklearn.adaptation.ContextReadout` on their residuals.
     n_estimators : int, default=5
         Number of members.
     calibration_fraction : float in [0, 1), default=0.1

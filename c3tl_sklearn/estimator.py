@@ -216,7 +216,8 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
     callbacks : list of skorch callbacks or None, default=None
         Extra skorch callbacks (learning-rate schedules, checkpoints, ...).
     device : {"cpu", "cuda"} or str, default="cpu"
-        Torch device for training and prediction.
+        Torch device for training and prediction (``"cuda:N"`` for a given
+        GPU); checked in ``fit`` against what this machine has.
     random_state : int, RandomState instance or None, default=None
         Seeds the validation split, the weight initialisation and batch order.
         The same seed gives identical predictions on the same device.
