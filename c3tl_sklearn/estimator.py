@@ -38,6 +38,14 @@ _FUSED_ADAMW = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)
 _MAX_MEAN_COMPONENTS = 50
 
 
+def _shrinkage(n, signal: float, noise: float) -> np.ndarray:
+    """Posterior-mean weight ``s / (s + v / n)`` of a mean of ``n`` measurements, in [0, 1]."""
+    n = np.asarray(n, dtype=np.float64)
+    if signal <= 0:
+        return np.zeros_like(n)
+    return signal / (signal + noise / np.maximum(n, 1))
+
+
 class TensorBatchIterator:
     """Batches of a skorch ``Dataset`` of arrays by tensor indexing.
 
@@ -146,7 +154,8 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         computed once per fit). Squared error in that orthonormal basis equals
         squared error over genes up to a constant, so this is the paper's model
         with the decoder's output kept in the span of the data, plus (with
-        ``residual``) the exact perturbation mean in gene space. It makes an
+        ``residual``) the perturbation's mean outside the basis, shrunk by
+        how much of it recurs across contexts (see ``outside_shrinkage_``). It makes an
         epoch's cost independent of the number of genes; what the basis
         leaves out of a context is recovered in gene space by the read-out
         (``adaptation``). ``None``, or a value not below the number of genes,
@@ -239,8 +248,19 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         works on genes.
     mean_outside_basis_ : ndarray of shape (n_perturbations, n_genes) or None
         With ``residual=True`` and a basis: each perturbation's mean observed
-        effect minus its projection on the basis, added to predictions so the
-        residual mean is kept exactly.
+        effect minus its projection on the basis.
+    outside_variances_ : ndarray of shape (2,) or None
+        Per-pair variance of the effects outside the basis that is shared by
+        a perturbation's contexts (signal) and that is not (noise), estimated
+        from each fit pair against its perturbation's mean over the other
+        contexts.
+    outside_shrinkage_ : ndarray of shape (n_perturbations,) or None
+        Factor on ``mean_outside_basis_`` in predictions: ``s / (s + v / n)``
+        for signal ``s``, noise ``v`` and ``n`` contexts measuring the
+        perturbation, the posterior-mean weight of a mean of ``n`` noisy
+        measurements. Where few contexts measure a perturbation, or the
+        effects outside the basis are mostly noise, the mean outside the
+        basis is mostly left out.
     gene_names_ : ndarray of object or None
         Column names of ``Y`` when it was a DataFrame.
     net_ : skorch.NeuralNetRegressor
@@ -441,12 +461,17 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
             block = usable[c_codes[usable] == c]
             pred = self._to_genes(held_out[block], p_codes[block])
             if self.mean_outside_basis_ is not None:
-                # leave the pair out of its perturbation's mean outside the basis too:
-                # (k M - own) / (k - 1) = M + (M - own) / (k - 1)
+                # leave the pair out of its perturbation's mean outside the basis
+                # too, (k M - own) / (k - 1), shrunk for k - 1 contexts
+                k = n_p[p_codes[block]]
                 y = Y_genes[block].astype(np.float64)
                 own = y - self.pca_.inverse_transform(self.pca_.transform(y))
-                outside = self.mean_outside_basis_[p_codes[block]]
-                pred += (outside - own) / (n_p[p_codes[block]] - 1)[:, None]
+                outside = self.mean_outside_basis_[p_codes[block]].astype(np.float64)
+                loo = outside + (outside - own) / (k - 1)[:, None]
+                pred += (
+                    _shrinkage(k - 1, *self.outside_variances_)[:, None] * loo
+                    - self.outside_shrinkage_[p_codes[block], None] * outside
+                )
             self.readout_.add(F_rows[block], Y_genes[block] - pred, c_codes[block])
 
     def _readout_features(self, Y_genes, p_codes, z_rows):
@@ -487,27 +512,49 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
             return pred
         out = self.pca_.inverse_transform(pred)
         if self.mean_outside_basis_ is not None:
-            out += self.mean_outside_basis_[p_codes]
+            out += self.outside_shrinkage_[p_codes, None] * self.mean_outside_basis_[p_codes]
         return out
 
     def _fit_basis(self, Y_arr, p_codes, train, seed) -> np.ndarray:
-        """Fit ``pca_`` and ``mean_outside_basis_``; return the effects the network reads."""
+        """Fit ``pca_`` and the mean outside it; return the effects the network reads."""
         self.pca_ = self.mean_outside_basis_ = None
+        self.outside_variances_ = self.outside_shrinkage_ = None
         if self.n_components is None or self.n_components >= min(Y_arr.shape):
             return Y_arr
         self.pca_ = PCA(self.n_components, random_state=seed).fit(Y_arr[train])
         coefs = self.pca_.transform(Y_arr).astype(np.float32)
         if self.residual:
-            # The network decodes a correction to the perturbation mean, which is
-            # exact in gene space: the part of each mean outside the basis is kept
-            # and added at predict (means commute with the affine projection).
+            # The network decodes a correction to the perturbation mean; the part
+            # of each mean outside the basis is added at predict (means commute
+            # with the affine projection), weighted by how well it transfers.
             n_pert = len(self.perturbations_)
-            mean_y, _ = segment_means(p_codes, n_pert, Y_arr)
+            mean_y, counts = segment_means(p_codes, n_pert, Y_arr)
             mean_coefs, _ = segment_means(p_codes, n_pert, coefs)
             self.mean_outside_basis_ = (
                 mean_y - self.pca_.inverse_transform(mean_coefs.astype(np.float32))
             ).astype(np.float32)
+            self.outside_variances_ = self._outside_variances(Y_arr, coefs, p_codes, counts)
+            self.outside_shrinkage_ = _shrinkage(counts, *self.outside_variances_)
         return coefs
+
+    def _outside_variances(self, Y_arr, coefs, p_codes, counts) -> np.ndarray:
+        """Shared (signal) and context-own (noise) variance of the effects outside the basis.
+
+        For a pair with ``own`` outside the basis and ``m``, its perturbation's
+        mean outside the basis over the ``k - 1`` other contexts, the moments
+        ``E[own . m] = s`` and ``E||own - m||^2 = v (1 + 1 / (k - 1))`` give
+        both, summed over genes and averaged over the pairs.
+        """
+        rows = np.flatnonzero(counts[p_codes] > 1)
+        signal = noise = 0.0
+        for start in range(0, len(rows), 4096):
+            block = rows[start:start + 4096]
+            k = counts[p_codes[block]][:, None]
+            own = Y_arr[block] - self.pca_.inverse_transform(coefs[block])
+            other = (k * self.mean_outside_basis_[p_codes[block]] - own) / (k - 1)
+            signal += float(np.sum(own * other, dtype=np.float64))
+            noise += float(np.sum((own - other) ** 2 / (1 + 1 / (k - 1)), dtype=np.float64))
+        return np.array([signal, noise]) / max(len(rows), 1)
 
     def _encodable(self, c_codes, p_codes, train) -> np.ndarray:
         """Training rows whose perturbation and context keep other observations.

@@ -115,7 +115,7 @@ def test_pca_response_basis(small_data, residual):
         np.testing.assert_allclose(
             model.mean_outside_basis_, pert_mean.to_numpy() - projected, atol=1e-5
         )
-        pred = pred - model.mean_outside_basis_[p_codes]
+        pred = pred - model.outside_shrinkage_[p_codes, None] * model.mean_outside_basis_[p_codes]
     else:
         assert model.mean_outside_basis_ is None
     # the decoded part lives in the 5-dimensional affine span of the basis
@@ -123,6 +123,47 @@ def test_pca_response_basis(small_data, residual):
     residual_part = centred - centred @ model.pca_.components_.T @ model.pca_.components_
     assert np.abs(residual_part).max() < 1e-4
     assert C3TLRegressor(**{**FAST, "n_components": 100}).fit(X, Y).pca_ is None
+
+
+def _outside_fit(X, Y):
+    params = {**FAST, "n_components": 3, "adaptation": None, "max_epochs": 2}
+    return C3TLRegressor(**params).fit(X, Y)
+
+
+def test_outside_variances_match_the_pairwise_moments(small_data):
+    X, Y = small_data
+    model = _outside_fit(X, Y)
+    Y_arr = Y.to_numpy(dtype=np.float64)
+    own = Y_arr - model.pca_.inverse_transform(model.pca_.transform(Y_arr))
+    perts = X["perturbation"].to_numpy()
+    signal, noise = [], []
+    for i in range(len(X)):
+        others = np.flatnonzero((perts == perts[i]) & (np.arange(len(X)) != i))
+        if len(others) == 0:
+            continue
+        other = own[others].mean(axis=0)
+        k = len(others) + 1
+        signal.append(own[i] @ other)
+        noise.append(np.sum((own[i] - other) ** 2) / (1 + 1 / (k - 1)))
+    np.testing.assert_allclose(model.outside_variances_, [np.mean(signal), np.mean(noise)],
+                               rtol=1e-3)
+    counts = pd.Series(perts).value_counts().loc[model.perturbations_].to_numpy()
+    s, v = model.outside_variances_
+    np.testing.assert_allclose(model.outside_shrinkage_, max(s, 0) / (max(s, 0) + v / counts),
+                               rtol=1e-6)
+
+
+def test_outside_mean_kept_when_shared_and_dropped_when_context_own():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"context": np.repeat([f"c{i}" for i in range(4)], 12),
+                      "perturbation": np.tile([f"p{j}" for j in range(12)], 4)})
+    shared = rng.normal(size=(12, 20))
+    # every context measures each perturbation's effect exactly: all of it transfers
+    model = _outside_fit(X, pd.DataFrame(np.tile(shared, (4, 1))))
+    np.testing.assert_allclose(model.outside_shrinkage_, 1.0, atol=1e-4)
+    # effects that are each context's own: nothing outside the basis transfers
+    model = _outside_fit(X, pd.DataFrame(rng.normal(size=(48, 20))))
+    assert model.outside_shrinkage_.max() < 0.2
 
 
 def test_no_validation_runs_all_epochs(tiny_data):
