@@ -200,6 +200,12 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         Decode a correction to the perturbation's mean observed effect rather
         than the effect itself: ``x_hat = mean_p + Gamma(z_p + psi_c)``. The
         network then spends its capacity on how contexts differ.
+    shrink_outside_basis : bool, default=True
+        With ``residual`` and a basis, weight each perturbation's mean
+        outside the basis by how much of it recurs across contexts
+        (``outside_shrinkage_``) rather than adding it in full. With few
+        contexts per perturbation, or effects whose part outside the basis
+        is mostly each context's own, the full mean adds noise.
     context_keep_min : float, default=1.0
         In training, every step builds each context code from a random subset
         of that context's pairs, keeping a fraction drawn uniformly from
@@ -255,7 +261,8 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         from each fit pair against its perturbation's mean over the other
         contexts.
     outside_shrinkage_ : ndarray of shape (n_perturbations,) or None
-        Factor on ``mean_outside_basis_`` in predictions: ``s / (s + v / n)``
+        Factor on ``mean_outside_basis_`` in predictions (1 with
+        ``shrink_outside_basis=False``): ``s / (s + v / n)``
         for signal ``s``, noise ``v`` and ``n`` contexts measuring the
         perturbation, the posterior-mean weight of a mean of ``n`` noisy
         measurements. Where few contexts measure a perturbation, or the
@@ -316,6 +323,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "leave_target_out": ["boolean"],
         "residual": ["boolean"],
+        "shrink_outside_basis": ["boolean"],
         "context_keep_min": [Interval(Real, 0, 1, closed="right")],
         "context_balance": [Interval(Real, 0, 1, closed="both")],
         "adaptation": [StrOptions({"ridge", "offset"}), None],
@@ -342,6 +350,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         validation_fraction=0.1,
         leave_target_out=True,
         residual=True,
+        shrink_outside_basis=True,
         context_keep_min=1.0,
         context_balance=1.0,
         adaptation="ridge",
@@ -364,6 +373,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         self.validation_fraction = validation_fraction
         self.leave_target_out = leave_target_out
         self.residual = residual
+        self.shrink_outside_basis = shrink_outside_basis
         self.context_keep_min = context_keep_min
         self.context_balance = context_balance
         self.adaptation = adaptation
@@ -469,7 +479,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
                 outside = self.mean_outside_basis_[p_codes[block]].astype(np.float64)
                 loo = outside + (outside - own) / (k - 1)[:, None]
                 pred += (
-                    _shrinkage(k - 1, *self.outside_variances_)[:, None] * loo
+                    self._outside_weight(k - 1)[:, None] * loo
                     - self.outside_shrinkage_[p_codes[block], None] * outside
                 )
             self.readout_.add(F_rows[block], Y_genes[block] - pred, c_codes[block])
@@ -534,8 +544,14 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
                 mean_y - self.pca_.inverse_transform(mean_coefs.astype(np.float32))
             ).astype(np.float32)
             self.outside_variances_ = self._outside_variances(Y_arr, coefs, p_codes, counts)
-            self.outside_shrinkage_ = _shrinkage(counts, *self.outside_variances_)
+            self.outside_shrinkage_ = self._outside_weight(counts)
         return coefs
+
+    def _outside_weight(self, n_contexts) -> np.ndarray:
+        """Weight of a perturbation's mean outside the basis over ``n_contexts`` contexts."""
+        if not self.shrink_outside_basis:
+            return np.ones(np.shape(n_contexts))
+        return _shrinkage(n_contexts, *self.outside_variances_)
 
     def _outside_variances(self, Y_arr, coefs, p_codes, counts) -> np.ndarray:
         """Shared (signal) and context-own (noise) variance of the effects outside the basis.

@@ -162,8 +162,14 @@ def test_outside_mean_kept_when_shared_and_dropped_when_context_own():
     model = _outside_fit(X, pd.DataFrame(np.tile(shared, (4, 1))))
     np.testing.assert_allclose(model.outside_shrinkage_, 1.0, atol=1e-4)
     # effects that are each context's own: nothing outside the basis transfers
-    model = _outside_fit(X, pd.DataFrame(rng.normal(size=(48, 20))))
+    own = pd.DataFrame(rng.normal(size=(48, 20)))
+    model = _outside_fit(X, own)
     assert model.outside_shrinkage_.max() < 0.2
+    # unless asked to add it in full, as the mean inside the basis is
+    full = C3TLRegressor(**{**FAST, "n_components": 3, "adaptation": None, "max_epochs": 2,
+                            "shrink_outside_basis": False}).fit(X, own)
+    np.testing.assert_array_equal(full.outside_shrinkage_, 1.0)
+    np.testing.assert_allclose(full.outside_variances_, model.outside_variances_)
 
 
 def test_no_validation_runs_all_epochs(tiny_data):
