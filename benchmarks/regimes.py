@@ -176,7 +176,7 @@ def table(scores: pd.DataFrame) -> str:
     keys = ["group", "cell", "n_train_contexts", "adaptation_fraction"]
     lines = ["| group | cell | training contexts | adaptation | "
              + " | ".join(f"{m} cP" for m in MODELS) + " | C3TL MSE | best MSE | C3TL verdict |",
-             "|" + "---|" * (len(MODELS) + 8)]
+             "|" + "---|" * (len(MODELS) + 7)]
     verdicts = []
     for key, cell in scores.groupby(keys, sort=False):
         stats = cell.groupby("model")["centered_pearson"].agg(["mean", "std", "count"])

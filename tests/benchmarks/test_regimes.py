@@ -42,6 +42,9 @@ def test_verdicts(regimes):
     assert lines["close"].rstrip(" |").endswith("within 1 SE")
     assert lines["loses"].rstrip(" |").endswith("behind Linear transfer, below Additive")
     assert "2 of 3 cells" in text
+    # a well-formed markdown table: header, separator and rows of one width
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    assert len({line.count("|") for line in rows}) == 1
 
 
 def test_lincs_rows_from_a_scarcity_run(regimes, tmp_path):
