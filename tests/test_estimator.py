@@ -14,7 +14,7 @@ from skorch.dataset import Dataset
 
 from c3tl_sklearn import C3TLRegressor
 from c3tl_sklearn.datasets import make_synthetic_perturbations
-from c3tl_sklearn.estimator import TensorBatchIterator
+from c3tl_sklearn.estimator import TensorBatchIterator, _shrinkage
 
 from .conftest import holdout_context
 
@@ -165,11 +165,22 @@ def test_outside_mean_kept_when_shared_and_dropped_when_context_own():
     own = pd.DataFrame(rng.normal(size=(48, 20)))
     model = _outside_fit(X, own)
     assert model.outside_shrinkage_.max() < 0.2
-    # unless asked to add it in full, as the mean inside the basis is
+    # shrink_outside_basis=False adds it in full, whatever the variances
     full = C3TLRegressor(**{**FAST, "n_components": 3, "adaptation": None, "max_epochs": 2,
                             "shrink_outside_basis": False}).fit(X, own)
     np.testing.assert_array_equal(full.outside_shrinkage_, 1.0)
     np.testing.assert_allclose(full.outside_variances_, model.outside_variances_)
+
+
+@given(signal=st.floats(-10, 10), noise=st.floats(0, 100),
+       n=st.lists(st.integers(1, 1000), min_size=2, max_size=10))
+def test_shrinkage_is_a_weight_that_grows_with_the_contexts(signal, noise, n):
+    n = np.sort(np.array(n))
+    w = _shrinkage(n, signal, noise)
+    assert np.all((w >= 0) & (w <= 1))
+    assert np.all(np.diff(w) >= -1e-12)
+    if signal <= 0:
+        assert np.all(w == 0)
 
 
 def test_no_validation_runs_all_epochs(tiny_data):
