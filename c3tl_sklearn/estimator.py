@@ -155,11 +155,11 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         squared error over genes up to a constant, so this is the paper's model
         with the decoder's output kept in the span of the data, plus (with
         ``residual``) the perturbation's mean outside the basis, shrunk by
-        how much of it recurs across contexts (see ``outside_shrinkage_``). It makes an
-        epoch's cost independent of the number of genes; what the basis
-        leaves out of a context is recovered in gene space by the read-out
-        (``adaptation``). ``None``, or a value not below the number of genes,
-        works on the genes directly.
+        how much of it recurs across contexts (``shrink_outside_basis``).
+        It makes an epoch's cost independent of the number of genes; what
+        the basis leaves out of a context is recovered in gene space by the
+        read-out (``adaptation``). ``None``, or a value not below the number
+        of genes, works on the genes directly.
     latent_dim : int, default=64
         Width of the shared latent space of perturbation and context codes.
     hidden_dims : tuple of int, default=(256,)
