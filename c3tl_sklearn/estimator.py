@@ -474,8 +474,9 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
                 # leave the pair out of its perturbation's mean outside the basis
                 # too, (k M - own) / (k - 1), shrunk for k - 1 contexts
                 k = n_p[p_codes[block]]
-                y = Y_genes[block].astype(np.float64)
-                own = y - self.pca_.inverse_transform(self.pca_.transform(y))
+                # the network's observations are these rows in the basis already
+                coefs = self.net_.module_.obs_x[block].cpu().numpy()
+                own = Y_genes[block].astype(np.float64) - self.pca_.inverse_transform(coefs)
                 outside = self.mean_outside_basis_[p_codes[block]].astype(np.float64)
                 loo = outside + (outside - own) / (k - 1)[:, None]
                 pred += (
