@@ -43,7 +43,8 @@ against; ``tests/test_metrics_celleval.py`` computes both on the same effects:
 The scorers (``pearson_scorer``, ``centered_pearson_scorer``, ...) plug into
 ``scoring=`` of :func:`~sklearn.model_selection.cross_val_score` and
 :class:`~sklearn.model_selection.GridSearchCV`; the two that need the context of
-every row read it from the index table ``X`` they are called with. ``SCORERS``
+every row read it from the index table ``X`` they are called with, and all
+match a pandas ``y``'s rows to ``X``'s by index label, as ``fit`` does. ``SCORERS``
 maps names to all of them and can itself be passed as ``scoring=``. Importing
 the package registers the names ``"pearson_delta"``,
 ``"centered_pearson_delta"``, ``"discrimination_score"`` and
@@ -63,7 +64,7 @@ import pandas as pd
 from scipy.spatial.distance import cdist
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import _scorer as _sklearn_scorer
-from sklearn.metrics import get_scorer_names, make_scorer, mean_squared_error
+from sklearn.metrics import get_scorer_names, mean_squared_error
 from sklearn.utils._param_validation import StrOptions
 
 from ._data import (
@@ -679,14 +680,18 @@ def score_table(X, Y_true, Y_pred, context_col: Hashable = "context", *, k: int 
 # --------------------------------------------------------------------------- scorers
 
 
-class _ContextScorer:
-    """Scorer ``(estimator, X, y) -> float`` for a metric that needs per-row contexts.
+class _IndexTableScorer:
+    """Scorer ``(estimator, X, y) -> float`` that matches ``y``'s rows to ``X``'s by label.
 
-    The contexts are read from the ``context_col`` column of the index table
-    ``X`` the scorer is called with.
+    scikit-learn's :func:`~sklearn.metrics.make_scorer` compares ``y`` with
+    ``predict(X)`` by position; here a pandas ``y`` follows the index table
+    ``X`` by index label, as in ``fit`` and ``score``. With ``context_col``,
+    every row's context is read from that column of ``X`` and passed to the
+    metric as its third argument.
     """
 
-    def __init__(self, score_func: Callable, context_col: Hashable, sign: int, kwargs: dict):
+    def __init__(self, score_func: Callable, context_col: Hashable | None, sign: int,
+                 kwargs: dict):
         self._score_func = score_func
         self._context_col = context_col
         self._sign = sign
@@ -697,26 +702,28 @@ class _ContextScorer:
             raise TypeError(
                 f"{self!r} does not accept extra arguments such as {sorted(kwargs)}."
             )
-        if not isinstance(X, pd.DataFrame) or self._context_col not in X.columns:
+        is_table = isinstance(X, pd.DataFrame)
+        if self._context_col is not None and not (is_table and self._context_col in X.columns):
             raise ValueError(
                 f"{self!r} reads the context of every row from the column "
                 f"{self._context_col!r} of X, so X must be the index table (a DataFrame "
                 "with that column)."
             )
         # y_true's rows follow X's by index label, as in fit (an array: by position)
-        y_true = match_rows(y_true, X.index, name="y_true")
+        y_true = match_rows(y_true, X.index if is_table else None, name="y_true")
         y_pred = estimator.predict(X)
-        contexts = X[self._context_col].to_numpy(dtype=object)
-        return self._sign * self._score_func(y_true, y_pred, contexts, **self._kwargs)
+        args = () if self._context_col is None else (X[self._context_col].to_numpy(object),)
+        return self._sign * self._score_func(y_true, y_pred, *args, **self._kwargs)
 
     def __repr__(self) -> str:
         args = [self._score_func.__name__]
-        if self._context_col != "context":
+        if self._context_col not in ("context", None):
             args.append(f"context_col={self._context_col!r}")
         if self._sign < 0:
             args.append("greater_is_better=False")
         args += [f"{key}={value!r}" for key, value in self._kwargs.items()]
-        return f"make_context_scorer({', '.join(args)})"
+        maker = "make_scorer" if self._context_col is None else "make_context_scorer"
+        return f"{maker}({', '.join(args)})"
 
 
 def make_context_scorer(
@@ -756,10 +763,15 @@ def make_context_scorer(
     >>> make_context_scorer(centered_pearson_delta, context_col="cell_line")
     make_context_scorer(centered_pearson_delta, context_col='cell_line')
     """
-    return _ContextScorer(score_func, context_col, 1 if greater_is_better else -1, kwargs)
+    return _IndexTableScorer(score_func, context_col, 1 if greater_is_better else -1, kwargs)
 
 
-pearson_scorer = make_scorer(pearson_delta)
+def _row_scorer(score_func: Callable, *, greater_is_better: bool = True, **kwargs):
+    """``make_scorer`` for a metric ``score_func(Y_true, Y_pred)``, rows matched by label."""
+    return _IndexTableScorer(score_func, None, 1 if greater_is_better else -1, kwargs)
+
+
+pearson_scorer = _row_scorer(pearson_delta)
 """Scorer for :func:`pearson_delta` (greater is better)."""
 
 centered_pearson_scorer = make_context_scorer(centered_pearson_delta)
@@ -768,10 +780,10 @@ centered_pearson_scorer = make_context_scorer(centered_pearson_delta)
 discrimination_scorer = make_context_scorer(discrimination_score)
 """Scorer for :func:`discrimination_score`, contexts from ``X["context"]``."""
 
-top_k_scorer = make_scorer(top_k_overlap)
+top_k_scorer = _row_scorer(top_k_overlap)
 """Scorer for :func:`top_k_overlap` with ``k=50``."""
 
-mse_scorer = make_scorer(mean_squared_error, greater_is_better=False)
+mse_scorer = _row_scorer(mean_squared_error, greater_is_better=False)
 """Negated mean squared error over all entries (scikit-learn's sign convention)."""
 
 CONTEXT_METRICS: dict[str, Callable] = {

@@ -21,10 +21,13 @@ from c3tl_sklearn._data import check_response, match_rows
 from c3tl_sklearn.baselines import AdditiveBaseline, MeanBaseline
 from c3tl_sklearn.datasets import make_synthetic_perturbations
 from c3tl_sklearn.metrics import (
+    SCORERS,
+    _row_scorer,
     centered_pearson_delta,
-    centered_pearson_scorer,
     pearson_delta,
+    pearson_scorer,
     score_table,
+    top_k_overlap,
 )
 
 TINY = dict(max_epochs=2, hidden_dims=(4,), latent_dim=2, n_components=None, random_state=0)
@@ -193,14 +196,17 @@ def test_metrics_match_rows_by_label(data):
         score_table(X, Y, Y_pred.set_axis(Y.index + 1))
 
 
-def test_score_and_context_scorers_match_rows_by_label(data):
+def test_score_and_scorers_match_rows_by_label(data):
     X, Y = data
     model = _fit(AdditiveBaseline(), X, Y)
     order = np.random.RandomState(1).permutation(len(X))
     assert model.score(X.iloc[order], Y) == pytest.approx(model.score(X, Y))
     assert model.score(X.iloc[order], Y.to_numpy()) < model.score(X, Y) - 0.1  # positional
-    assert centered_pearson_scorer(model, X.iloc[order], Y) == pytest.approx(
-        centered_pearson_scorer(model, X, Y))
+    # (12 genes here: top-k overlap over the top 5)
+    for name, scorer in {**SCORERS, "top_k_overlap": _row_scorer(top_k_overlap, k=5)}.items():
+        assert scorer(model, X.iloc[order], Y) == pytest.approx(scorer(model, X, Y)), name
+    # an array is matched by position, as everywhere in the package
+    assert pearson_scorer(model, X.iloc[order], Y.to_numpy()) < pearson_scorer(model, X, Y) - 0.05
     with pytest.raises(ValueError, match="X and Y have different row indexes"):
         model.score(X, Y.set_axis(Y.index + 1))
 
