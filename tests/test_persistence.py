@@ -205,6 +205,8 @@ def test_every_kind_of_array_and_container_round_trips(tmp_path):
         "dates_": np.array(["2024-01-01", "NaT"], dtype="datetime64[D]"),
         "text_": np.array([["a", "bc"]]), "flags_": np.array([True, False]),
         "mixed_": {"a": [1, 2.0, None, (1, "x")], 3: np.int32(4), (1, 2): float("-inf")},
+        # NumPy floats are floats: a NaN loss in a history, for example
+        "nonfinite_": [np.float64("nan"), np.float64("-inf"), np.float32("inf")],
     }
     for name, value in extra.items():
         setattr(model, name, value)
@@ -216,6 +218,8 @@ def test_every_kind_of_array_and_container_round_trips(tmp_path):
             assert got.flags.f_contiguous == value.flags.f_contiguous, name
             np.testing.assert_array_equal(got, value)
             assert got.flags.writeable, name
+        elif name == "nonfinite_":
+            assert np.isnan(got[0]) and got[1:] == [-np.inf, np.inf]
         else:
             assert got == value and type(got[3]) is np.int32
 

@@ -61,7 +61,8 @@ class _Encoder:
         if isinstance(value, float):
             if math.isfinite(value):
                 return value
-            return {"__type__": "float", "value": repr(value)}
+            # float() first: a NumPy float's repr is "np.float64(nan)"
+            return {"__type__": "float", "value": repr(float(value))}
         if isinstance(value, np.generic) and value.dtype.kind in "biuf":
             return {"__type__": "scalar", "dtype": value.dtype.str,
                     "value": self.label(value.item(), where)}

@@ -108,7 +108,9 @@ def make_storage(
             raise ValueError(f"The folder of the journal file {text!r} does not exist.")
         return optuna.storages.JournalStorage(JournalFileBackend(text))
     if lower.endswith(_SQLITE_SUFFIXES):
-        return make_storage("sqlite:///" + os.path.abspath(text))
+        return make_storage("sqlite:///" + os.path.abspath(text),
+                            heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                            max_retry=max_retry)
     raise ValueError(
         f"Cannot tell what kind of storage {text!r} is. Use a URL such as "
         "'sqlite:///study.db' or 'postgresql://user:pass@host/db', a journal file ending "

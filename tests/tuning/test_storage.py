@@ -31,7 +31,12 @@ def test_make_storage_kinds(tmp_path):
 
 
 
-def test_make_storage_heartbeat_settings():
+def test_make_storage_heartbeat_settings(tmp_path):
+    # a SQLite file path keeps the settings of the URL it stands for
+    storage = make_storage(tmp_path / "s.db", heartbeat_interval=7, grace_period=30,
+                           max_retry=0)
+    assert (storage.heartbeat_interval, storage.grace_period) == (7, 30)
+    assert storage.get_heartbeat_stale_trial_callback() is None
     storage = make_storage("sqlite:///:memory:", heartbeat_interval=2, grace_period=7,
                            max_retry=3)
     assert (storage.heartbeat_interval, storage.grace_period) == (2, 7)
