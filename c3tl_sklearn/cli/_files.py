@@ -221,7 +221,8 @@ def write_effects(X: pd.DataFrame, Y, genes, path: Path, *,
     The file is written next to its final name and renamed into place, so an
     interrupted run leaves no half-written output.
     """
-    tmp = path.with_name(f".{path.name}.part")
+    # the temporary name keeps the real suffixes, which say the format and compression
+    tmp = path.with_name(f".part-{path.name}")
     try:
         if _suffix(path) == ".h5ad":
             from ..preprocessing import to_anndata
@@ -250,8 +251,7 @@ def _write_table(table: pd.DataFrame, path: Path, suffix: str) -> None:
             ) from None
     else:
         sep = "\t" if suffix == ".tsv" else ","
-        compression = "gzip" if str(path).endswith(".gz.part") else None
-        table.to_csv(path, index=False, sep=sep, compression=compression)
+        table.to_csv(path, index=False, sep=sep)  # compression from the suffix
 
 
 def say(message: str, quiet: bool = False) -> None:

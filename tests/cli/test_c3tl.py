@@ -308,6 +308,24 @@ def test_fit_predict_evaluate_round_trip(capsys, effects, fmt):
     assert "overall" in out and "pearson_delta" in out
 
 
+@pytest.mark.parametrize("suffix", [".csv.gz", ".tsv.bz2", ".csv.xz"])
+def test_compressed_outputs_are_compressed(capsys, effects, suffix):
+    path, X, Y = effects
+    assert run(capsys, "fit", path / "effects.csv", "--model", "mean", "-o",
+               path / "m.c3tl")[0] == 0
+    out = path / f"p{suffix}"
+    status, _, err = run(capsys, "predict", path / "m.c3tl", "--pairs", path / "effects.csv",
+                         "-o", out)
+    assert status == 0, err
+    # pandas reads it back by its suffix, and it is not the plain text
+    sep = "\t" if ".tsv" in suffix else ","
+    table = pd.read_csv(out, sep=sep)
+    np.testing.assert_allclose(table.iloc[:, 2:].to_numpy(),
+                               MeanBaseline().fit(X, Y).predict(X), rtol=1e-6)
+    assert not out.read_bytes().startswith(b"context")
+    assert sorted(p.name for p in path.iterdir() if p.name.startswith(".")) == []
+
+
 def test_evaluate_matches_rows_and_genes_in_any_order(capsys, effects):
     path, X, Y = effects
     order = np.random.default_rng(0).permutation(len(X))
