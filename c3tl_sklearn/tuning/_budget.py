@@ -79,6 +79,7 @@ def run_until_finished(study, objective, *, max_trials: int, n_trials: int,
     dead worker's slot comes free once its heartbeat is stale. Without
     heartbeats running trials hold no slot (see the module documentation).
 
+    A callback that calls ``study.stop()`` ends the loop after its trial.
     Returns the number of trials it started.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -99,4 +100,7 @@ def run_until_finished(study, objective, *, max_trials: int, n_trials: int,
         study.optimize(objective, n_trials=1, callbacks=callbacks, gc_after_trial=False,
                        catch=(SurplusTrialError,))
         started += 1
+        # optimize() clears a callback's study.stop() when it starts, so look after each
+        if getattr(study, "_stop_flag", False):
+            break
     return started

@@ -8,7 +8,11 @@ optuna = pytest.importorskip("optuna")
 from optuna.distributions import FloatDistribution  # noqa: E402
 
 from c3tl_sklearn.tuning import C3TLSearchCV, make_storage  # noqa: E402
-from c3tl_sklearn.tuning._budget import SurplusTrialError, check_slot  # noqa: E402
+from c3tl_sklearn.tuning._budget import (  # noqa: E402
+    SurplusTrialError,
+    check_slot,
+    run_until_finished,
+)
 
 from .conftest import fast_c3tl, loco  # noqa: E402
 
@@ -79,3 +83,17 @@ def test_folds_through_joblib_score_as_one_at_a_time(data):
         np.testing.assert_allclose(parallel.cv_results_[key], serial.cv_results_[key],
                                    rtol=1e-5)
     assert parallel.best_params_ == serial.best_params_
+
+
+def test_a_callback_that_stops_the_study_ends_the_run():
+    study = optuna.create_study(direction="maximize")
+
+    def stop_after_two(study, trial):
+        if trial.number == 1:
+            study.stop()
+
+    started = run_until_finished(study, lambda trial: trial.suggest_float("x", 0, 1),
+                                 max_trials=10, n_trials=10, timeout=None,
+                                 callbacks=[stop_after_two])
+    assert started == 2
+    assert len(study.trials) == 2
