@@ -448,8 +448,9 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
             return
         module = self.net_.module_.eval()
         with torch.no_grad():
-            held_out, z_rows = module.held_out_predictions(return_codes=True)
-        F, F_rows = self._readout_features(Y_genes, p_codes, z_rows.cpu().numpy())
+            tables = module.codes(return_counts=True)
+            held_out, z_rows = module.held_out_predictions(return_codes=True, tables=tables)
+        F, F_rows = self._readout_features(Y_genes, p_codes, tables[0], z_rows.cpu().numpy())
         # standardised over perturbations, so that one penalty suits every feature
         mean, sd = F.mean(axis=0), F.std(axis=0)
         sd = np.where(sd > 0, sd, 1.0)
@@ -485,7 +486,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
                 )
             self.readout_.add(F_rows[block], Y_genes[block] - pred, c_codes[block])
 
-    def _readout_features(self, Y_genes, p_codes, z_rows):
+    def _readout_features(self, Y_genes, p_codes, z, z_rows):
         """Read-out features per perturbation, and per fit pair without the pair.
 
         The features are the latent perturbation codes and the principal
@@ -495,9 +496,6 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         and the read-out would learn from a signal that unmeasured pairs
         never have).
         """
-        module = self.net_.module_.eval()
-        with torch.no_grad():
-            z, _ = module.codes()
         n_pert = len(self.perturbations_)
         per_pert = [z[:, : self.latent_dim].cpu().numpy().astype(np.float64)]
         per_row = [z_rows.astype(np.float64)]
@@ -677,25 +675,30 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         module = self.net_.module_.eval()
         device = module.obs_x.device
         pairs = torch.from_numpy(query_pairs(c_codes, p_codes))
-        extra_t = None if extra is None else [t.to(device) for t in extra[:3]]
+        extra_t = tables = None
         with torch.no_grad():
-            Y_pred = module.predict_pairs(pairs.to(device), extra_t).cpu().numpy()
+            if extra is not None:
+                extra_t = [t.to(device) for t in extra[:3]]
+                # one encoding of every observation serves the prediction and the read-out
+                tables = module.codes(extra_t, return_counts=True)
+            Y_pred = module.predict_pairs(pairs.to(device), extra_t, tables).cpu().numpy()
         Y_pred = self._to_genes(Y_pred, p_codes)
         readout = self.readout_
         if readout is not None and extra is not None and adapt_observed:
-            readout = self._readout_with(extra, extra_t)
+            readout = self._readout_with(extra, extra_t, tables)
         if readout is not None:
             Y_pred += readout.correction(
                 c_codes, self.readout_features_[p_codes], features=self.adaptation == "ridge"
             )
         return Y_pred
 
-    def _readout_with(self, extra, extra_t) -> ContextReadout:
+    def _readout_with(self, extra, extra_t, tables) -> ContextReadout:
         """The fit read-out plus the held-out residuals of post-fit measurements."""
         _, c_obs, p_obs, Y_obs = extra
         module = self.net_.module_
         with torch.no_grad():
-            held_out = module.held_out_predictions(extra_t, include_fit=False).cpu().numpy()
+            held_out = module.held_out_predictions(extra_t, include_fit=False, tables=tables)
+        held_out = held_out.cpu().numpy()
         c_obs = c_obs.numpy()
         p_obs = p_obs.numpy()
         residuals = Y_obs - self._to_genes(held_out, p_obs)

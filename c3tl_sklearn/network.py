@@ -231,7 +231,7 @@ class C3TLNetwork(nn.Module):
         return z, psi
 
     def held_out_predictions(self, extra=None, include_fit: bool = True,
-                             return_codes: bool = False):
+                             return_codes: bool = False, tables=None):
         """Each observation predicted with itself left out of both of its means.
 
         This is what the network predicts for a pair it has not measured,
@@ -249,6 +249,8 @@ class C3TLNetwork(nn.Module):
         return_codes : bool, default=False
             Also return each row's perturbation code (latent part) as used in
             its prediction, that is with the row left out.
+        tables : tuple, optional
+            ``codes(extra, return_counts=True)``, when the caller has it.
 
         Returns
         -------
@@ -258,7 +260,7 @@ class C3TLNetwork(nn.Module):
             (there is nothing else to encode the perturbation from), and the
             only one of its context gets the mean context code.
         """
-        z, psi, n_z, n_psi = self.codes(extra, return_counts=True)
+        z, psi, n_z, n_psi = self.codes(extra, return_counts=True) if tables is None else tables
         sources = [(self.obs_x, self.obs_context, self.obs_perturbation, True)]
         if extra is not None:
             sources.append((*extra, False))
@@ -297,13 +299,14 @@ class C3TLNetwork(nn.Module):
             return self.gamma(z + psi)
         return z[:, self.latent_dim :] + self.gamma(z[:, : self.latent_dim] + psi)
 
-    def predict_pairs(self, pairs: torch.Tensor, extra=None) -> torch.Tensor:
+    def predict_pairs(self, pairs: torch.Tensor, extra=None, tables=None) -> torch.Tensor:
         """Predictions from all observations (plus ``extra``), no pair hidden.
 
         A context code of -1 is predicted from the mean observed context code.
+        ``tables`` is ``codes(extra, ...)`` when the caller has it already.
         """
         ctx, pert = pairs[:, CONTEXT], pairs[:, PERTURBATION]
-        z_table, psi_table = self.codes(extra)
+        z_table, psi_table = self.codes(extra) if tables is None else tables[:2]
         psi_unknown = psi_table.mean(0)
         psi = torch.where((ctx >= 0)[:, None], psi_table[ctx.clamp(min=0)], psi_unknown)
         return self.decode(z_table[pert], psi)

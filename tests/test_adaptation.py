@@ -190,15 +190,15 @@ def test_a_pairs_own_effect_never_reaches_its_features(small_data):
     model = C3TLRegressor(**{**FAST, "n_components": 5}).fit(X, Y)
     p_codes = np.searchsorted(model.perturbations_, X["perturbation"].to_numpy())
     values = Y.to_numpy().astype(np.float32)
-    z_rows = np.zeros((len(X), model.latent_dim))
-    _, rows = model._readout_features(values, p_codes, z_rows)
+    z, z_rows = torch.zeros(len(model.perturbations_), 1), np.zeros((len(X), model.latent_dim))
+    _, rows = model._readout_features(values, p_codes, z, z_rows)
     changed = values.copy()
     changed[3] += 10.0
     module = model.net_.module_
     x = module.obs_x.clone()
     x[3] = torch.from_numpy(model.pca_.transform(changed[3:4]).astype(np.float32))[0]
     module.set_observations(x, module.obs_context, module.obs_perturbation)
-    _, rows_changed = model._readout_features(changed, p_codes, z_rows)
+    _, rows_changed = model._readout_features(changed, p_codes, z, z_rows)
     np.testing.assert_allclose(rows_changed[3], rows[3], atol=1e-5)
     others = p_codes == p_codes[3]
     others[3] = False
