@@ -10,21 +10,23 @@ each other down several times (a fold took 86 s instead of 16 s).
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import Parallel, cpu_count, delayed, effective_n_jobs
 
 __all__ = ["limit_threads", "parallel_map", "threads_per_worker"]
 
 
 def threads_per_worker(n_jobs: int | None) -> int:
-    """Cores of this machine divided among ``n_jobs`` workers (at least one each)."""
+    """Cores this process may use, divided among ``n_jobs`` workers (at least one each).
+
+    joblib's ``cpu_count`` counts the cores CPU affinity and cgroup quotas leave.
+    """
     workers = max(1, effective_n_jobs(n_jobs))
-    return max(1, (os.cpu_count() or 1) // workers)
+    return max(1, cpu_count() // workers)
 
 
 @contextmanager

@@ -1,7 +1,6 @@
 """Work through joblib with the threads of every worker limited (c3tl_sklearn._parallel)."""
 
-import os
-
+import joblib
 import torch
 from threadpoolctl import threadpool_info
 
@@ -14,7 +13,7 @@ def _threads_seen(tag):
 
 
 def test_workers_get_their_share_of_the_cores():
-    expected = max(1, (os.cpu_count() or 1) // 2)
+    expected = max(1, joblib.cpu_count() // 2)
     assert threads_per_worker(2) == expected
     out = parallel_map(_threads_seen, [("a",), ("b",), ("c",)], n_jobs=2)
     assert [o[0] for o in out] == ["a", "b", "c"]  # in the order of the tasks

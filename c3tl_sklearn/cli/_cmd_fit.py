@@ -7,6 +7,7 @@ import ast
 import contextlib
 import time
 
+from .._parallel import limit_threads
 from ._files import CommandError, check_output, read_effects, say
 from ._progress import epoch_callback, progress_bar
 from ._registry import MODELS, make_model
@@ -95,19 +96,19 @@ def _build_model(args: argparse.Namespace):
     return model
 
 
-def thread_limits(threads: int | None, uses_torch: bool):
-    """A context limiting BLAS/OpenMP threads (and torch's) to ``threads``."""
+def thread_limits(threads: int | None, uses_torch: bool = False):
+    """A context limiting torch's and the BLAS/OpenMP threads to ``threads``, then restoring them.
+
+    ``uses_torch`` imports torch first, so that a model that imports it only
+    in ``fit`` is limited too.
+    """
     if threads is None:
         return contextlib.nullcontext()
     if threads < 1:
         raise CommandError(f"--threads {threads}: give a number >= 1.")
-    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
-
     if uses_torch:
-        import torch
-
-        torch.set_num_threads(threads)
-    return threadpool_limits(limits=threads)
+        import torch  # noqa: F401  (limit_threads limits torch once it is imported)
+    return limit_threads(threads)
 
 
 def run(args: argparse.Namespace) -> int:

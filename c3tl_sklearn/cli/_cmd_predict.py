@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         kwargs["observed"] = _observed(args, model, ccol, pcol)
     start = time.perf_counter()
     try:
-        with thread_limits(args.threads, hasattr(model, "net_")):
+        with thread_limits(args.threads):  # a loaded network has imported torch
             Y_pred = model.predict(X, **kwargs)
     except ValueError as exc:
         raise CommandError(f"cannot predict: {str(exc).splitlines()[0]}") from None

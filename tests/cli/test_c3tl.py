@@ -308,6 +308,32 @@ def test_fit_predict_evaluate_round_trip(capsys, effects, fmt):
     assert "overall" in out and "pearson_delta" in out
 
 
+def test_threads_are_limited_during_the_command_and_restored(capsys, effects, monkeypatch):
+    import torch
+
+    from c3tl_sklearn import C3TLRegressor
+
+    path = effects[0]
+    original_threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen = []
+    original = C3TLRegressor.fit
+
+    def spy(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(C3TLRegressor, "fit", spy)
+    try:
+        status, _, err = run(capsys, "fit", path / "effects.csv", "--threads", "1",
+                             "--set", "max_epochs=2", "-o", path / "m.c3tl")
+        assert status == 0, err
+        # c3tl_main called from Python leaves the caller's threads as they were
+        assert (seen, torch.get_num_threads()) == ([1], 2)
+    finally:
+        torch.set_num_threads(original_threads)
+
+
 @pytest.mark.parametrize("suffix", [".csv.gz", ".tsv.bz2", ".csv.xz"])
 def test_compressed_outputs_are_compressed(capsys, effects, suffix):
     path, X, Y = effects
