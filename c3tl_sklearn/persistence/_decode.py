@@ -323,22 +323,10 @@ def load(path: str | os.PathLike, *, device: Any = "cpu", expected: type | None 
         from .._device import check_device
 
         device = check_device(device)
-    else:
-        device = _CpuOnly(device)
     try:
         return _Decoder(arrays, device).value(spec, cls.__name__)
     except (KeyError, TypeError, IndexError, AttributeError) as exc:
         raise ValueError(f"{os.fspath(path)}: malformed model file ({exc!r}).") from None
-
-
-class _CpuOnly:
-    """The device of a model without torch state: kept as given, torch not imported."""
-
-    def __init__(self, device):
-        self.value = device
-
-    def __str__(self) -> str:
-        return str(self.value)
 
 
 def _needs_torch(spec) -> bool:

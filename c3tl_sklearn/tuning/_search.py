@@ -27,7 +27,7 @@ from .._data import match_rows, object_array
 from .._parallel import parallel_map
 from .._serialize import jsonable
 from ..metrics import CONTEXT_METRICS, SCORERS, make_context_scorer
-from ._budget import check_slot, run_until_finished
+from ._budget import _FINISHED, check_slot, run_until_finished
 from ._spaces import _check_space, default_search_space, suggest_params
 from ._storage import make_storage
 
@@ -35,7 +35,6 @@ __all__ = ["FOLD_STEP", "C3TLSearchCV"]
 
 #: Steps reserved per cross-validation fold in pruning reports.
 FOLD_STEP = 100_000
-_FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 def _nested_param(estimator, name: str) -> str | None:

@@ -273,7 +273,3 @@ def suggest_params(trial, space: SearchSpace) -> dict:
         else:
             params[name] = spec(trial)
     return params
-
-
-def _space_is_empty(space: SearchSpace) -> bool:
-    return isinstance(space, Mapping) and len(space) == 0
