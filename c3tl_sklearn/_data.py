@@ -35,8 +35,26 @@ __all__ = [
     "sorted_codes",
     "transfer_holdout_mask",
     "unique_labels",
+    "user_stacklevel",
     "warn_unknown_contexts",
 ]
+
+
+def user_stacklevel() -> int:
+    """``warnings.warn``'s ``stacklevel`` that points at the caller's code.
+
+    Called from the function that warns, it counts the frames up to the
+    first one outside this package and scikit-learn (whose ``validate_params``
+    wraps public functions), so the warning names the user's line however
+    deep inside the package it is raised.
+    """
+    import sys
+
+    frame, level = sys._getframe(1), 1
+    while frame is not None and \
+            frame.f_globals.get("__name__", "").split(".")[0] in ("c3tl_sklearn", "sklearn"):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def check_index_table(

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._data import sorted_codes
+from .._data import sorted_codes, user_stacklevel
 from .._parallel import parallel_map
 from ._h5ad import _open_source
 from ._hvg import _expm1_squares
@@ -301,7 +301,7 @@ def pseudobulk_files(paths: list[str], context_key, perturbation_key, controls: 
             "as given; C3TL, like the paper, expects log-normalised expression. Pass "
             "transform='normalize_log1p' to normalise and log-transform on the fly.",
             PseudobulkWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     plan, positions = merged_plan(parts, controls, min_cells, context_key, perturbation_key)
     group_sums = merged_sums(parts, plan, positions, "sums")

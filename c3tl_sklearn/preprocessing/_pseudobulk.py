@@ -14,7 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
-from .._data import sorted_codes
+from .._data import sorted_codes, user_stacklevel
 from ._h5ad import (
     _VALUES_PER_BLOCK,
     _check_dtype,
@@ -255,8 +255,6 @@ def _check_usable(labels: _GroupLabels, control_counts, observed_counts, kept,
 def _warn_dropped(labels: _GroupLabels, obs_c, obs_p, observed_counts, enough, has_control,
                   control_counts, min_cells: int, n_unlabelled: int) -> None:
     """Say which pairs were dropped, and why."""
-    # user -> pseudobulk -> _pseudobulk -> _plan_groups -> here
-    stacklevel = 5
     too_few = ~enough & has_control
     if too_few.any():
         idx = np.flatnonzero(too_few)
@@ -270,7 +268,7 @@ def _warn_dropped(labels: _GroupLabels, obs_c, obs_p, observed_counts, enough, h
             f"than min_cells={min_cells} cells (e.g. {examples}"
             f"{', ...' if idx.size > 5 else ''}). Pass return_report=True for the full list.",
             PseudobulkWarning,
-            stacklevel=stacklevel,
+            stacklevel=user_stacklevel(),
         )
     bad_contexts = np.flatnonzero(control_counts < min_cells)
     if bad_contexts.size:
@@ -283,14 +281,14 @@ def _warn_dropped(labels: _GroupLabels, obs_c, obs_p, observed_counts, enough, h
             f"{int((~has_control).sum())} (context, perturbation) pair(s) were dropped: an "
             "effect needs the controls of its own context.",
             PseudobulkWarning,
-            stacklevel=stacklevel,
+            stacklevel=user_stacklevel(),
         )
     if n_unlabelled:
         warnings.warn(
             f"{n_unlabelled} cell(s) have no label in obs[{labels.context_key!r}] or "
             f"obs[{labels.perturbation_key!r}] and were ignored.",
             PseudobulkWarning,
-            stacklevel=stacklevel,
+            stacklevel=user_stacklevel(),
         )
 
 
@@ -551,7 +549,7 @@ def _pseudobulk(source: _Source, context_key, perturbation_key, controls, *, min
             "transform='normalize_log1p' to normalise and log-transform on the fly, or "
             "layer=... to use a log-normalised layer.",
             PseudobulkWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
 
     return _results(plan, sums.sums, sums.s1, sums.s2, float(sums.used.sum()), genes,
@@ -571,7 +569,7 @@ def _results(plan: _Plan, group_sums: np.ndarray, s1, s2, n_used: float, genes: 
             f"n_top_genes={n_top_genes} exceeds the {effects.shape[1]} genes of the data; "
             "keeping all genes.",
             PseudobulkWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
     gene_stats, selected = select_genes(effects, s1, s2, n_used, n_top_genes, hvg_on, genes)
 
@@ -749,7 +747,7 @@ def _unique_gene_names(var_names: pd.Index) -> pd.Index:
         "unique by appending '-1', '-2', ... as anndata's var_names_make_unique does. "
         "Call adata.var_names_make_unique() first to choose yourself.",
         PseudobulkWarning,
-        stacklevel=4,
+        stacklevel=user_stacklevel(),
     )
     return unique
 

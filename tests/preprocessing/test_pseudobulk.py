@@ -244,6 +244,7 @@ def test_min_cells_drops_small_pairs_and_reports_them(tmp_path):
         X, Y, report = pseudobulk(str(open_as(adata, "path", tmp_path)), "cell_line", "drug",
                                   "ctrl", min_cells=10, return_report=True, chunk_size=13)
     assert "('B', 'p2'): 4" in str(rec[0].message)
+    assert rec[0].filename == __file__  # the warning points at the caller's line
     kept = set(zip(X["context"], X["perturbation"], strict=True))
     assert ("B", "p2") not in kept and ("C", "p3") not in kept
     assert len(X) == 7 and (X["n_cells"] == 15).all()
@@ -347,8 +348,9 @@ def test_hvg_on_cells_matches_scanpy_seurat(storage, tmp_path):
 
 def test_n_top_genes_larger_than_gene_count_keeps_all():
     adata = make_cells(n_genes=6)
-    with pytest.warns(PseudobulkWarning, match="n_top_genes=50 exceeds the 6 genes"):
+    with pytest.warns(PseudobulkWarning, match="n_top_genes=50 exceeds the 6 genes") as rec:
         _, Y = pseudobulk(adata, "cell_line", "drug", "ctrl", n_top_genes=50)
+    assert rec[0].filename == __file__
     assert list(Y.columns) == list(adata.var_names)
 
 
@@ -364,8 +366,9 @@ def make_counts(seed=8):
 
 def test_raw_counts_warn():
     adata = make_counts()
-    with pytest.warns(PseudobulkWarning, match=r"looks like raw counts.*log-normalised"):
+    with pytest.warns(PseudobulkWarning, match=r"looks like raw counts.*log-normalised") as rec:
         _, _, report = pseudobulk(adata, "cell_line", "drug", "ctrl", return_report=True)
+    assert rec[0].filename == __file__
     assert report.looks_like_counts
     adata.X = adata.X.astype(np.int32)  # integer dtype too
     with pytest.warns(PseudobulkWarning, match="raw counts"):
@@ -405,8 +408,10 @@ def test_duplicated_gene_names_are_made_unique():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # anndata: names not unique
         adata.var_names = ["g", "h", "g", "k", "g"]
-    with pytest.warns(PseudobulkWarning, match=r"1 gene name\(s\) occur more than once.*'g'"):
+    with pytest.warns(PseudobulkWarning,
+                      match=r"1 gene name\(s\) occur more than once.*'g'") as rec:
         _, Y = pseudobulk(adata, "cell_line", "drug", "ctrl")
+    assert rec[0].filename == __file__
     assert list(Y.columns) == ["g", "h", "g-1", "k", "g-2"]
 
 

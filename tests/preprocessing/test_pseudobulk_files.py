@@ -41,6 +41,8 @@ def run(source, **kw):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PseudobulkWarning)
         result = pseudobulk(source, "cell_line", "drug", "ctrl", return_report=True, **kw)
+    # every warning points at the caller's line, one file or many
+    assert {w.filename for w in caught if w.category is PseudobulkWarning} <= {__file__}
     return result, sorted(str(w.message) for w in caught)
 
 
