@@ -27,6 +27,9 @@ __all__ = ["ContextReadout"]
 ALPHAS = np.logspace(-1, 4, 11)
 #: Penalty used when a context has fewer than three measured pairs.
 DEFAULT_ALPHA = 30.0
+#: At most this many principal components of the perturbations' mean effects
+#: are read-out features.
+MAX_MEAN_COMPONENTS = 50
 #: Pseudo-count (in pairs) that shrinks a context's offset toward 0, as
 #: :class:`~c3tl_sklearn.baselines.AdditiveBaseline` does by default.
 OFFSET_PSEUDOCOUNT = 1.0

@@ -31,7 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._data import encode_labels, holdout_mask, segment_means, unique_labels, warn_unknown_contexts
 from ._parallel import parallel_map
-from .adaptation import ContextReadout
+from .adaptation import MAX_MEAN_COMPONENTS, ContextReadout
 from .base import PerturbationRegressorMixin
 from .persistence import PersistenceMixin
 
@@ -40,9 +40,6 @@ __all__ = ["C3TLEnsemble"]
 #: Pseudo-count (in pairs) shrinking a context's variance inflation toward the
 #: global one.
 _PRIOR_PAIRS = 5.0
-#: At most this many principal components of the perturbations' mean effects
-#: are read-out features.
-_MAX_MEAN_COMPONENTS = 50
 #: z-value of a two-sided 95% Gaussian interval.
 _Z95 = 1.959963984540054
 #: Noise variance of the design's Gaussian process, relative to its prior variance.
@@ -323,12 +320,12 @@ gene_names_
             (X.iloc[cal_rows], Y_arr[cal_rows]) if cal.any() and self._accepts_observed else None
         )
         self._fit_perturbation_tables(c_codes[~cal], p_codes[~cal], Y_fit)
-        self._fit_member_features()
+        self._fit_member_features(p_codes[~cal], Y_fit)
         self._fit_variance_model(X.iloc[cal_rows], Y_arr[cal_rows], c_codes[cal])
         return self
 
     def _fit_perturbation_tables(self, c_codes, p_codes, Y_fit) -> None:
-        """Mean effects, their spread across contexts, offsets and mean-effect features."""
+        """Mean effects, their spread across contexts and the contexts' offsets."""
         n_pert, n_ctx = len(self.perturbations_), len(self.contexts_)
         Y64 = Y_fit.astype(np.float64)
         means, counts = segment_means(p_codes, n_pert, Y64)
@@ -342,27 +339,32 @@ gene_names_
         self.perturbation_spread_ = spread.astype(np.float32)
         offsets, _ = segment_means(c_codes, n_ctx, Y64 - means[p_codes])
         self.zero_shot_variance_ = np.mean(offsets**2, axis=0).astype(np.float32)
-        k = int(min(_MAX_MEAN_COMPONENTS, n_pert - 1, Y64.shape[1]))
-        self._mean_features = (
-            PCA(k, random_state=0).fit(Y64).transform(means) if k >= 1 else np.zeros((n_pert, 0))
-        )
 
-    def _fit_member_features(self) -> None:
+    def _fit_member_features(self, p_codes, Y_fit) -> None:
         """Perturbation features per member: its read-out's, else standardised mean PCs."""
-        sd = self._mean_features.std(axis=0)
-        fallback = (self._mean_features - self._mean_features.mean(axis=0)) / np.where(
-            sd > 0, sd, 1.0
-        )
+        fallback = None  # only members without a read-out of their own (the baselines) need it
         self._features = []
         for member in self.estimators_:
             F = getattr(member, "readout_features_", None)
             if F is None:
+                if fallback is None:
+                    fallback = self._mean_components(p_codes, Y_fit)
                 self._features.append(fallback)
                 continue
             rows = encode_labels(self.perturbations_, member.perturbations_)
             out = np.zeros((len(self.perturbations_), F.shape[1]))
             out[rows >= 0] = F[rows[rows >= 0]]
             self._features.append(out)
+
+    def _mean_components(self, p_codes, Y_fit) -> np.ndarray:
+        """Standardised principal components of the perturbations' mean effects."""
+        n_pert = len(self.perturbations_)
+        Y64 = Y_fit.astype(np.float64)
+        means, _ = segment_means(p_codes, n_pert, Y64)
+        k = int(min(MAX_MEAN_COMPONENTS, n_pert - 1, Y64.shape[1]))
+        pcs = PCA(k, random_state=0).fit(Y64).transform(means) if k >= 1 else means[:, :0]
+        sd = pcs.std(axis=0)
+        return (pcs - pcs.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 
     def _fit_variance_model(self, X_cal, Y_cal, c_cal) -> None:
         n_ctx = len(self.contexts_)

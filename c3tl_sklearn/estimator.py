@@ -24,7 +24,7 @@ from ._data import (
     warn_unknown_contexts,
 )
 from ._device import check_device
-from .adaptation import ContextReadout
+from .adaptation import MAX_MEAN_COMPONENTS, ContextReadout
 from .base import PerturbationRegressorMixin
 from .network import CONTEXT, PERTURBATION, C3TLNetwork, query_pairs
 from .persistence import PersistenceMixin
@@ -33,9 +33,6 @@ __all__ = ["C3TLRegressor"]
 
 #: AdamW's fused kernel runs on CPU from torch 2.4 on (earlier versions raise).
 _FUSED_ADAMW = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)
-#: At most this many principal components of the perturbations' mean effects
-#: are read-out features.
-_MAX_MEAN_COMPONENTS = 50
 
 
 def _shrinkage(n, signal: float, noise: float) -> np.ndarray:
@@ -500,7 +497,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         per_pert = [z[:, : self.latent_dim].cpu().numpy().astype(np.float64)]
         per_row = [z_rows.astype(np.float64)]
         counts = np.bincount(p_codes, minlength=n_pert)
-        k = int(min(_MAX_MEAN_COMPONENTS, n_pert - 1, self.n_genes_))
+        k = int(min(MAX_MEAN_COMPONENTS, n_pert - 1, self.n_genes_))
         basis = self.pca_
         if k >= 1 and (basis is None or basis.n_components_ > k):
             basis = PCA(k, random_state=0).fit(Y_genes)
