@@ -43,7 +43,6 @@ from sklearn.base import _fit_context
 from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
 
 from ._data import label_examples, segment_means, warn_unknown_contexts
 from .base import PerturbationRegressorMixin
@@ -243,7 +242,6 @@ class MeanBaseline(PersistenceMixin, _TransferBaseline):
         Y_pred : ndarray of shape (n_new, n_genes)
             Predicted effects (float64).
         """
-        check_is_fitted(self)
         c_codes, p_codes = self._check_predict_input(
             X, "they are predicted as the perturbation's mean over all training contexts."
         )
@@ -366,7 +364,6 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
         Y_pred : ndarray of shape (n_new, n_genes)
             Predicted effects (float64).
         """
-        check_is_fitted(self)
         c_codes, p_codes = self._check_predict_input(
             X, "they get context offset 0 (the mean baseline prediction)."
         )
@@ -530,7 +527,6 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
         Y_pred : ndarray of shape (n_new, n_genes)
             Predicted effects (float64).
         """
-        check_is_fitted(self)
         c_codes, p_codes = self._check_predict_input(
             X, "they get the mean baseline prediction."
         )
@@ -757,7 +753,6 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
         Y_pred : ndarray of shape (n_new, n_genes)
             Predicted effects (float64).
         """
-        check_is_fitted(self)
         c_codes, p_codes = self._check_predict_input(
             X, "they get the mean baseline prediction."
         )
