@@ -553,9 +553,9 @@ class C3TLSearchCV(MetaEstimatorMixin, BaseEstimator):
             )
         best = study.best_trial
         self.best_trial_ = best
-        self.best_params_ = self._replay_params(space, best)
         self.best_score_ = float(best.value)
         self.best_index_ = int(np.flatnonzero(self.cv_results_["trial"] == best.number)[0])
+        self.best_params_ = self.cv_results_["params"][self.best_index_]
         if self.refit:
             t0 = time.perf_counter()
             self.best_estimator_ = clone(self.estimator).set_params(**self.best_params_)
