@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.base import _fit_context
 from sklearn.decomposition import PCA
@@ -26,10 +28,17 @@ from ._data import (
 from ._device import check_device
 from .adaptation import MAX_MEAN_COMPONENTS, ContextReadout
 from .base import PerturbationRegressorMixin
+from .fallback import baselines as fallback_baselines
+from .fallback import fit_fallback, refit_with_observed
 from .network import CONTEXT, PERTURBATION, C3TLNetwork, query_pairs
 from .persistence import PersistenceMixin
 
-__all__ = ["C3TLRegressor"]
+__all__ = ["AUTO_FALLBACK_MAX_PAIRS", "C3TLRegressor"]
+
+#: ``fallback="auto"`` blends with the baselines up to this many fit pairs. Its
+#: sub-fits cost about two more fits; above it every regime measured gave the
+#: network (nearly) all the weight.
+AUTO_FALLBACK_MAX_PAIRS = 4000
 
 #: AdamW's fused kernel runs on CPU from torch 2.4 on (earlier versions raise).
 _FUSED_ADAMW = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)
@@ -225,6 +234,18 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         the shrunk mean residual alone; ``None`` leaves the network's
         predictions as they are. Measurements passed to :meth:`predict` as
         ``observed`` join those of fit in the same read-out.
+    fallback : {"auto", "always"} or None, default="auto"
+        Blend the prediction with those of :class:`MeanBaseline`,
+        :class:`AdditiveBaseline` and :class:`LinearTransferBaseline` by
+        weights measured on held-out pairs (see :mod:`c3tl_sklearn.fallback`):
+        before the final fit, two sub-fits hold out most pairs of some
+        contexts and every model predicts them; the convex combination with
+        the least squared error is kept. Where the network is the best
+        model the blend is the network alone; where it cannot be trusted
+        (few pairs, few contexts, little shared structure) the prediction
+        moves to the baselines. ``"auto"`` blends up to
+        :data:`AUTO_FALLBACK_MAX_PAIRS` fit pairs, ``"always"`` at any size,
+        ``None`` never (the network and read-out alone).
     callbacks : list of skorch callbacks or None, default=None
         Extra skorch callbacks (learning-rate schedules, checkpoints, ...).
     device : {"cpu", "cuda"} or str, default="cpu"
@@ -281,6 +302,16 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         (``None`` when ``adaptation=None``).
     readout_features_ : ndarray of shape (n_perturbations, n_features) or None
         Standardised perturbation features the read-out regresses on.
+    fallback_weights_ : ndarray of shape (4,) or None
+        Weights of the network's prediction and of the mean, additive and
+        linear-transfer baselines' (:data:`c3tl_sklearn.fallback.CANDIDATES`
+        order), summing to 1; ``None`` when no blend was fitted.
+    fallback_mse_ : ndarray of shape (5,) or None
+        Held-out mean squared error of each of those predictions, then of
+        the blend, on the pairs the weights were chosen on.
+    fallback_estimators_ : list of (estimator or None) or None
+        The three baselines fitted on all the fit data; ``None`` where their
+        weight is 0.
 
     Notes
     -----
@@ -324,6 +355,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         "context_keep_min": [Interval(Real, 0, 1, closed="right")],
         "context_balance": [Interval(Real, 0, 1, closed="both")],
         "adaptation": [StrOptions({"ridge", "offset"}), None],
+        "fallback": [StrOptions({"auto", "always"}), None],
         "callbacks": [list, None],
         "device": [StrOptions({"cpu", "cuda"}), str, torch.device],
         "random_state": ["random_state"],
@@ -351,6 +383,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         context_keep_min=1.0,
         context_balance=1.0,
         adaptation="ridge",
+        fallback="auto",
         callbacks=None,
         device="cpu",
         random_state=None,
@@ -374,6 +407,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         self.context_keep_min = context_keep_min
         self.context_balance = context_balance
         self.adaptation = adaptation
+        self.fallback = fallback
         self.callbacks = callbacks
         self.device = device
         self.random_state = random_state
@@ -418,6 +452,8 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         rows = np.where(train, np.cumsum(train) - 1, -1)
         pairs = query_pairs(c_codes, p_codes, rows)
         seed = int(rng.randint(np.iinfo(np.int32).max))
+        # the sub-fits run first, so that a checkpoint callback ends on the final fit
+        blend = self._fit_fallback_weights(X, Y_arr, c_codes, p_codes, rng)
         Y_net = self._fit_basis(Y_arr, p_codes, train, seed)
 
         devices = []
@@ -436,7 +472,30 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         self.history_ = self.net_.history
         self.n_epochs_ = len(self.history_)
         self._fit_readout(Y_arr, c_codes, p_codes)
+        self._fit_fallback_members(X, Y_arr, blend)
         return self
+
+    def _fit_fallback_weights(self, X, Y_arr, c_codes, p_codes, rng):
+        """The blend's weights from sub-fits (``None`` when the fallback is off or cannot run)."""
+        if self.fallback is None or (
+            self.fallback == "auto" and len(c_codes) > AUTO_FALLBACK_MAX_PAIRS
+        ):
+            return None
+        return fit_fallback(self, X, Y_arr, c_codes, p_codes, rng)
+
+    def _fit_fallback_members(self, X, Y_arr, blend) -> None:
+        """The baselines of the blend, fitted on all the fit data."""
+        self.fallback_weights_ = self.fallback_mse_ = self.fallback_estimators_ = None
+        if blend is None:
+            return
+        self.fallback_weights_, self.fallback_mse_ = blend.weights, blend.mse
+        members = fallback_baselines(self.context_col, self.perturbation_col)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # their notices repeat fit's
+            self.fallback_estimators_ = [
+                m.fit(X, Y_arr) if w > 0 else None
+                for m, w in zip(members, blend.weights[1:], strict=True)
+            ]
 
     def _fit_readout(self, Y_genes, c_codes, p_codes) -> None:
         """Read-out statistics from every fit pair's held-out residual (see ``adaptation``)."""
@@ -653,7 +712,27 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
             The network computes in float32; the read-out and the output are
             float64, like every estimator of the package.
         """
-        return self._predict(X, observed)
+        Y_pred = self._predict(X, observed)
+        if self.fallback_weights_ is None or self.fallback_weights_[0] == 1.0:
+            return Y_pred
+        return self._blend(X, Y_pred, observed)
+
+    def _blend(self, X, Y_pred, observed) -> np.ndarray:
+        """The network's prediction blended with the baselines' by ``fallback_weights_``."""
+        members = self.fallback_estimators_
+        if observed is not None:
+            contexts, Y_obs, p_obs = self._validate_observed(observed)
+            X_obs = pd.DataFrame({self.context_col: contexts,
+                                  self.perturbation_col: self.perturbations_[p_obs]})
+            members = refit_with_observed(members, X_obs, Y_obs)
+        out = self.fallback_weights_[0] * Y_pred
+        with warnings.catch_warnings():
+            # an unseen context was announced once already, by the network's prediction
+            warnings.simplefilter("ignore", UserWarning)
+            for weight, member in zip(self.fallback_weights_[1:], members, strict=True):
+                if member is not None:
+                    out += weight * member.predict(X)
+        return out
 
     def _predict(self, X, observed=None, adapt_observed: bool = True) -> np.ndarray:
         """``predict``; ``adapt_observed=False`` keeps ``observed`` out of the read-out."""

@@ -1,7 +1,14 @@
-"""Data: the shipped LINCS knockdowns and glioblastoma single cells; a synthetic generator."""
+"""Data: the shipped LINCS knockdowns and glioblastoma single cells; synthetic generators."""
 
 from ._glioblastoma import load_glioblastoma_crispri
 from ._lincs import load_lincs_knockdowns
+from ._regimes import REGIMES, make_regime_perturbations
 from ._synthetic import make_synthetic_perturbations
 
-__all__ = ["load_glioblastoma_crispri", "load_lincs_knockdowns", "make_synthetic_perturbations"]
+__all__ = [
+    "REGIMES",
+    "load_glioblastoma_crispri",
+    "load_lincs_knockdowns",
+    "make_regime_perturbations",
+    "make_synthetic_perturbations",
+]
