@@ -29,6 +29,7 @@ _EXPORTS = {
     "load_glioblastoma_crispri": "datasets",
     "load_lincs_knockdowns": "datasets",
     "make_synthetic_perturbations": "datasets",
+    "make_regime_perturbations": "datasets",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -116,7 +116,9 @@ class C3TLEnsemble(PersistenceMixin, PerturbationRegressorMixin):
     Parameters
     ----------
     estimator : estimator or None, default=None
-        The member model; ``None`` means ``C3TLRegressor()``. Any estimator of
+        The member model; ``None`` means ``C3TLRegressor(fallback=None)``:
+        the ensemble's spread is that of the networks, and a blend with the
+        baselines in every member would cost each member its sub-fits. Any estimator of
         the package's index-table API works; ``predict(X, observed=...)`` is
         used when the estimator supports it (``C3TLRegressor`` does, and
         adds the measurements to its own context read-out); for members
@@ -270,7 +272,7 @@ gene_names_
             return self.estimator
         from .estimator import C3TLRegressor
 
-        return C3TLRegressor()
+        return C3TLRegressor(fallback=None)
 
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=False)
@@ -417,8 +419,9 @@ gene_names_
                 "ignore", message=".*never observed in fit", category=UserWarning
             )
             for member in self.estimators_:
-                if observed is not None and hasattr(member, "_predict"):
-                    pred = member._predict(X, observed, adapt_observed=self.adapt_observed)
+                if observed is not None and hasattr(member, "_predict") \
+                        and not self.adapt_observed:
+                    pred = member._predict(X, observed, adapt_observed=False)
                 elif observed is not None and self._accepts_observed:
                     pred = member.predict(X, observed=observed)
                 else:

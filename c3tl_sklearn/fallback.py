@@ -35,6 +35,7 @@ __all__ = [
     "convex_weights",
     "fallback_folds",
     "fit_fallback",
+    "held_out_predictions",
     "refit_with_observed",
 ]
 
@@ -166,19 +167,15 @@ def convex_weights(gram: np.ndarray, cross: np.ndarray) -> np.ndarray:
     return best
 
 
-def fit_fallback(estimator, X: pd.DataFrame, Y: np.ndarray, c_codes, p_codes,
-                 rng) -> FallbackFit | None:
-    """Weights of the blend from sub-fits of ``estimator`` and the baselines.
+def held_out_predictions(estimator, X: pd.DataFrame, Y: np.ndarray, folds, rng):
+    """Each fold's held-out rows and every candidate's predictions of them.
 
-    ``estimator`` is a ``C3TLRegressor``; its sub-fits are clones without
-    the fallback, each seeded from ``rng``. ``Y`` holds the effects of the
-    rows of ``X`` (matched already). Returns ``None`` when no context can be
-    masked (then there is nothing to measure the network on).
+    Yields ``(held, preds)``: the held-out mask and a list of
+    ``(n_held, n_genes)`` float64 predictions in :data:`CANDIDATES` order,
+    each from a model fitted on the fold's training rows alone. The network
+    is a clone of ``estimator`` without the fallback, seeded from ``rng``.
+    A fold where the network has no pair left to train on is skipped.
     """
-    folds = fallback_folds(c_codes, p_codes, rng)
-    k = len(CANDIDATES)
-    gram, cross = np.zeros((k, k)), np.zeros(k)
-    sq_err, yy, n_values, n_pairs = np.zeros(k), 0.0, 0, 0
     for train, held in folds:
         seed = int(rng.randint(np.iinfo(np.int32).max))
         net = clone(estimator).set_params(fallback=None, random_state=seed, verbose=0)
@@ -197,6 +194,22 @@ def fit_fallback(estimator, X: pd.DataFrame, Y: np.ndarray, c_codes, p_codes,
                 # masked this far, no pair is left to train the network on: the
                 # sub-fit measures nothing, and the other folds decide
                 continue
+        yield held, preds
+
+
+def fit_fallback(estimator, X: pd.DataFrame, Y: np.ndarray, c_codes, p_codes,
+                 rng) -> FallbackFit | None:
+    """Weights of the blend from sub-fits of ``estimator`` and the baselines.
+
+    ``estimator`` is a ``C3TLRegressor``; ``Y`` holds the effects of the rows
+    of ``X`` (matched already). Returns ``None`` when no sub-fit could
+    measure anything (no context to mask, or no pair left to train on).
+    """
+    folds = fallback_folds(c_codes, p_codes, rng)
+    k = len(CANDIDATES)
+    gram, cross = np.zeros((k, k)), np.zeros(k)
+    sq_err, yy, n_values, n_pairs = np.zeros(k), 0.0, 0, 0
+    for held, preds in held_out_predictions(estimator, X, Y, folds, rng):
         P = np.stack([p.ravel() for p in preds], axis=1)
         y = Y[held].astype(np.float64).ravel()
         gram += P.T @ P
@@ -227,10 +240,25 @@ def refit_with_observed(members: list, X_obs: pd.DataFrame, Y_obs: np.ndarray) -
             out.append(None)
             continue
         X_fit, Y_fit = fit_table(member)
+        _refuse_fit_pairs(member, X_obs)
         X_all = pd.concat([X_fit, X_obs[[member.context_col, member.perturbation_col]]],
                           ignore_index=True)
         out.append(clone(member).fit(X_all, np.vstack([Y_fit, Y_obs])))
     return out
+
+
+def _refuse_fit_pairs(member, X_obs: pd.DataFrame) -> None:
+    """``observed`` adds measurements; a pair measured in fit already is an error."""
+    cols = [member.context_col, member.perturbation_col]
+    fit_pairs = pd.MultiIndex.from_frame(fit_table(member)[0][cols])
+    repeated = pd.MultiIndex.from_frame(X_obs[cols]).isin(fit_pairs)
+    if repeated.any():
+        examples = [tuple(r) for r in X_obs[cols].to_numpy()[repeated][:3]]
+        raise ValueError(
+            f"observed repeats {int(repeated.sum())} pair(s) measured in fit, e.g. {examples}; "
+            "observed is for measurements made after fit: pass only the new pairs "
+            "(or refit with all of them)."
+        )
 
 
 def fit_table(member) -> tuple[pd.DataFrame, np.ndarray]:
