@@ -720,18 +720,27 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
     def _blend(self, X, Y_pred, observed) -> np.ndarray:
         """The network's prediction blended with the baselines' by ``fallback_weights_``."""
         members = self.fallback_estimators_
+        # rows of the contexts that `observed` measures get baselines that know those
+        # measurements; every other row keeps fit's, as its network codes do
+        adapted = np.zeros(len(X), dtype=bool)
         if observed is not None:
             contexts, Y_obs, p_obs = self._validate_observed(observed)
             X_obs = pd.DataFrame({self.context_col: contexts,
                                   self.perturbation_col: self.perturbations_[p_obs]})
-            members = refit_with_observed(members, X_obs, Y_obs)
+            adapted = np.isin(X[self.context_col].to_numpy(), contexts)
+            refitted = refit_with_observed(members, X_obs, Y_obs)
         out = self.fallback_weights_[0] * Y_pred
         with warnings.catch_warnings():
             # an unseen context was announced once already, by the network's prediction
             warnings.simplefilter("ignore", UserWarning)
-            for weight, member in zip(self.fallback_weights_[1:], members, strict=True):
-                if member is not None:
-                    out += weight * member.predict(X)
+            for i, (weight, member) in enumerate(
+                    zip(self.fallback_weights_[1:], members, strict=True)):
+                if member is None:
+                    continue
+                if (~adapted).any():
+                    out[~adapted] += weight * member.predict(X[~adapted])
+                if adapted.any():
+                    out[adapted] += weight * refitted[i].predict(X[adapted])
         return out
 
     def _predict(self, X, observed=None, adapt_observed: bool = True) -> np.ndarray:

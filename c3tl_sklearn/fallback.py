@@ -116,7 +116,9 @@ def fallback_folds(c_codes: np.ndarray, p_codes: np.ndarray, rng,
         held = np.zeros(len(c_codes), dtype=bool)
         for c in order[f::n_folds]:
             rows = np.flatnonzero(c_codes == c)
-            held[rng.permutation(rows)[keep[c]:]] = True
+            # by perturbation first, so that the held-out pairs do not depend on row order
+            rows = rows[np.argsort(p_codes[rows], kind="stable")]
+            held[rows[rng.permutation(rows.size)[keep[c]:]]] = True
         # a perturbation needs a training pair somewhere to be predicted
         trained = np.bincount(p_codes[~held], minlength=p_codes.max() + 1)
         held &= trained[p_codes] > 0
@@ -231,8 +233,8 @@ def refit_with_observed(members: list, X_obs: pd.DataFrame, Y_obs: np.ndarray) -
 
     The baselines are closed-form, so this is what each would predict had the
     new measurements been part of fit. ``X_obs`` uses the members' label
-    columns; its pairs must not repeat fit pairs (the members' fit refuses
-    duplicated pairs). ``None`` members stay ``None``.
+    columns; a pair that repeats a fit pair keeps its fit effect (a baseline
+    holds one effect per pair). ``None`` members stay ``None``.
     """
     out = []
     for member in members:
@@ -240,25 +242,18 @@ def refit_with_observed(members: list, X_obs: pd.DataFrame, Y_obs: np.ndarray) -
             out.append(None)
             continue
         X_fit, Y_fit = fit_table(member)
-        _refuse_fit_pairs(member, X_obs)
-        X_all = pd.concat([X_fit, X_obs[[member.context_col, member.perturbation_col]]],
+        new = ~_fit_pairs(member, X_obs)
+        X_all = pd.concat([X_fit, X_obs.loc[new, [member.context_col, member.perturbation_col]]],
                           ignore_index=True)
-        out.append(clone(member).fit(X_all, np.vstack([Y_fit, Y_obs])))
+        out.append(clone(member).fit(X_all, np.vstack([Y_fit, Y_obs[new]])))
     return out
 
 
-def _refuse_fit_pairs(member, X_obs: pd.DataFrame) -> None:
-    """``observed`` adds measurements; a pair measured in fit already is an error."""
+def _fit_pairs(member, X_obs: pd.DataFrame) -> np.ndarray:
+    """Which rows of ``X_obs`` repeat a pair the member was fitted on."""
     cols = [member.context_col, member.perturbation_col]
     fit_pairs = pd.MultiIndex.from_frame(fit_table(member)[0][cols])
-    repeated = pd.MultiIndex.from_frame(X_obs[cols]).isin(fit_pairs)
-    if repeated.any():
-        examples = [tuple(r) for r in X_obs[cols].to_numpy()[repeated][:3]]
-        raise ValueError(
-            f"observed repeats {int(repeated.sum())} pair(s) measured in fit, e.g. {examples}; "
-            "observed is for measurements made after fit: pass only the new pairs "
-            "(or refit with all of them)."
-        )
+    return np.asarray(pd.MultiIndex.from_frame(X_obs[cols]).isin(fit_pairs))
 
 
 def fit_table(member) -> tuple[pd.DataFrame, np.ndarray]:

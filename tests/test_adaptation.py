@@ -13,7 +13,8 @@ from c3tl_sklearn.adaptation import ALPHAS, ContextReadout, _loo_alpha
 
 from .conftest import holdout_context
 
-FAST = dict(max_epochs=25, hidden_dims=(32,), latent_dim=8, random_state=0)
+# the network and its read-out alone; the blend with the baselines is tests/test_fallback.py
+FAST = dict(max_epochs=25, hidden_dims=(32,), latent_dim=8, fallback=None, random_state=0)
 
 
 # ----------------------------------------------------------------- ContextReadout

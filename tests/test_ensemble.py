@@ -14,7 +14,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from c3tl_sklearn import AdditiveBaseline, C3TLRegressor
 from c3tl_sklearn.ensemble import C3TLEnsemble
 
-TINY = dict(max_epochs=12, hidden_dims=(16,), latent_dim=4, n_components=None)
+TINY = dict(max_epochs=12, hidden_dims=(16,), latent_dim=4, n_components=None, fallback=None)
 
 
 def make_ensemble(**kwargs):

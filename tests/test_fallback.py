@@ -200,13 +200,11 @@ def test_observed_joins_the_baselines_without_refitting_the_network(blended):
     assert not np.allclose(pred, model.predict(query))
 
 
-def test_observed_that_repeats_fit_pairs_is_refused_with_the_fix(blended):
+def test_observed_that_repeats_fit_pairs_keeps_the_fit_effect_in_the_baselines(blended):
     model, X, Y, new = blended
-    fit_pairs = X[~new].iloc[:2]
-    with pytest.raises(ValueError, match=r"observed repeats 2 pair\(s\) measured in fit"):
-        model.predict(X[new].iloc[:2], observed=(fit_pairs, Y[~new].iloc[:2]))
-    # following the advice (only the new pairs) works
-    model.predict(X[new].iloc[2:], observed=(X[new].iloc[:2], Y[new].iloc[:2]))
+    mean = next(m for m in model.fallback_estimators_ if m is not None)
+    again = refit_with_observed([mean], X[~new].iloc[:2], 5 + Y[~new].iloc[:2].to_numpy())[0]
+    np.testing.assert_array_equal(again.effects_, mean.effects_)
 
 
 def test_refit_with_observed_keeps_none_members():
