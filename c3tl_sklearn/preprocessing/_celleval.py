@@ -12,6 +12,7 @@ the files by context).
 from __future__ import annotations
 
 import os
+import shlex
 import warnings
 from collections.abc import Hashable, Sequence
 from pathlib import Path
@@ -65,14 +66,21 @@ class CellEvalFiles(NamedTuple):
         self.real.write_h5ad(paths[1])
         return paths
 
-    def command(self, folder: str | os.PathLike = ".", outdir: str = "cell-eval-outdir") -> str:
-        """The ``cell-eval run`` command line for the files written into ``folder``."""
+    def command_args(self, folder: str | os.PathLike = ".",
+                     outdir: str | os.PathLike = "cell-eval-outdir") -> list[str]:
+        """The ``cell-eval run`` arguments for the files written into ``folder``."""
         folder = Path(folder)
-        return (
-            f"cell-eval run -ap {folder / 'pred.h5ad'} -ar {folder / 'real.h5ad'} "
-            f"--pert-col {self.perturbation_col} --control-pert {self.control} "
-            f"--celltype-col {self.context_col} -o {outdir}"
-        )
+        return [
+            "cell-eval", "run", "-ap", str(folder / "pred.h5ad"), "-ar",
+            str(folder / "real.h5ad"), "--pert-col", self.perturbation_col,
+            "--control-pert", self.control, "--celltype-col", self.context_col,
+            "-o", str(outdir),
+        ]
+
+    def command(self, folder: str | os.PathLike = ".",
+                outdir: str | os.PathLike = "cell-eval-outdir") -> str:
+        """The ``cell-eval run`` command line (quoted for a POSIX shell)."""
+        return shlex.join(self.command_args(folder, outdir))
 
 
 class CellEvalEffects(NamedTuple):
@@ -109,16 +117,19 @@ def _check_expression(values, where: str, *, integers: bool = True) -> None:
     if data.size == 0:
         return
     if not np.isfinite(data).all():
-        raise ValueError(f"{where} holds NaN or infinite values; remove or impute them.")
-    if data.min() < 0 or data.max() >= _CELL_EVAL_MAX:
+        raise ValueError(f"{where}: NaN or infinite values; remove or impute them.")
+    low, high = data.min(), data.max()
+    if sp.issparse(values) and values.nnz < np.prod(values.shape):
+        low, high = min(low, 0.0), max(high, 0.0)  # the zeros a sparse matrix does not store
+    if low < 0 or high >= _CELL_EVAL_MAX:
         raise ValueError(
-            f"{where} has values in [{data.min():.3g}, {data.max():.3g}]; cell-eval takes "
+            f"{where}: values in [{low:.3g}, {high:.3g}], but cell-eval takes "
             "log-normalised expression in [0, 15). Normalise and log-transform the cells "
             "first (scanpy: sc.pp.normalize_total then sc.pp.log1p)."
         )
     if integers and np.array_equal(data, np.floor(data)):
         raise ValueError(
-            f"{where} holds only integers (raw counts?); cell-eval expects log-normalised "
+            f"{where}: only integers (raw counts?), but cell-eval expects log-normalised "
             "expression, and the predicted expression would mix scales. Normalise and "
             "log-transform the cells first (sc.pp.normalize_total then sc.pp.log1p)."
         )
@@ -408,6 +419,9 @@ def _from_cells(anndata, contexts, perturbations, values, genes, cells, *, contr
         raise ValueError(f"The cells have {len(genes)} genes, Y_pred {values.shape[1]}; pass "
                          "genes=... (the predicted genes' names).")
     columns = np.array([position[g] for g in genes], dtype=np.intp)
+    matrix = cells.X
+    # before anything is computed: the cells must be what cell-eval reads as log-normalised
+    _check_expression(matrix[:, columns], "the cells")
     cell_ctx = cells.obs[ckey].astype(object).map(str).to_numpy()
     cell_pert = cells.obs[pkey].astype(object).map(str).to_numpy()
     rng = np.random.RandomState(random_state)
@@ -416,7 +430,6 @@ def _from_cells(anndata, contexts, perturbations, values, genes, cells, *, contr
     order = list(dict.fromkeys(pair_ctx))
     real_rows, pred_blocks, pred_labels, pred_ctx, pred_names = [], [], [], [], []
     control_rows, control_mean = {}, {}
-    matrix = cells.X
     for c in order:
         rows = np.flatnonzero((cell_ctx == c) & (cell_pert == str(control)))
         if rows.size == 0:
@@ -425,7 +438,6 @@ def _from_cells(anndata, contexts, perturbations, values, genes, cells, *, contr
                 f"obs[{pkey!r}]; pass the control label as control=..."
             )
         block = _dense(matrix[rows][:, columns])
-        _check_expression(block, f"the control cells of {c!r}", integers=False)
         control_rows[c], control_mean[c] = rows, (block, block.mean(axis=0))
     cap = _max_value(matrix)
     n_clipped = 0
@@ -459,7 +471,6 @@ def _from_cells(anndata, contexts, perturbations, values, genes, cells, *, contr
     real_matrix = matrix[real_all][:, columns]
     real_matrix = sp.csr_matrix(real_matrix, dtype=np.float32) if sp.issparse(real_matrix) \
         else np.asarray(real_matrix, dtype=np.float32)
-    _check_expression(real_matrix, "the cells")
     names = np.asarray(cells.obs_names, dtype=object)
     real_obs = _obs(cell_pert[real_all], cell_ctx[real_all], perturbation_col, context_col,
                     names[real_all])
