@@ -118,6 +118,8 @@ def export(X: pd.DataFrame, Y_pred: pd.DataFrame, args: argparse.Namespace, fold
                 X, Y_pred, Y_true=Y_true, control_mean=control_mean,
                 control=args.control or control, context_col=ccol, perturbation_col=pcol,
             )
+    except CommandError:
+        raise
     except (ValueError, TypeError) as exc:
         raise CommandError(f"cannot export for cell-eval: {str(exc).splitlines()[0]}") from None
     files.pred.uns["c3tl"] = files.real.uns["c3tl"] = {

@@ -32,6 +32,9 @@ __all__ = ["CellEvalEffects", "CellEvalFiles", "read_cell_eval", "to_cell_eval"]
 
 # cell-eval refuses values from this on as "not log-normalised" (utils.guess_is_lognorm)
 _CELL_EVAL_MAX = 15.0
+# a mean below 0 by less than this is float32 rounding of an effect file (a gene no cell
+# of the pair expresses), set to 0 without a warning
+_ROUNDING = 1e-5
 
 
 class CellEvalFiles(NamedTuple):
@@ -300,7 +303,7 @@ def to_cell_eval(
 
 
 def _clip(pred: np.ndarray) -> np.ndarray:
-    negative = pred < 0
+    negative = pred < -_ROUNDING
     if negative.any():
         warnings.warn(
             f"{int(negative.sum())} of {negative.size} predicted (pair, gene) expression means "
@@ -309,8 +312,7 @@ def _clip(pred: np.ndarray) -> np.ndarray:
             "effects cell-eval scores differ there (read_cell_eval reads them back).",
             UserWarning, stacklevel=4,
         )
-        pred = np.maximum(pred, 0.0)
-    return pred
+    return np.maximum(pred, 0.0)
 
 
 def _from_pseudobulk(anndata, contexts, perturbations, values, genes, Y_true, control_mean, *,
@@ -451,7 +453,7 @@ def _from_cells(anndata, contexts, perturbations, values, genes, cells, *, contr
         k = rows.size if n_cells == "match" else int(n_cells)
         drawn = block[rng.choice(block.shape[0], size=k, replace=k > block.shape[0])]
         target = mean + values[i]
-        n_clipped += int(((target < 0) | (target > cap)).sum())
+        n_clipped += int(((target < -_ROUNDING) | (target > cap + _ROUNDING)).sum())
         pred_blocks.append(_cells_with_mean(drawn, np.clip(target, 0.0, cap), cap))
         pred_labels += [p] * k
         pred_ctx += [c] * k
