@@ -122,10 +122,6 @@ def export(X: pd.DataFrame, Y_pred: pd.DataFrame, args: argparse.Namespace, fold
         raise
     except (ValueError, TypeError) as exc:
         raise CommandError(f"cannot export for cell-eval: {str(exc).splitlines()[0]}") from None
-    files.pred.uns["c3tl"] = files.real.uns["c3tl"] = {
-        "perturbation_col": files.perturbation_col, "context_col": files.context_col,
-        "control": files.control,
-    }
     pred_path, real_path = files.write(out)
     what = "cells" if args.cells is not None else "pseudo-bulk rows, one per pair"
     say(f"cell-eval files ({what}): {pred_path} ({files.pred.n_obs} rows), {real_path} "

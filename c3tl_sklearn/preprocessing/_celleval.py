@@ -240,8 +240,9 @@ def to_cell_eval(
     Returns
     -------
     files : CellEvalFiles
-        ``pred`` and ``real`` AnnData objects; ``files.write(folder)`` writes
-        them, ``files.command(folder)`` is the ``cell-eval run`` line.
+        ``pred`` and ``real`` AnnData objects (their ``uns["c3tl"]`` records
+        the label columns and the control label); ``files.write(folder)``
+        writes them, ``files.command(folder)`` is the ``cell-eval run`` line.
 
     Raises
     ------
@@ -292,14 +293,20 @@ def to_cell_eval(
             "of the control cells as control=..."
         )
     if cells is not None:
-        return _from_cells(anndata, contexts, perturbations, values, genes, cells,
-                           control=control, context_key=context_key,
-                           perturbation_key=perturbation_key, context_col=context_col,
-                           perturbation_col=perturbation_col, n_cells=n_cells,
-                           random_state=random_state)
-    return _from_pseudobulk(anndata, contexts, perturbations, values, genes, Y_true,
-                            control_mean, X=X, control=control, context_col=context_col,
-                            perturbation_col=perturbation_col)
+        files = _from_cells(anndata, contexts, perturbations, values, genes, cells,
+                            control=control, context_key=context_key,
+                            perturbation_key=perturbation_key, context_col=context_col,
+                            perturbation_col=perturbation_col, n_cells=n_cells,
+                            random_state=random_state)
+    else:
+        files = _from_pseudobulk(anndata, contexts, perturbations, values, genes, Y_true,
+                                 control_mean, X=X, control=control, context_col=context_col,
+                                 perturbation_col=perturbation_col)
+    # the names travel with the files, so `c3tl evaluate --cell-eval` needs no flags
+    for adata in (files.pred, files.real):
+        adata.uns["c3tl"] = {"perturbation_col": files.perturbation_col,
+                             "context_col": files.context_col, "control": files.control}
+    return files
 
 
 def _clip(pred: np.ndarray) -> np.ndarray:

@@ -120,6 +120,9 @@ def test_cells_export_has_what_cell_eval_needs(glioblastoma):
     np.testing.assert_array_equal(real_ctrl, pred_ctrl)  # the same controls in both files
     assert "cell-eval run -ap out/pred.h5ad -ar out/real.h5ad --pert-col perturbation " \
         "--control-pert control --celltype-col context" in files.command("out")
+    for adata in (files.pred, files.real):
+        assert adata.uns["c3tl"] == {"perturbation_col": "perturbation",
+                                     "context_col": "context", "control": "control"}
 
 
 def test_cells_export_reads_back_to_pseudobulk_effects_and_bounded_predictions(glioblastoma):
