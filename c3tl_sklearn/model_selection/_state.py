@@ -431,7 +431,7 @@ class StateSplit(_ValidationSplitMixin, _IndexTableSplitter):
         role[train], role[val], role[test] = "train", "val", "test"
         zeroshot: dict[str, str] = {}
         fewshot: dict[str, dict[str, list[str]]] = {}
-        n_unused = int((role == "").sum())
+        n_unused = 0
         for context in dict.fromkeys(contexts):
             here = contexts == context
             key = f"{dataset}.{context}"
@@ -444,7 +444,8 @@ class StateSplit(_ValidationSplitMixin, _IndexTableSplitter):
                         f"Context {context!r} has validation and test rows but no training "
                         "row; State's zero-shot entry sends a context to one of them."
                     )
-                continue
+                continue  # its unused rows stay out: the zero-shot entry drops them again
+            n_unused += int((roles == "").sum())
             entry = {name: [str(p) for p in perturbations[here & (role == name)]]
                      for name in ("val", "test")}
             entry = {name: values for name, values in entry.items() if values}

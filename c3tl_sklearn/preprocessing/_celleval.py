@@ -35,6 +35,8 @@ _CELL_EVAL_MAX = 15.0
 # a mean below 0 by less than this is float32 rounding of an effect file (a gene no cell
 # of the pair expresses), set to 0 without a warning
 _ROUNDING = 1e-5
+# expression below this is no expression (log-normalised values are of order 1)
+_TINY = 1e-12
 
 
 class CellEvalFiles(NamedTuple):
@@ -392,9 +394,14 @@ def _cells_with_mean(drawn: np.ndarray, target: np.ndarray, cap: float) -> np.nd
     """
     drawn_mean = drawn.mean(axis=0)
     spread = drawn.max(axis=0) - drawn_mean
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scale = np.where(drawn_mean > 0, target / drawn_mean, 0.0)
-        room = np.where(spread > 0, (cap - target) / spread, np.inf)
+    # a gene the drawn cells (all but) never express is set to its target in every cell;
+    # dividing by a denormal mean would overflow
+    expressed = drawn_mean > _TINY
+    varies = spread > _TINY
+    scale = np.zeros_like(drawn_mean)
+    scale[expressed] = target[expressed] / drawn_mean[expressed]
+    room = np.full_like(drawn_mean, np.inf)
+    room[varies] = (cap - target[varies]) / spread[varies]
     a = np.clip(np.minimum(scale, room), 0.0, None)
     b = np.maximum(target - a * drawn_mean, 0.0)
     return drawn * a + b

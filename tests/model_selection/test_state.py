@@ -238,8 +238,16 @@ def test_from_splitter_writes_zeroshot_for_a_context_without_training_rows():
 
 
 def test_from_splitter_warns_about_rows_it_cannot_leave_out():
-    X = pd.DataFrame({"context": ["a", "a", "b", "b"], "perturbation": ["p", "q", "p", "r"]})
+    X = pd.DataFrame({"context": ["a", "a", "b", "b", "b"],
+                      "perturbation": ["p", "q", "p", "r", "q"]})
+    # zero-shot: the entry sends all of b to test, and the split drops r again
     cv = LeaveOneContextOut(adaptation_fraction=0.0, test_contexts=["b"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        state = StateSplit.from_splitter(cv, X)
+    np.testing.assert_array_equal(next(state.split(X))[1], next(cv.split(X))[1])
+    # few-shot: r's row would train in State's layout
+    cv = LeaveOneContextOut(adaptation_fraction=0.3, test_contexts=["b"], random_state=0)
     with pytest.warns(UserWarning, match="1 row.*neither training nor test"):
         StateSplit.from_splitter(cv, X)
     with pytest.raises(ValueError, match="without a dot"):

@@ -231,3 +231,25 @@ def test_cell_eval_command_line_accepts_the_export_and_agrees_with_our_metrics(
         assert table.loc[line, "mse"] == pytest.approx(theirs["mse_delta"].mean(), abs=ATOL)
         assert table.loc[line, "pearson_delta"] == pytest.approx(
             theirs["pearson_delta"].mean(), abs=ATOL)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    drawn=st.lists(st.lists(st.one_of(st.just(0.0), st.floats(0.0, 7.0)), min_size=3,
+                            max_size=3), min_size=1, max_size=6),
+    fractions=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3),
+)
+def test_predicted_cells_have_the_predicted_mean_within_the_measured_range(drawn, fractions):
+    """Whatever the controls look like: the mean is the target, values stay in [0, cap]."""
+    from c3tl_sklearn.preprocessing._celleval import _cells_with_mean
+
+    drawn = np.array(drawn)
+    cap = 7.0
+    target = np.array(fractions) * cap
+    out = _cells_with_mean(drawn, target, cap)
+    np.testing.assert_allclose(out.mean(axis=0), target, atol=1e-9)
+    assert out.min() >= 0 and out.max() <= cap + 1e-9 and np.isfinite(out).all()
+    # where plain scaling fits under the cap, the controls' zeros stay zeros
+    scalable = (drawn.mean(axis=0) > 1e-12) & (drawn.max(axis=0) * target
+                                               <= cap * drawn.mean(axis=0))
+    assert np.abs(out[:, scalable][drawn[:, scalable] == 0]).max(initial=0) < 1e-12
