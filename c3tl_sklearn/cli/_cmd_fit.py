@@ -152,7 +152,7 @@ def _split_rows(args: argparse.Namespace, X, Y):
     try:
         train, test = next(cv.split(X))
         dropped = int(cv.split_info(X).loc[0, "n_dropped"])
-    except ValueError as exc:
+    except (ValueError, ImportError) as exc:  # ImportError: Python 3.10 without tomli
         raise CommandError(f"--split {args.split}: {str(exc).splitlines()[0]}") from None
     say(f"split {args.split}: {len(train)} training and {len(test)} test pairs"
         + (f", {dropped} held-out pair(s) dropped (their perturbation trains nowhere)"
