@@ -31,9 +31,9 @@ import copy
 import os
 import re
 import warnings
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -438,12 +438,12 @@ class StateSplit(_ValidationSplitMixin, _IndexTableSplitter):
             roles = role[here]
             if not (roles == "train").any() and ((roles == "test") | (roles == "val")).any():
                 # the whole context leaves training: State's zero-shot entry
-                zeroshot[key] = "test" if (roles == "test").any() else "val"
                 if (roles == "test").any() and (roles == "val").any():
                     raise ValueError(
                         f"Context {context!r} has validation and test rows but no training "
                         "row; State's zero-shot entry sends a context to one of them."
                     )
+                zeroshot[key] = "test" if (roles == "test").any() else "val"
                 continue  # its unused rows stay out: the zero-shot entry drops them again
             n_unused += int((roles == "").sum())
             entry = {name: [str(p) for p in perturbations[here & (role == name)]]
@@ -487,7 +487,7 @@ class StateSplit(_ValidationSplitMixin, _IndexTableSplitter):
         elif default == "test":
             in_test[:] = True
 
-        def context_code(key: str, section: str) -> int | None:
+        def context_code(key: str, section: str) -> int:
             name = _split_key(key, section)[1]
             if name not in by_name:
                 shown = [str(c) for c in contexts[:20]]
@@ -498,8 +498,8 @@ class StateSplit(_ValidationSplitMixin, _IndexTableSplitter):
                 )
             return by_name[name]
 
-        p_names = np.array([str(p) for p in _perturbation_labels(X, self.perturbation_col)],
-                           dtype=object)
+        # the table's rows are X's rows; the file names perturbations as strings
+        p_names = np.array([str(p) for p in X[self.perturbation_col]], dtype=object)
         for key, value in spec["zeroshot"].items():
             if _split_key(key, "zeroshot")[0] != dataset:
                 continue
@@ -564,6 +564,3 @@ class StateSplit(_ValidationSplitMixin, _IndexTableSplitter):
         for record in self._iter_records(X, groups):
             yield _sorted([record["train"], record["validation_only"]]), record["test"]
 
-
-def _perturbation_labels(X, perturbation_col) -> Iterable[Any]:
-    return X[perturbation_col].to_numpy(dtype=object)
