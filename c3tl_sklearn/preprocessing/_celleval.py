@@ -435,11 +435,16 @@ def _from_cells(anndata, contexts, perturbations, values, genes, cells, *, contr
         raise ValueError(f"The cells have {len(genes)} genes, Y_pred {values.shape[1]}; pass "
                          "genes=... (the predicted genes' names).")
     columns = np.array([position[g] for g in genes], dtype=np.intp)
-    matrix = cells.X
+    # the predicted genes only, in the predictions' order
+    matrix = cells.X[:, columns]
     # before anything is computed: the cells must be what cell-eval reads as log-normalised
-    _check_expression(matrix[:, columns], "the cells")
+    _check_expression(matrix, "the cells")
     cell_ctx = cells.obs[ckey].astype(object).map(str).to_numpy()
     cell_pert = cells.obs[pkey].astype(object).map(str).to_numpy()
+    # the rows of every (context, perturbation) group, in one pass over the cells
+    rows_of = pd.DataFrame({"c": cell_ctx, "p": cell_pert}).groupby(
+        ["c", "p"], sort=False).indices
+    empty = np.empty(0, dtype=np.intp)
     rng = np.random.RandomState(random_state)
     pair_ctx = [str(c) for c in contexts]
     pair_pert = [str(p) for p in perturbations]
@@ -447,18 +452,18 @@ def _from_cells(anndata, contexts, perturbations, values, genes, cells, *, contr
     real_rows, pred_blocks, pred_labels, pred_ctx, pred_names = [], [], [], [], []
     control_rows, control_mean = {}, {}
     for c in order:
-        rows = np.flatnonzero((cell_ctx == c) & (cell_pert == str(control)))
+        rows = rows_of.get((c, str(control)), empty)
         if rows.size == 0:
             raise ValueError(
                 f"Context {c!r} has no control cells labelled {control!r} in "
                 f"obs[{pkey!r}]; pass the control label as control=..."
             )
-        block = _dense(matrix[rows][:, columns])
+        block = _dense(matrix[rows])
         control_rows[c], control_mean[c] = rows, (block, block.mean(axis=0))
     cap = _max_value(matrix)
     n_clipped = 0
     for i, (c, p) in enumerate(zip(pair_ctx, pair_pert, strict=True)):
-        rows = np.flatnonzero((cell_ctx == c) & (cell_pert == p))
+        rows = rows_of.get((c, p), empty)
         if rows.size == 0:
             raise ValueError(f"The cells have no cell of the pair ({c!r}, {p!r}); export "
                              "pairs that were measured.")
@@ -468,7 +473,10 @@ def _from_cells(anndata, contexts, perturbations, values, genes, cells, *, contr
         drawn = block[rng.choice(block.shape[0], size=k, replace=k > block.shape[0])]
         target = mean + values[i]
         n_clipped += int(((target < -_ROUNDING) | (target > cap + _ROUNDING)).sum())
-        pred_blocks.append(_cells_with_mean(drawn, np.clip(target, 0.0, cap), cap))
+        # stored sparse block by block: the rescaled controls keep their zeros, and the
+        # predicted cells of a large atlas would not fit in memory dense
+        cells_k = _cells_with_mean(drawn, np.clip(target, 0.0, cap), cap)
+        pred_blocks.append(sp.csr_matrix(np.maximum(cells_k, 0.0).astype(np.float32)))
         pred_labels += [p] * k
         pred_ctx += [c] * k
         pred_names += [f"pred|{c}|{p}|{j}" for j in range(k)]
@@ -484,7 +492,7 @@ def _from_cells(anndata, contexts, perturbations, values, genes, cells, *, contr
         )
     ctrl_all = np.concatenate([control_rows[c] for c in order])
     real_all = np.concatenate([ctrl_all, *real_rows])
-    real_matrix = matrix[real_all][:, columns]
+    real_matrix = matrix[real_all]
     real_matrix = sp.csr_matrix(real_matrix, dtype=np.float32) if sp.issparse(real_matrix) \
         else np.asarray(real_matrix, dtype=np.float32)
     names = np.asarray(cells.obs_names, dtype=object)
@@ -492,15 +500,15 @@ def _from_cells(anndata, contexts, perturbations, values, genes, cells, *, contr
                     names[real_all])
     var = pd.DataFrame(index=pd.Index(genes, dtype=object))
     real = anndata.AnnData(X=real_matrix, obs=real_obs, var=var.copy())
-    ctrl_values = np.vstack([control_mean[c][0] for c in order])
-    pred_values = np.vstack([ctrl_values, np.maximum(np.vstack(pred_blocks), 0.0)])
+    # the real control cells themselves, so both files hold identical controls
+    ctrl_values = sp.csr_matrix(real_matrix[: ctrl_all.size], dtype=np.float32)
+    pred_values = sp.vstack([ctrl_values, *pred_blocks], format="csr")
     pred_obs = _obs(
         [str(control)] * ctrl_all.size + pred_labels,
         list(cell_ctx[ctrl_all]) + pred_ctx, perturbation_col, context_col,
         [f"control|{n}" for n in names[ctrl_all]] + pred_names,
     )
-    pred = anndata.AnnData(X=sp.csr_matrix(pred_values.astype(np.float32)), obs=pred_obs,
-                           var=var.copy())
+    pred = anndata.AnnData(X=pred_values, obs=pred_obs, var=var.copy())
     return CellEvalFiles(pred, real, str(perturbation_col), str(context_col), str(control))
 
 
