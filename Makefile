@@ -17,7 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# Prints the table and writes it to ./c3tl-results/lincs_demo/ (not the committed copy)
+# Prints the table, writes it to ./c3tl-results/lincs_demo/lincs_demo.md (not the committed
+# copy, and ignored by git) and prints that path
 demo: install
 	$(PY) examples/lincs_demo.py
 

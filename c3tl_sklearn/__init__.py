@@ -22,6 +22,7 @@ _EXPORTS = {
     "ContextKFold": "model_selection",
     "PerturbationHoldout": "model_selection",
     "ScarcitySplit": "model_selection",
+    "StateSplit": "model_selection",
     "C3TLEnsemble": "ensemble",
     "C3TLSearchCV": "tuning",
     "pseudobulk": "preprocessing",

@@ -628,6 +628,12 @@ def score_table(X, Y_true, Y_pred, context_col: Hashable = "context", *, k: int 
         rows. ``discrimination_score`` is NaN for a context with a single row
         (and overall if every context has one).
 
+    See Also
+    --------
+    c3tl_sklearn.preprocessing.read_cell_eval : a pair of cell-eval files as
+        ``(X, Y_true, Y_pred)``, so ``score_table(*read_cell_eval(pred, real,
+        ...), context_col=...)`` scores a prediction in cell-eval's layout.
+
     Examples
     --------
     >>> import numpy as np, pandas as pd

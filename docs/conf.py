@@ -25,7 +25,8 @@ extensions = [
     "numpydoc",
 ]
 
-exclude_patterns = ["_build"]
+# generated/cli.rst is written below and included by cli.rst, not a page of its own
+exclude_patterns = ["_build", "generated/cli.rst"]
 templates_path = ["_templates"]
 html_theme = "alabaster"
 html_static_path: list[str] = []
@@ -59,5 +60,18 @@ def _skip_metadata_requests(app, what, name, obj, skip, options):
     return None
 
 
+def _write_cli_reference(app):
+    # the command-line reference comes from the argument parsers, so it lists every
+    # subcommand and option the installed command has
+    from c3tl_sklearn.cli._reference import cli_reference_rst
+
+    target = Path(app.srcdir) / "generated" / "cli.rst"
+    target.parent.mkdir(exist_ok=True)
+    text = cli_reference_rst()
+    if not target.exists() or target.read_text() != text:  # unchanged: no rebuild
+        target.write_text(text)
+
+
 def setup(app):
+    app.connect("builder-inited", _write_cli_reference)
     app.connect("autodoc-skip-member", _skip_metadata_requests)

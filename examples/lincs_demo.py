@@ -103,6 +103,8 @@ def main(out: str | Path | None = None) -> pd.DataFrame:
         with open(Path(out) / "lincs_demo.md", "w") as f:
             f.write(header + markdown + "\n\nPer-fold centered_pearson_delta:\n\n```\n"
                     + by_fold.round(4).to_string() + "\n```\n")
+        # say where the report went: the default folder is not the committed copy
+        print(f"\nReport written to {(Path(out) / 'lincs_demo.md').resolve()}")
     return table
 
 

@@ -7,13 +7,13 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from . import _cmd_evaluate, _cmd_fit, _cmd_predict, _cmd_pseudobulk
+from . import _cmd_evaluate, _cmd_export, _cmd_fit, _cmd_predict, _cmd_pseudobulk
 from ._files import CommandError
 from ._io import BenchmarkDataError
 
 __all__ = ["build_c3tl_parser", "c3tl_main"]
 
-_COMMANDS = ("pseudobulk", "fit", "predict", "evaluate", "benchmark")
+_COMMANDS = ("pseudobulk", "fit", "predict", "evaluate", "export", "benchmark")
 
 
 def build_c3tl_parser() -> argparse.ArgumentParser:
@@ -37,7 +37,8 @@ def build_c3tl_parser() -> argparse.ArgumentParser:
         epilog="A typical chain: c3tl pseudobulk cells.h5ad --context cell_line "
         "--perturbation perturbation --control control -o effects.h5ad; c3tl fit train.h5ad "
         "-o model.c3tl; c3tl predict model.c3tl --pairs test.h5ad -o predictions.h5ad; "
-        "c3tl evaluate predictions.h5ad test.h5ad -o scores.csv",
+        "c3tl evaluate predictions.h5ad test.h5ad -o scores.csv; for cell-eval: c3tl export "
+        "predictions.h5ad --truth test.h5ad -o cell-eval-input",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -45,10 +46,11 @@ def build_c3tl_parser() -> argparse.ArgumentParser:
     _cmd_fit.add_parser(sub)
     _cmd_predict.add_parser(sub)
     _cmd_evaluate.add_parser(sub)
+    _cmd_export.add_parser(sub)
     # parsed by c3tl-benchmark's own parser (see c3tl_main); listed here for the help
     sub.add_parser("benchmark", add_help=False,
                    help="tune and compare C3TL and the baselines (= c3tl-benchmark)")
-    for name in ("pseudobulk", "fit", "predict", "evaluate"):
+    for name in ("pseudobulk", "fit", "predict", "evaluate", "export"):
         common = sub.choices[name].add_argument_group("output")
         common.add_argument("--quiet", action="store_true",
                             help="no progress bar, no status lines")

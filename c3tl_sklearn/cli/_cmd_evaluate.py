@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pandas as pd
 
-from ._files import CommandError, check_output, read_effects
+from ._files import CommandError, _require_file, _suffix, check_output, read_effects
 
 
 def add_parser(subparsers) -> None:
@@ -17,20 +18,82 @@ def add_parser(subparsers) -> None:
         "perturbation) and compute every metric (pearson_delta, centered_pearson_delta, "
         "discrimination_score, top_k_overlap, mse) per context and overall "
         "(c3tl_sklearn.metrics.score_table). Both files must hold the same pairs and genes "
-        "(in any order). The table is printed and, with -o, written as CSV.",
-        epilog="Example: c3tl evaluate predictions.h5ad truth.h5ad -o scores.csv",
+        "(in any order). The label columns are the ones `c3tl predict` recorded in its "
+        "output (or given with --context-col/--perturbation-col). With --cell-eval the two "
+        "files are cell-eval's pred.h5ad and real.h5ad, from any tool: every group's mean "
+        "minus the same file's control mean, as cell-eval computes effects. The table is "
+        "printed and, with -o, written as CSV.",
+        epilog="Examples: c3tl evaluate predictions.h5ad truth.h5ad -o scores.csv; c3tl "
+        "evaluate --cell-eval pred.h5ad real.h5ad --perturbation-col target_gene --control "
+        "non-targeting --context-col cell_type",
     )
-    p.add_argument("predictions", help="predicted effects (.h5ad, .csv, .tsv or .parquet)")
-    p.add_argument("truth", help="measured effects of the same pairs, same formats")
+    p.add_argument("predictions", help="predicted effects (.h5ad, .csv, .tsv or .parquet); "
+                   "with --cell-eval, cell-eval's pred.h5ad")
+    p.add_argument("truth", help="measured effects of the same pairs, same formats; with "
+                   "--cell-eval, cell-eval's real.h5ad")
     p.add_argument("-o", "--output", metavar="SCORES.csv",
                    help="write the table here (.csv or .tsv)")
-    p.add_argument("--context-col", default="context",
-                   help="context column of both files (default: context)")
-    p.add_argument("--perturbation-col", default="perturbation",
-                   help="perturbation column of both files (default: perturbation)")
+    p.add_argument("--context-col", metavar="NAME",
+                   help="context column of both files (default: the one `c3tl predict` "
+                   "recorded in the predictions, else context; with --cell-eval: cell-eval's "
+                   "--celltype-col, default one context)")
+    p.add_argument("--perturbation-col", metavar="NAME",
+                   help="perturbation column of both files (default: as --context-col, else "
+                   "perturbation; with --cell-eval: cell-eval's --pert-col, default "
+                   "target_gene)")
     p.add_argument("--k", type=int, default=50,
                    help="genes compared by top_k_overlap (default: 50, at most all genes)")
+    ce = p.add_argument_group("cell-eval files")
+    ce.add_argument("--cell-eval", action="store_true",
+                    help="the two files are cell-eval's pred.h5ad and real.h5ad (cells or "
+                    "pseudo-bulk rows with control rows in each file)")
+    ce.add_argument("--control", metavar="LABEL",
+                    help="with --cell-eval: cell-eval's --control-pert (default: the one "
+                    "`c3tl export` recorded, else non-targeting)")
     p.set_defaults(run=run)
+
+
+def recorded_labels(path) -> dict:
+    """The label names a ``c3tl`` command recorded in a file (``uns['c3tl']`` of an .h5ad).
+
+    A table written by ``c3tl predict`` has its two label columns first; they
+    are returned when the default names are not among its columns.
+    """
+    p = Path(path)
+    if not p.is_file():
+        return {}
+    if _suffix(p) == ".h5ad":
+        try:
+            import anndata
+
+            adata = anndata.read_h5ad(p, backed="r")
+        except Exception:  # unreadable files are reported by the reader that needs them
+            return {}
+        try:
+            info = adata.uns.get("c3tl", {})
+            return {k: str(v) for k, v in dict(info).items()} if hasattr(info, "items") else {}
+        finally:
+            adata.file.close()
+    columns: list = []
+    try:
+        if _suffix(p) in (".csv", ".tsv", ".txt"):
+            columns = list(pd.read_csv(p, nrows=0, sep="\t" if _suffix(p) == ".tsv" else ","))
+        elif _suffix(p) in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            columns = list(pq.read_schema(p).names)
+    except Exception:
+        return {}
+    if len(columns) >= 2 and not {"context", "perturbation"} & set(columns):
+        return {"context_col": columns[0], "perturbation_col": columns[1]}
+    return {}
+
+
+def label_columns(path, context_col, perturbation_col) -> tuple[str, str]:
+    """The label columns: as given, else as recorded in ``path``, else the defaults."""
+    recorded = {} if context_col and perturbation_col else recorded_labels(path)
+    return (context_col or recorded.get("context_col") or "context",
+            perturbation_col or recorded.get("perturbation_col") or "perturbation")
 
 
 def _pairs_preview(index: pd.MultiIndex) -> str:
@@ -62,6 +125,27 @@ def align(X_pred, Y_pred, X_true, Y_true, ccol, pcol) -> pd.DataFrame:
     return Y_true.iloc[order][list(Y_pred.columns)].reset_index(drop=True)
 
 
+def _cell_eval_effects(args: argparse.Namespace):
+    """The effects of a cell-eval pair, with the label columns to score them by."""
+    from ..preprocessing import read_cell_eval
+
+    recorded = recorded_labels(args.predictions)
+    pcol = args.perturbation_col or recorded.get("perturbation_col") or "target_gene"
+    ccol = args.context_col or recorded.get("context_col")
+    control = args.control or recorded.get("control") or "non-targeting"
+    for path, what in ((args.predictions, "pred"), (args.truth, "real")):
+        p = _require_file(path, f"cell-eval {what}")
+        if _suffix(p) != ".h5ad":
+            raise CommandError(f"--cell-eval reads cell-eval's .h5ad files; {str(p)!r} is not "
+                               "one.")
+    try:
+        X, Y_true, Y_pred = read_cell_eval(args.predictions, args.truth, perturbation_col=pcol,
+                                           control=control, context_col=ccol)
+    except ValueError as exc:
+        raise CommandError(f"cannot read the cell-eval files: {exc}") from None
+    return X, Y_true, Y_pred, ccol or "context"
+
+
 def run(args: argparse.Namespace) -> int:
     """Score ``args.predictions`` against ``args.truth``."""
     from ..metrics import score_table
@@ -72,10 +156,15 @@ def run(args: argparse.Namespace) -> int:
                            "scores")
     if args.k < 1:
         raise CommandError(f"--k {args.k}: give a number >= 1.")
-    ccol, pcol = args.context_col, args.perturbation_col
-    X_pred, Y_pred = read_effects(args.predictions, ccol, pcol, what="predictions")
-    X_true, Y_true = read_effects(args.truth, ccol, pcol, what="truth")
-    Y_true = align(X_pred, Y_pred, X_true, Y_true, ccol, pcol)
+    if args.cell_eval:
+        X_pred, Y_true, Y_pred, ccol = _cell_eval_effects(args)
+    else:
+        if args.control is not None:
+            raise CommandError("--control goes with --cell-eval (cell-eval's control label).")
+        ccol, pcol = label_columns(args.predictions, args.context_col, args.perturbation_col)
+        X_pred, Y_pred = read_effects(args.predictions, ccol, pcol, what="predictions")
+        X_true, Y_true = read_effects(args.truth, ccol, pcol, what="truth")
+        Y_true = align(X_pred, Y_pred, X_true, Y_true, ccol, pcol)
     table = score_table(X_pred, Y_true, Y_pred, context_col=ccol, k=args.k)
     table.index = table.index.map(str)
     table.index.name = ccol

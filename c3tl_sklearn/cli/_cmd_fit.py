@@ -6,9 +6,19 @@ import argparse
 import ast
 import contextlib
 import time
+from pathlib import Path
 
 from .._parallel import limit_threads
-from ._files import CommandError, check_output, read_effects, say
+from ._files import (
+    CommandError,
+    _read_h5ad,
+    _require_file,
+    _suffix,
+    check_output,
+    read_effects,
+    say,
+    write_effects,
+)
 from ._progress import epoch_callback, progress_bar
 from ._registry import MODELS, make_model
 
@@ -46,6 +56,19 @@ def add_parser(subparsers) -> None:
                    "a busy machine)")
     p.add_argument("--seed", type=int, default=0, help="C3TL's random seed (default: 0)")
     p.add_argument("--device", default="cpu", help="C3TL's torch device (default: cpu)")
+    split = p.add_argument_group(
+        "split file", "fit on the training rows of a State TOML split file ([zeroshot], "
+        "[fewshot.\"dataset.context\"] val = [...] test = [...]); contexts and "
+        "perturbations are matched by name")
+    split.add_argument("--split", metavar="FILE.toml",
+                       help="fit only on the file's training rows (validation rows too, "
+                       "unless they are test rows)")
+    split.add_argument("--dataset", metavar="NAME",
+                       help="the dataset of the file's keys (default: its only one)")
+    split.add_argument("--test-out", metavar="FILE",
+                       help="write the file's test rows here (.h5ad keeps the input's uns, "
+                       "e.g. the control means; or .csv/.tsv/.parquet), for `c3tl predict "
+                       "--pairs` and `c3tl evaluate`")
     p.set_defaults(run=run)
 
 
@@ -111,10 +134,52 @@ def thread_limits(threads: int | None, uses_torch: bool = False):
     return limit_threads(threads)
 
 
+def _split_rows(args: argparse.Namespace, X, Y):
+    """The training rows of ``--split``; the test rows written to ``--test-out``."""
+    from ..model_selection import StateSplit
+
+    if args.split is None:
+        if args.dataset or args.test_out:
+            raise CommandError("--dataset and --test-out go with --split FILE.toml.")
+        return X, Y
+    test_out = None
+    if args.test_out is not None:
+        test_out = check_output(args.test_out, [args.effects, args.split],
+                                [".h5ad", ".csv", ".tsv", ".parquet"], "test rows")
+    _require_file(args.split, "split")
+    cv = StateSplit(args.split, dataset=args.dataset, context_col=args.context_col,
+                    perturbation_col=args.perturbation_col)
+    try:
+        train, test = next(cv.split(X))
+        dropped = int(cv.split_info(X).loc[0, "n_dropped"])
+    except (ValueError, ImportError) as exc:  # ImportError: Python 3.10 without tomli
+        raise CommandError(f"--split {args.split}: {str(exc).splitlines()[0]}") from None
+    say(f"split {args.split}: {len(train)} training and {len(test)} test pairs"
+        + (f", {dropped} held-out pair(s) dropped (their perturbation trains nowhere)"
+           if dropped else ""), args.quiet)
+    if test_out is not None:
+        if test.size == 0:
+            raise CommandError(f"--split {args.split} has no test rows to write.")
+        _write_rows(args.effects, X, Y, test, test_out, args)
+    return X.iloc[train].reset_index(drop=True), Y.iloc[train].reset_index(drop=True)
+
+
+def _write_rows(source, X, Y, rows, out, args) -> None:
+    """Rows of the effect file, as .h5ad (the input's obs and uns kept) or as a table."""
+    if _suffix(source) == ".h5ad" and _suffix(out) == ".h5ad":
+        adata = _read_h5ad(Path(source), "effects")
+        adata[rows].copy().write_h5ad(out)
+    else:
+        write_effects(X.iloc[rows], Y.iloc[rows].to_numpy(), Y.columns, out,
+                      context_col=args.context_col, perturbation_col=args.perturbation_col)
+    say(f"test rows ({len(rows)} pairs) -> {out}", args.quiet)
+
+
 def run(args: argparse.Namespace) -> int:
     """Fit the chosen model on ``args.effects`` and save it to ``args.output``."""
     out = check_output(args.output, [args.effects], None, "model")
     X, Y = read_effects(args.effects, args.context_col, args.perturbation_col)
+    X, Y = _split_rows(args, X, Y)
     model = _build_model(args)
     bar = None
     if args.model == "c3tl":

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from ._cmd_export import _check_folder, add_truth_arguments, export
 from ._cmd_fit import thread_limits
 from ._files import (
     CommandError,
@@ -59,6 +60,10 @@ def add_parser(subparsers) -> None:
                    help="perturbation column, as --context-col")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
     p.add_argument("--device", default="cpu", help="torch device of C3TL (default: cpu)")
+    p.add_argument("--cell-eval", metavar="DIR",
+                   help="also write the predictions as cell-eval's pred.h5ad and real.h5ad "
+                   "into DIR (needs --cells or --truth; see `c3tl export --help`)")
+    add_truth_arguments(p, required=False)
     p.set_defaults(run=run)
 
 
@@ -130,6 +135,14 @@ def run(args: argparse.Namespace) -> int:
     """Predict the requested pairs and write them to ``args.output``."""
     inputs = [args.model, args.pairs, args.observed]
     out = check_output(args.output, inputs, _EFFECT_SUFFIXES, "predictions")
+    if args.cell_eval is None and (args.cells or args.truth):
+        raise CommandError("--cells and --truth are the truth of a cell-eval export; add "
+                           "--cell-eval DIR (or leave them out).")
+    if args.cell_eval is not None and not (args.cells or args.truth):
+        raise CommandError("--cell-eval DIR needs the truth of the predicted pairs: --cells "
+                           "CELLS.h5ad --control LABEL, or --truth EFFECTS.h5ad.")
+    if args.cell_eval is not None:
+        _check_folder(args.cell_eval)  # before the work, not after
     model = load_model(args.model, args.device)
     ccol = args.context_col or model.context_col
     pcol = args.perturbation_col or model.perturbation_col
@@ -146,7 +159,12 @@ def run(args: argparse.Namespace) -> int:
     genes = (list(model.gene_names_) if model.gene_names_ is not None
              else [f"gene_{j}" for j in range(model.n_genes_)])
     X = X.rename(columns={model.context_col: ccol, model.perturbation_col: pcol})
-    write_effects(X, Y_pred, genes, out, context_col=ccol, perturbation_col=pcol)
+    # the label names go with the file, so that `c3tl evaluate` and `export` need no flags
+    write_effects(X, Y_pred, genes, out, context_col=ccol, perturbation_col=pcol,
+                  uns={"c3tl": {"context_col": str(ccol), "perturbation_col": str(pcol)}})
     say(f"predicted {len(X)} pairs x {len(genes)} genes with {type(model).__name__} "
         f"({time.perf_counter() - start:.1f} s) -> {out}", args.quiet)
+    if args.cell_eval is not None:
+        export(X, pd.DataFrame(np.asarray(Y_pred), columns=[str(g) for g in genes]), args,
+               args.cell_eval, ccol, pcol)
     return 0

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 from ._io import BenchmarkDataError, _read_params_file, load_benchmark_data
 from ._registry import _TUNE_METRICS, MODELS
@@ -134,6 +135,13 @@ def build_parser(prog: str = "c3tl-benchmark") -> argparse.ArgumentParser:
     proto.add_argument("--scarcity-test-set", choices=["common", "complement"],
                        default="common", help="scarcity: test pairs shared by all cells "
                        "(common, default) or each cell's complement (the paper)")
+    proto.add_argument("--split", metavar="FILE.toml",
+                       help="State TOML split file: its train/test split replaces the held-out "
+                       "protocol's folds (contexts and perturbations by name; see "
+                       "c3tl_sklearn.model_selection.StateSplit)")
+    proto.add_argument("--split-dataset", metavar="NAME",
+                       help="with --split: the dataset of the file's 'dataset.context' keys "
+                       "(default: its only one)")
     proto.add_argument("--params", metavar="JSON",
                        help="use these parameters (a params.json of an earlier run) instead "
                        "of tuning the models it lists")
@@ -231,6 +239,14 @@ def _main_run(args, start_time: float, out: str, command: str) -> BenchmarkResul
         synthetic_shape=tuple(args.synthetic_shape), seed=args.seed,
     )
     params = _read_params_file(args.params) if args.params else None
+    split = None
+    if args.split is not None:
+        from ..model_selection import StateSplit
+
+        if not Path(args.split).is_file():
+            raise BenchmarkDataError(f"--split {args.split!r}: the file does not exist.")
+        # the loaded data carry the standard label names, whatever the file called them
+        split = StateSplit(args.split, dataset=args.split_dataset)
     return run_benchmark(
         X, Y, protocol=args.protocol, models=args.models, n_trials=args.n_trials,
         tune_metric=args.tune_metric, inner_folds=args.inner_folds,
@@ -242,5 +258,5 @@ def _main_run(args, start_time: float, out: str, command: str) -> BenchmarkResul
         study_prefix=args.study_prefix, seed=args.seed, max_points=args.max_points,
         out_dir=out, progress=not args.quiet, command=command,
         data_description=description, start_time=start_time, tune_only=args.tune_only,
-        n_jobs=args.n_jobs,
+        n_jobs=args.n_jobs, split=split,
     )

@@ -178,6 +178,14 @@ def _write_outputs(out: Path, result: BenchmarkResult, plots: dict, *, config, s
 
 def _caption(config, result) -> str:
     n_splits = result.scores["split"].nunique()
+    if config.get("split_file"):
+        return (
+            f"Mean ± standard deviation over the {n_splits} split(s) of "
+            f"{config['split_file']} (scored only on its test pairs whose perturbation "
+            "trains in another context). Best in bold (lowest MSE). s / epoch: mean seconds "
+            "per C3TL epoch; Fit s / fold: seconds per fit; Tuning s: seconds for "
+            f"{config['n_trials']} Optuna trials on the first split's training data."
+        )
     if config["protocol"] == "heldout":
         return (
             f"Mean ± standard deviation over {n_splits} held-out contexts "
@@ -225,7 +233,10 @@ def _readme(config, result, started, wall, command, data_description, X, Y, file
         f"- Protocol: {config['protocol']}; {config['design']}",
         f"- Test contexts: {', '.join(map(str, config['test_contexts']))}",
     ]
-    if config["protocol"] == "heldout":
+    if config.get("split_file"):
+        lines.append(f"- Splits: {config['split_file']}; the test contexts' share of rows in "
+                     f"training: {config['split_adaptation']}")
+    elif config["protocol"] == "heldout":
         lines.append(f"- Adaptation fraction: {config['adaptation_fraction']}")
     else:
         lines.append(

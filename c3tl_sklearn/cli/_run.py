@@ -15,7 +15,7 @@ from numbers import Integral
 from pathlib import Path
 
 import pandas as pd
-from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_params
 
 from .._data import unique_labels
 from ._evaluation import _Evaluation
@@ -25,6 +25,7 @@ from ._registry import _TUNE_METRICS, MODELS, _tune_scoring, make_model
 from ._report import BenchmarkResult, _heldout_table, _scarcity_tables, _write_outputs
 from ._splits import (
     _choose_test_contexts,
+    _given_splits,
     _heldout_splits,
     _inner_cv,
     _scarcity_splits,
@@ -43,6 +44,7 @@ __all__ = ["run_benchmark"]
         "inner_folds": [Interval(Integral, 1, None, closed="left")],
         "scarcity_test_set": [StrOptions({"common", "complement"})],
         "max_points": [Interval(Integral, 1, None, closed="left")],
+        "split": [HasMethods(["split"]), None],
     },
     prefer_skip_nested_validation=False,
 )
@@ -59,6 +61,7 @@ def run_benchmark(
     out_dir: str | os.PathLike | None = None, progress: bool = True,
     command: str | None = None, data_description: str | None = None,
     start_time: float | None = None, tune_only: bool = False, n_jobs: int | None = 1,
+    split=None,
 ) -> BenchmarkResult:
     """Tune and evaluate models with the paper's held-out-context or data-scarcity protocol.
 
@@ -135,6 +138,16 @@ def run_benchmark(
         (``"ray"``: Ray). Each job's torch and BLAS threads are the machine's
         cores divided by ``n_jobs``, so workers do not oversubscribe the cores.
         The scores equal those of ``n_jobs=1``.
+    split : splitter, optional
+        Splits to use instead of the protocol's (``protocol`` must be
+        ``"heldout"``), for example a
+        :class:`~c3tl_sklearn.model_selection.StateSplit` of a State TOML
+        file over ``X`` (its context and perturbation columns are
+        ``"context"`` and ``"perturbation"`` when ``X`` comes from
+        :func:`load_benchmark_data`). Every split is one row per model and
+        split in the scores; the models are tuned on the first one's
+        training rows, the inner cross-validation holding out training
+        contexts that are not test contexts of that split.
 
     Returns
     -------
@@ -162,7 +175,8 @@ def run_benchmark(
     scoring = _tune_scoring(tune_metric, k) if n_trials else None
     plan = _plan(X, protocol, labels, seed=seed, n_test_contexts=n_test_contexts,
                  adaptation_fraction=adaptation_fraction, n_train_contexts=n_train_contexts,
-                 adaptation_fractions=adaptation_fractions, test_set=scarcity_test_set)
+                 adaptation_fractions=adaptation_fractions, test_set=scarcity_test_set,
+                 given=split)
     model_info, evaluation, bar, caught = _tune_and_evaluate(
         X, Y, plan, models, labels=labels, k=k, scoring=scoring, given=dict(params or {}),
         n_trials=n_trials, inner_folds=inner_folds, storage=storage,
@@ -186,6 +200,9 @@ def run_benchmark(
             "seed": seed, "max_epochs": max_epochs, "device": device, "top_k": k,
             "tune_only": tune_only,
         }
+        if split is not None:
+            config["split_file"] = _describe(split)
+            config["split_adaptation"] = [round(s.adaptation_fraction, 4) for s in plan.splits]
         if protocol == "scarcity":
             config.update(n_train_contexts=list(n_train_contexts),
                           adaptation_fractions=list(adaptation_fractions),
@@ -276,8 +293,16 @@ class _RunPlan:
 
 
 def _plan(X, protocol, labels, *, seed, n_test_contexts, adaptation_fraction,
-          n_train_contexts, adaptation_fractions, test_set) -> _RunPlan:
+          n_train_contexts, adaptation_fractions, test_set, given=None) -> _RunPlan:
     context_labels = unique_labels(X[labels["context_col"]])
+    if given is not None:
+        if protocol != "heldout":
+            raise ValueError(f"A given split replaces the held-out protocol's folds; use "
+                             f"protocol='heldout' with it, not {protocol!r}.")
+        splits = _given_splits(X, given, labels=labels)
+        held = list(dict.fromkeys(c for s in splits for c in s.held_out))
+        return _RunPlan(splits, f"the split(s) of {_describe(given)}", splits[0],
+                        adaptation_fraction, held, len(context_labels))
     test_contexts = _choose_test_contexts(context_labels, n_test_contexts, seed)
     if protocol == "heldout":
         splits = _heldout_splits(X, test_contexts=test_contexts,
@@ -301,6 +326,13 @@ def _plan(X, protocol, labels, *, seed, n_test_contexts, adaptation_fraction,
         and math.isclose(s.adaptation_fraction, nearest)
     )
     return _RunPlan(splits, design, tune_split, nearest, test_contexts, len(context_labels))
+
+
+def _describe(cv) -> str:
+    source = getattr(cv, "toml", None)
+    if isinstance(source, (str, os.PathLike)):
+        return f"{type(cv).__name__} ({os.fspath(source)})"
+    return type(cv).__name__
 
 
 def _model_params(name, given, to_tune, n_trials, make, tune, *, study_name) -> dict:
@@ -334,7 +366,7 @@ def _tune_model(name, base, X, Y, split, fraction, *, n_trials, inner_folds, sco
     X_tr = X.iloc[split.train].reset_index(drop=True)
     Y_tr = Y.iloc[split.train].reset_index(drop=True)
     inner, inner_contexts = _inner_cv(
-        X_tr, exclude={split.test_context}, n_folds=inner_folds,
+        X_tr, exclude=set(split.held_out) or {split.test_context}, n_folds=inner_folds,
         adaptation_fraction=fraction, seed=seed, labels=labels,
     )
     objective = scoring if isinstance(scoring, str) else next(iter(scoring))

@@ -33,6 +33,8 @@ class _Split:
     test_context: Any
     n_train_contexts: int
     adaptation_fraction: float
+    # every held-out context, for a split that holds out several (a State split file)
+    held_out: tuple = ()
 
 
 def _split_text(split: _Split, protocol: str) -> str:
@@ -91,6 +93,28 @@ def _scarcity_splits(X, *, test_contexts, n_train_contexts, adaptation_fractions
                 int(info.at[i, "n_train_contexts"]), float(info.at[i, "adaptation_fraction"]),
             ))
     return splits, design
+
+
+def _given_splits(X, cv, *, labels) -> list[_Split]:
+    """The splits of a given splitter (a State split file), described as held-out splits.
+
+    A split's test contexts are those of its test rows; its adaptation fraction
+    is the share of those contexts' rows that train.
+    """
+    contexts = X[labels["context_col"]].to_numpy(dtype=object)
+    splits = []
+    for i, (train, test) in enumerate(cv.split(X)):
+        held = tuple(unique_labels(contexts[test]))
+        if not held:
+            raise ValueError(f"Split {i} of {type(cv).__name__} has no test rows.")
+        in_held = np.isin(contexts, np.array(held, dtype=object))
+        n_adapt = int(in_held[train].sum())
+        fraction = n_adapt / int(in_held.sum())
+        name = held[0] if len(held) == 1 else "+".join(map(str, held))
+        n_train = len(unique_labels(contexts[train]))
+        splits.append(_Split(i, np.asarray(train), np.asarray(test), name, n_train, fraction,
+                             held_out=held))
+    return splits
 
 
 def _inner_cv(X_train, *, exclude, n_folds, adaptation_fraction, seed, labels):

@@ -1,6 +1,7 @@
 """Cross-validation splitters that hold out cellular contexts or (context, perturbation) pairs.
 
-The splitters are in ``_split``; what they share (the integer-coded index
+The splitters are in ``_split``, :class:`StateSplit` (State's TOML split
+files, read and written) in ``_state``; what they share (the integer-coded index
 table, adaptation parts, the base classes) is in ``_base``.
 
 Every splitter follows scikit-learn's protocol (``split(X, y=None, groups=None)``
@@ -42,5 +43,12 @@ Shared conventions
 """
 
 from ._split import ContextKFold, LeaveOneContextOut, PerturbationHoldout, ScarcitySplit
+from ._state import StateSplit
 
-__all__ = ["ContextKFold", "LeaveOneContextOut", "PerturbationHoldout", "ScarcitySplit"]
+__all__ = [
+    "ContextKFold",
+    "LeaveOneContextOut",
+    "PerturbationHoldout",
+    "ScarcitySplit",
+    "StateSplit",
+]

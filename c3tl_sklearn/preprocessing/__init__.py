@@ -7,7 +7,10 @@ in ``c`` minus the mean expression of the control cells of the same context.
 opened with ``backed="r"``, or a path to an ``.h5ad`` file larger than memory)
 into the package's data contract: an index table ``X`` and an effect matrix
 ``Y``. :func:`to_anndata` packs predictions into an AnnData so that they drop
-into scanpy plotting and cell-eval-style tools.
+into scanpy plotting and cell-eval-style tools. :func:`to_cell_eval` writes
+predictions as the ``pred.h5ad``/``real.h5ad`` pair that ``cell-eval run``
+accepts, and :func:`read_cell_eval` reads any such pair back as effects for
+:func:`~c3tl_sklearn.metrics.score_table`.
 
 anndata (and, for the tests, scanpy) are optional dependencies::
 
@@ -24,7 +27,17 @@ memory is one block plus the ``(n_groups, n_genes)`` float64 accumulator, plus
 the two label columns of ``obs`` and about ten bytes of group codes per cell.
 """
 
+from ._celleval import CellEvalEffects, CellEvalFiles, read_cell_eval, to_cell_eval
 from ._h5ad import to_anndata
 from ._pseudobulk import PseudobulkReport, PseudobulkWarning, pseudobulk
 
-__all__ = ["PseudobulkReport", "PseudobulkWarning", "pseudobulk", "to_anndata"]
+__all__ = [
+    "CellEvalEffects",
+    "CellEvalFiles",
+    "PseudobulkReport",
+    "PseudobulkWarning",
+    "pseudobulk",
+    "read_cell_eval",
+    "to_anndata",
+    "to_cell_eval",
+]

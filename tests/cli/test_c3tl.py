@@ -20,7 +20,7 @@ from c3tl_sklearn.datasets import make_synthetic_perturbations
 anndata = pytest.importorskip("anndata")
 
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = ["pseudobulk", "fit", "predict", "evaluate"]
+COMMANDS = ["pseudobulk", "fit", "predict", "evaluate", "export"]
 
 
 def c3tl_subprocess(*args, cwd):
@@ -77,7 +77,8 @@ def test_top_level_help_lists_every_command():
                     "-o"]),
     ("fit", ["--model", "--set", "--context-col", "--perturbation-col", "--threads", "--seed"]),
     ("predict", ["--pairs", "--context", "--all-perturbations", "--observed", "-o"]),
-    ("evaluate", ["--context-col", "--k", "-o"]),
+    ("evaluate", ["--context-col", "--k", "-o", "--cell-eval", "--control"]),
+    ("export", ["--cells", "--truth", "--control", "--cells-context-key", "--n-cells", "-o"]),
     ("benchmark", ["--protocol", "--n-trials", "--h5ad"]),
 ])
 def test_each_command_has_help(capsys, command, options):

@@ -1,0 +1,165 @@
+"""``c3tl export``: predictions as the ``pred.h5ad``/``real.h5ad`` pair ``cell-eval run`` takes.
+
+``c3tl predict ... --cell-eval DIR`` does the same right after predicting;
+both share :func:`add_truth_arguments` and :func:`export`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ._files import CommandError, _read_h5ad, _require_file, _suffix, read_effects, say
+
+
+def add_truth_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:
+    """The options that say where the truth of a cell-eval export comes from."""
+    group = p.add_argument_group(
+        "cell-eval export", "the truth of the exported pairs: their single cells (--cells, for "
+        "every cell-eval metric, the DE-based ones included) or pseudo-bulk effects with the "
+        "control means (--truth, a file of `c3tl pseudobulk`)")
+    which = group.add_mutually_exclusive_group(required=required)
+    which.add_argument("--cells", metavar="CELLS.h5ad",
+                       help="log-normalised single cells of the exported pairs and their "
+                       "contexts' controls")
+    which.add_argument("--truth", metavar="EFFECTS.h5ad",
+                       help="measured effects of the exported pairs, written by `c3tl "
+                       "pseudobulk` (its uns holds the control means)")
+    group.add_argument("--control", metavar="LABEL",
+                       help="control label of the cells (needed with --cells; written as the "
+                       "control label of both files; default with --truth: the one "
+                       "pseudobulk used)")
+    group.add_argument("--cells-context-key", metavar="COLUMN",
+                       help="obs column of the cells' contexts (default: the context column)")
+    group.add_argument("--cells-perturbation-key", metavar="COLUMN",
+                       help="obs column of the cells' perturbations (default: the "
+                       "perturbation column)")
+    group.add_argument("--n-cells", default="match", metavar="N|match",
+                       help="predicted cells per pair with --cells (default: match, as many "
+                       "as the pair's real cells)")
+    group.add_argument("--export-seed", type=int, default=0, metavar="SEED",
+                       help="draws the control cells behind the predicted cells (default: 0)")
+
+
+def add_parser(subparsers) -> None:
+    """Register ``c3tl export``."""
+    p = subparsers.add_parser(
+        "export", help="write predictions as cell-eval's pred.h5ad and real.h5ad",
+        description="Write predicted effects as the two files `cell-eval run` accepts as "
+        "they are: predicted expression = the real controls' mean + the predicted effect, "
+        "the real control cells copied into both files (so every metric is taken against "
+        "the same controls), identical genes, a shared perturbation column, the context "
+        "column for --celltype-col, values in [0, 15). Prints the cell-eval command.",
+        epilog="Example: c3tl export predictions.h5ad --cells cells.h5ad --control control "
+        "--cells-context-key cell_line -o cell-eval-input; then run the printed "
+        "`cell-eval run ...` line",
+    )
+    p.add_argument("predictions", help="predicted effects (.h5ad, .csv, .tsv or .parquet), "
+                   "e.g. written by `c3tl predict`")
+    p.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="folder for pred.h5ad and real.h5ad (created if needed)")
+    p.add_argument("--context-col", metavar="NAME",
+                   help="context column of the predictions (default: the one `c3tl predict` "
+                   "recorded, else context)")
+    p.add_argument("--perturbation-col", metavar="NAME",
+                   help="perturbation column, as --context-col")
+    add_truth_arguments(p, required=True)
+    p.set_defaults(run=run)
+
+
+def _n_cells(text) -> int | str:
+    if text == "match":
+        return "match"
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1:
+        raise CommandError(f"--n-cells {text!r}: give a number >= 1 or 'match'.")
+    return value
+
+
+def _check_folder(folder) -> Path:
+    out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--cell-eval/-o {str(out)!r} is a file; give a folder for "
+                           "pred.h5ad and real.h5ad.")
+    if not out.parent.exists():
+        raise CommandError(f"the folder above {str(out)!r} does not exist; create it first.")
+    return out
+
+
+def export(X: pd.DataFrame, Y_pred: pd.DataFrame, args: argparse.Namespace, folder,
+           ccol, pcol) -> None:
+    """Export ``(X, Y_pred)`` and the truth ``args`` names into ``folder``; print the command."""
+    from ..preprocessing import to_cell_eval
+
+    out = _check_folder(folder)
+    n_cells = _n_cells(args.n_cells)
+    # the bounded means' warning reaches the user as `c3tl ...: warning:` (see c3tl_main)
+    try:
+        if args.cells is not None:
+            if args.control is None:
+                raise CommandError("--cells needs --control LABEL (the control label of the "
+                                   "cells' perturbation column).")
+            path = _require_file(args.cells, "cells")
+            files = to_cell_eval(
+                X, Y_pred, cells=_read_h5ad(path, "cells"), control=args.control,
+                context_key=args.cells_context_key, perturbation_key=args.cells_perturbation_key,
+                context_col=ccol, perturbation_col=pcol, n_cells=n_cells,
+                random_state=args.export_seed,
+            )
+        else:
+            Y_true, control_mean, control = _truth(args.truth, X, Y_pred, ccol, pcol)
+            files = to_cell_eval(
+                X, Y_pred, Y_true=Y_true, control_mean=control_mean,
+                control=args.control or control, context_col=ccol, perturbation_col=pcol,
+            )
+    except CommandError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise CommandError(f"cannot export for cell-eval: {str(exc).splitlines()[0]}") from None
+    pred_path, real_path = files.write(out)
+    what = "cells" if args.cells is not None else "pseudo-bulk rows, one per pair"
+    say(f"cell-eval files ({what}): {pred_path} ({files.pred.n_obs} rows), {real_path} "
+        f"({files.real.n_obs} rows) x {files.pred.n_vars} genes", args.quiet)
+    # the command is the result a user copies, so it goes to stdout
+    print(files.command(out, out / "cell-eval-outdir"))
+
+
+def _truth(path, X, Y_pred, ccol, pcol):
+    """The truth's effects in the predictions' row and gene order, its control means and label."""
+    from ._cmd_evaluate import align
+
+    p = _require_file(path, "truth")
+    if _suffix(p) != ".h5ad":
+        raise CommandError(f"--truth {str(p)!r}: give the .h5ad file of `c3tl pseudobulk` (its "
+                           "uns holds the control means); a table has no control means.")
+    X_true, Y_true = read_effects(p, ccol, pcol, what="truth")
+    adata = _read_h5ad(p, "truth")
+    control_mean = adata.uns.get("pseudobulk_control_mean")
+    if not isinstance(control_mean, pd.DataFrame):
+        raise CommandError(
+            f"--truth {str(p)!r} has no uns['pseudobulk_control_mean']; pass a file written "
+            "by `c3tl pseudobulk`, or the cells with --cells."
+        )
+    control = None
+    info = adata.uns.get("pseudobulk")
+    if isinstance(info, str):
+        labels = json.loads(info).get("control") or [None]
+        control = labels[0] if len(labels) == 1 else "+".join(map(str, labels))
+    Y_true = align(X, Y_pred, X_true, Y_true, ccol, pcol)
+    return Y_true, control_mean, control or "control"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export ``args.predictions`` for cell-eval into ``args.output``."""
+    from ._cmd_evaluate import label_columns
+
+    ccol, pcol = label_columns(args.predictions, args.context_col, args.perturbation_col)
+    X, Y = read_effects(args.predictions, ccol, pcol, what="predictions")
+    export(X, Y, args, args.output, ccol, pcol)
+    return 0
