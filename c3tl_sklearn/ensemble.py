@@ -33,6 +33,7 @@ from ._data import encode_labels, holdout_mask, segment_means, unique_labels, wa
 from ._parallel import parallel_map
 from .adaptation import MAX_MEAN_COMPONENTS, ContextReadout
 from .base import PerturbationRegressorMixin
+from .callbacks import discard_fitted
 from .persistence import PersistenceMixin
 
 __all__ = ["C3TLEnsemble"]
@@ -306,8 +307,12 @@ gene_names_
         fit_rows = np.flatnonzero(~cal)
         X_fit = X.iloc[fit_rows]
         Y_fit = Y_arr[fit_rows]
-        self.estimators_ = parallel_map(_fit_member, [(m, X_fit, Y_fit) for m in members],
-                                        self.n_jobs)
+        try:
+            self.estimators_ = parallel_map(_fit_member, [(m, X_fit, Y_fit) for m in members],
+                                            self.n_jobs)
+        except KeyboardInterrupt:  # no mix of this fit's tables and an earlier fit's members
+            discard_fitted(self)
+            raise
         self.calibration_mask_ = cal
         self._accepts_observed = _accepts_observed(self.estimators_[0])
         self.measured_ = pd.DataFrame({

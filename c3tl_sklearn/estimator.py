@@ -26,6 +26,7 @@ from ._data import (
 from ._device import check_device
 from .adaptation import MAX_MEAN_COMPONENTS, ContextReadout
 from .base import PerturbationRegressorMixin
+from .callbacks import fit_guarded, with_training_guard
 from .network import CONTEXT, PERTURBATION, C3TLNetwork, query_pairs
 from .persistence import PersistenceMixin
 
@@ -428,7 +429,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
             observations = (torch.from_numpy(Y_net[train]), c_codes[train], p_codes[train])
             self.net_ = self._make_net(hidden_dims, valid, pairs, Y_net, int(targets.sum()),
                                        observations)
-            self.net_.fit(pairs[targets], Y_net[targets])
+            fit_guarded(self, self.net_, pairs[targets], Y_net[targets])
 
         # prediction encodes from every observation, the validation pairs included
         self.net_.module_.set_observations(torch.from_numpy(Y_net), c_codes, p_codes)
@@ -582,7 +583,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         return (n_p[p_codes] > 1) & (n_c[c_codes] > 1)
 
     def _make_net(self, hidden_dims, valid, pairs, Y_arr, n_targets, observations):
-        callbacks = list(self.callbacks or [])
+        callbacks = with_training_guard(self.callbacks)
         train_split = None
         if valid.any():
             train_split = predefined_split(Dataset(pairs[valid], Y_arr[valid]))
