@@ -219,8 +219,14 @@ def match_rows(Y, index: pd.Index | None, *, name: str = "Y", against: str = "X"
     y_index = Y.index
     if len(y_index) != len(index) or _same_index(y_index, index):
         return Y
+    # Resetting both indexes pairs rows by position, which is wrong whenever the
+    # labels were right (a shuffled X cut by cross-validation with a Y in the
+    # original order): the first advice is to align by label, before any split.
     fix = (
-        f"reset both indexes ({against}.reset_index(drop=True), "
+        f"if {name} holds the rows of {against} in another order (a splitter cuts both by "
+        f"position, so put them in one order before splitting), align it by label: "
+        f"{name} = {name}.loc[{against}.index]; only if row i of {name} describes row i of "
+        f"{against}, reset both indexes ({against}.reset_index(drop=True), "
         f"{name}.reset_index(drop=True)) or pass {name} as an array ({name}.to_numpy()) "
         "to match rows by position"
     )

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from skorch.callbacks import Callback
 
+from ._fitted import discard_fitted
+
 __all__ = ["TrainingDivergedError", "TrainingGuard", "TrainingInterrupted", "fit_guarded",
            "with_training_guard"]
 
@@ -165,16 +167,6 @@ def with_training_guard(callbacks) -> list:
         if isinstance(cb, TrainingGuard):
             return callbacks
     return [("training_guard", TrainingGuard()), *callbacks]
-
-
-def discard_fitted(estimator) -> None:
-    """Remove every fitted attribute, so that the estimator reads as not fitted.
-
-    After an interrupted or diverged fit a mix of new and old attributes would
-    pass ``check_is_fitted`` and predict from a model nobody finished training.
-    """
-    for name in [n for n in vars(estimator) if n.endswith("_") and not n.startswith("__")]:
-        delattr(estimator, name)
 
 
 def fit_guarded(estimator, net, X, y) -> None:

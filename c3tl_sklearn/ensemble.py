@@ -30,10 +30,10 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ._data import encode_labels, holdout_mask, segment_means, unique_labels, warn_unknown_contexts
+from ._fitted import discard_fitted
 from ._parallel import parallel_map
 from .adaptation import MAX_MEAN_COMPONENTS, ContextReadout
 from .base import PerturbationRegressorMixin
-from .callbacks import discard_fitted
 from .persistence import PersistenceMixin
 
 __all__ = ["C3TLEnsemble"]

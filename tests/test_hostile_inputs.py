@@ -13,6 +13,7 @@ import signal
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from skorch.callbacks import Callback
 
@@ -172,3 +173,141 @@ def test_effects_far_too_large_for_float32_are_refused_or_diverge_with_the_fix(d
     sd = float(np.std(big.to_numpy(dtype=np.float64)))
     model.fit(X, big / sd)
     assert np.isfinite(model.predict(X) * sd).all()
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def test_score_table_matches_genes_by_name(data):
+    from c3tl_sklearn.metrics import score_table
+
+    X, Y = data
+    shuffled = Y[Y.columns[::-1]]
+    table = score_table(X, Y, shuffled, k=3)
+    assert table.loc["overall", "pearson_delta"] == 1.0
+    assert table.loc["overall", "mse"] == 0.0
+
+
+def test_metrics_refuse_different_gene_sets_and_the_fix_scores_the_common_genes(data):
+    from c3tl_sklearn.metrics import pearson_delta
+
+    _, Y = data
+    Y_pred = Y.rename(columns={Y.columns[0]: "other"})
+    message = (
+        f"Y_true and Y_pred name different genes: 1 gene(s) of Y_true are not in Y_pred "
+        f"({Y.columns[0]!r}); 1 gene(s) of Y_pred are not in Y_true ('other'). Genes are "
+        "matched by name when both are DataFrames; to score the genes both have, select them: "
+        "genes = Y_true.columns.intersection(Y_pred.columns), then pass Y_true[genes] and "
+        "Y_pred[genes]."
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        pearson_delta(Y, Y_pred)
+    genes = Y.columns.intersection(Y_pred.columns)
+    assert len(genes) == Y.shape[1] - 1
+    assert pearson_delta(Y[genes], Y_pred[genes]) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_genes_that_print_alike_but_differ_are_different_genes():
+    from c3tl_sklearn.metrics import pearson_delta
+
+    Y_true = pd.DataFrame([[1.0, 2.0, 4.0]], columns=["1", "2", "3"])
+    Y_pred = pd.DataFrame([[1.0, 2.0, 4.0]], columns=[1, "2", "3"])
+    with pytest.raises(ValueError, match=re.escape(
+        "1 gene(s) of Y_true are not in Y_pred ('1'); 1 gene(s) of Y_pred are not in "
+        "Y_true (1)."
+    )):
+        pearson_delta(Y_true, Y_pred)
+
+
+def test_duplicate_gene_names_cannot_be_matched():
+    from c3tl_sklearn.metrics import pearson_delta
+
+    Y_true = pd.DataFrame([[1.0, 2.0, 4.0]], columns=["a", "b", "b"])
+    Y_pred = pd.DataFrame([[1.0, 2.0, 4.0]], columns=["b", "a", "b"])
+    with pytest.raises(ValueError, match=re.escape(
+        "Y_true has duplicate gene names ('b'), so genes cannot be matched by name; give every "
+        "gene column one name."
+    )):
+        pearson_delta(Y_true, Y_pred)
+
+
+def test_a_scorer_matches_the_models_genes_to_y_true_by_name(data):
+    from c3tl_sklearn.baselines import MeanBaseline
+    from c3tl_sklearn.metrics import pearson_scorer
+
+    X, Y = data
+    model = MeanBaseline().fit(X, Y)
+    in_order = pearson_scorer(model, X, Y)
+    assert pearson_scorer(model, X, Y[Y.columns[::-1]]) == pytest.approx(in_order, rel=1e-12)
+
+
+def test_the_misleading_reset_index_advice_is_gone_and_the_new_one_pairs_the_right_rows():
+    """The issue's case: cross_val_score on X.sample(frac=1) with Y in the original order."""
+    from sklearn.model_selection import cross_val_score
+
+    from c3tl_sklearn import LeaveOneContextOut
+    from c3tl_sklearn.baselines import AdditiveBaseline
+
+    X, Y = make_synthetic_perturbations(4, 30, 12, observed_fraction=0.9, random_state=0)
+    shuffled = X.sample(frac=1, random_state=0)
+    cv = LeaveOneContextOut(random_state=0)
+    with pytest.raises(ValueError, match=re.escape(
+        "align it by label: Y = Y.loc[X.index]; only if row i of Y describes row i of X, "
+        "reset both indexes"
+    )):
+        cross_val_score(AdditiveBaseline(), shuffled, Y, cv=cv, scoring="pearson_delta",
+                        error_score="raise")
+    # the advice followed: the same scores as on the rows in their original order
+    followed = cross_val_score(AdditiveBaseline(), shuffled, Y.loc[shuffled.index], cv=cv,
+                               scoring="pearson_delta")
+    by_position = cross_val_score(AdditiveBaseline(), shuffled,
+                                  Y.loc[shuffled.index].to_numpy(), cv=cv,
+                                  scoring="pearson_delta")
+    np.testing.assert_array_equal(followed, by_position)
+    # the adaptation pairs are drawn by row, so the shuffled folds differ a little
+    original = cross_val_score(AdditiveBaseline(), X, Y, cv=cv, scoring="pearson_delta")
+    assert followed.mean() == pytest.approx(original.mean(), abs=0.05)
+    # what the old advice did: pairs the wrong rows, and the score collapses
+    wrong = cross_val_score(AdditiveBaseline(), shuffled.reset_index(drop=True),
+                            Y.reset_index(drop=True), cv=cv, scoring="pearson_delta")
+    assert wrong.mean() < original.mean() - 0.3
+
+
+def test_scoring_by_name_reads_the_estimators_own_context_column(data):
+    from sklearn.model_selection import cross_val_score
+
+    from c3tl_sklearn import LeaveOneContextOut
+    from c3tl_sklearn.baselines import AdditiveBaseline
+    from c3tl_sklearn.metrics import centered_pearson_delta, make_context_scorer
+
+    X, Y = data
+    cells = X.rename(columns={"context": "cell"})
+    model = AdditiveBaseline(context_col="cell")
+    cv = LeaveOneContextOut(context_col="cell", random_state=0)
+    by_name = cross_val_score(model, cells, Y, cv=cv, scoring="centered_pearson_delta",
+                              error_score="raise")
+    explicit = cross_val_score(model, cells, Y, cv=cv, error_score="raise",
+                               scoring=make_context_scorer(centered_pearson_delta,
+                                                           context_col="cell"))
+    assert np.isfinite(by_name).all()
+    np.testing.assert_array_equal(by_name, explicit)
+
+
+def test_a_context_scorer_without_its_column_names_the_fix(data):
+    from c3tl_sklearn.baselines import AdditiveBaseline
+    from c3tl_sklearn.metrics import centered_pearson_delta, make_context_scorer
+
+    X, Y = data
+    cells = X.rename(columns={"context": "cell"})
+    model = AdditiveBaseline(context_col="cell").fit(cells, Y)
+    scorer = make_context_scorer(centered_pearson_delta)
+    message = (
+        "make_context_scorer(centered_pearson_delta) reads the context of every row from the "
+        "column 'context' of X, so X must be the index table (a DataFrame with that column). If "
+        "the contexts are in another column, score with scoring=make_context_scorer("
+        "centered_pearson_delta, context_col=...) (from c3tl_sklearn.metrics)."
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        scorer(model, cells, Y)
+    fixed = make_context_scorer(centered_pearson_delta, context_col="cell")(model, cells, Y)
+    assert fixed == pytest.approx(centered_pearson_delta(Y, model.predict(cells), cells["cell"]),
+                                  rel=1e-12)
