@@ -311,3 +311,120 @@ def test_a_context_scorer_without_its_column_names_the_fix(data):
     fixed = make_context_scorer(centered_pearson_delta, context_col="cell")(model, cells, Y)
     assert fixed == pytest.approx(centered_pearson_delta(Y, model.predict(cells), cells["cell"]),
                                   rel=1e-12)
+
+
+# ------------------------------------------------------------------- command-line tables
+
+def c3tl(capsys, *args) -> tuple[int, str]:
+    from c3tl_sklearn.cli import c3tl_main
+
+    status = c3tl_main([str(a) for a in args])
+    return status, capsys.readouterr().err
+
+
+def _effect_csv(path, contexts, n_pert: int = 6, n_genes: int = 4, genes=None, seed: int = 0):
+    rng = np.random.RandomState(seed)
+    rows = [(c, f"p{j}") for c in contexts for j in range(n_pert)]
+    genes = genes or [f"g{k}" for k in range(n_genes)]
+    values = rng.normal(size=(len(rows), len(genes))).round(4)
+    header = ",".join(["context", "perturbation", *genes])
+    lines = [header] + [",".join([c, p, *map(str, v)])
+                        for (c, p), v in zip(rows, values, strict=True)]
+    path.write_text("\n".join(lines) + "\n")
+    return rows, values
+
+
+@pytest.mark.parametrize("labels", [["001", "002", "1"], ["NA", "None", "nan"],
+                                    ["1", "01", "1.0"], ["TRUE", "true", " a"]])
+def test_table_labels_stay_exactly_as_written(tmp_path, labels):
+    from c3tl_sklearn.cli._files import read_effects
+
+    _effect_csv(tmp_path / "e.csv", labels)
+    X, Y = read_effects(tmp_path / "e.csv")
+    assert list(dict.fromkeys(X["context"])) == labels
+    assert all(isinstance(v, str) for v in X["context"])
+    assert Y.dtypes.unique().tolist() == [np.dtype(np.float32)]
+
+
+def test_a_repeated_gene_column_is_refused_with_its_name(tmp_path, capsys):
+    _effect_csv(tmp_path / "e.csv", ["a", "b", "c"], genes=["gene", "g1", "gene", "g3", "g1"])
+    status, err = c3tl(capsys, "fit", tmp_path / "e.csv", "-o", tmp_path / "m.c3tl",
+                       "--model", "mean")
+    assert status == 2
+    assert err.strip() == (
+        f"c3tl fit: error: The effects file {str(tmp_path / 'e.csv')!r} repeats the column "
+        "name(s) 'gene', 'g1'; every column needs its own name (a gene measured twice: keep "
+        "one column or rename one)."
+    )
+    assert not (tmp_path / "m.c3tl").exists()
+
+
+def test_an_empty_label_cell_is_a_missing_label(tmp_path, capsys):
+    (tmp_path / "e.csv").write_text("context,perturbation,g0,g1\na,p,1,2\n,q,1,2\nb,p,1,2\n")
+    status, err = c3tl(capsys, "fit", tmp_path / "e.csv", "-o", tmp_path / "m.c3tl",
+                       "--model", "mean")
+    assert (status, err.strip()) == (2, (
+        f"c3tl fit: error: {tmp_path / 'e.csv'!s}: some rows have no context or "
+        "perturbation label; fill or drop them."
+    ))
+
+
+def test_missing_effect_cells_are_refused_with_the_first_place(tmp_path, capsys):
+    (tmp_path / "e.csv").write_text("context,perturbation,g0,g1\na,p,1,NA\nb,p,1,2\n")
+    status, err = c3tl(capsys, "fit", tmp_path / "e.csv", "-o", tmp_path / "m.c3tl",
+                       "--model", "mean")
+    assert (status, err.strip()) == (2, (
+        f"c3tl fit: error: {tmp_path / 'e.csv'!s}: the effects hold NaN or infinite values "
+        "(first at row 0, gene 'g1'); remove or impute them."
+    ))
+
+
+def test_numeric_looking_contexts_fit_and_predict_as_written(tmp_path, capsys):
+    _effect_csv(tmp_path / "e.csv", ["001", "002", "1"])
+    assert c3tl(capsys, "fit", tmp_path / "e.csv", "-o", tmp_path / "m.c3tl",
+                "--model", "additive")[0] == 0
+    from c3tl_sklearn.persistence import load
+
+    model = load(tmp_path / "m.c3tl")
+    assert list(model.contexts_) == ["001", "002", "1"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no zero-shot warning: '1' was seen
+        status, err = c3tl(capsys, "predict", tmp_path / "m.c3tl", "--context", "1",
+                           "--all-perturbations", "-o", tmp_path / "p.csv")
+    assert status == 0 and "warning" not in err, err
+    out = pd.read_csv(tmp_path / "p.csv", dtype={"context": str})
+    assert set(out["context"]) == {"1"}
+
+
+def test_a_model_fitted_on_integer_labels_predicts_them_from_the_command_line(tmp_path, capsys):
+    from c3tl_sklearn.baselines import AdditiveBaseline
+
+    X, Y = make_synthetic_perturbations(3, 6, 4, random_state=0)
+    X = X.assign(context=X["context"].map({"ctx0": 1, "ctx1": 2, "ctx2": 10}))
+    model = AdditiveBaseline().fit(X, Y)
+    model.save(tmp_path / "m.c3tl")
+    status, err = c3tl(capsys, "predict", tmp_path / "m.c3tl", "--context", "1",
+                       "--all-perturbations", "-o", tmp_path / "p.csv")
+    assert status == 0 and "warning" not in err, err
+    out = pd.read_csv(tmp_path / "p.csv")
+    query = pd.DataFrame({"context": 1, "perturbation": model.perturbations_})
+    np.testing.assert_allclose(out.iloc[:, 2:].to_numpy(), model.predict(query), rtol=1e-6)
+
+
+# ------------------------------------------------------------------ command-line interruption
+
+def test_ctrl_c_during_c3tl_fit_exits_130_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    _effect_csv(tmp_path / "e.csv", ["a", "b", "c", "d"], n_pert=8)
+    from c3tl_sklearn.cli import _cmd_fit
+
+    real = _cmd_fit._build_model
+
+    def with_ctrl_c(args):  # the user presses Ctrl-C at the end of the second epoch
+        return real(args).set_params(callbacks=[CtrlCAt(2)])
+
+    monkeypatch.setattr(_cmd_fit, "_build_model", with_ctrl_c)
+    status, err = c3tl(capsys, "fit", tmp_path / "e.csv", "-o", tmp_path / "m.c3tl",
+                       "--set", "max_epochs=50", "--set", "hidden_dims=(4,)", "--quiet")
+    assert status == 130
+    assert err.strip() == "c3tl fit: interrupted; no output was written."
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv"]

@@ -139,7 +139,9 @@ def read_effects(
 
 def _check_effects(X, Y, source, context_col, perturbation_col) -> None:
     """Labels present, one row per pair, finite values: the contract of an effect file."""
-    if X[[context_col, perturbation_col]].isna().any().any():
+    # a table's labels are text, so an empty cell is the empty string, not NaN
+    if (X[[context_col, perturbation_col]].isna().any().any()
+            or X[[context_col, perturbation_col]].isin([""]).any().any()):
         raise CommandError(f"{source}: some rows have no context or perturbation label; "
                            "fill or drop them.")
     repeated = X.duplicated([context_col, perturbation_col])
@@ -178,7 +180,7 @@ def read_pairs(path: str | os.PathLike, context_col: Hashable,
             raise CommandError(str(exc)) from None
     _check_columns(frame, [context_col, perturbation_col], f"the pairs file {str(p)!r}")
     pairs = frame[[context_col, perturbation_col]].reset_index(drop=True)
-    if pairs.isna().any().any():
+    if pairs.isna().any().any() or pairs.isin([""]).any().any():
         raise CommandError(f"the pairs file {str(p)!r} has rows without a context or "
                            "perturbation label; fill or drop them.")
     return pairs
