@@ -72,7 +72,8 @@ def _read_text_table(path: Path, what: str, sep: str) -> pd.DataFrame:
 
     pandas would make ``001`` the number 1 (so ``1`` and ``01`` collide), ``NA`` a
     missing value and a repeated header ``gene`` into ``gene.1``; labels are text,
-    and numbers are parsed later, only in the gene columns.
+    and numbers are parsed later, only in the gene columns. Only an empty cell
+    is missing.
     """
     header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str,
                          keep_default_na=False, na_filter=False)
@@ -89,7 +90,8 @@ def _read_text_table(path: Path, what: str, sep: str) -> pd.DataFrame:
             f"The {what} file {str(path)!r} repeats the column name(s) {shown}; every column "
             "needs its own name (a gene measured twice: keep one column or rename one)."
         )
-    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False)
+    # only an empty cell is missing (a label nobody can have); "NA" is text
+    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
 
 
 def _as_numbers(column: pd.Series) -> pd.Series | None:
