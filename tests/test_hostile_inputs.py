@@ -428,3 +428,132 @@ def test_ctrl_c_during_c3tl_fit_exits_130_and_writes_nothing(tmp_path, capsys, m
     assert status == 130
     assert err.strip() == "c3tl fit: interrupted; no output was written."
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv"]
+
+
+# -------------------------------------------------------------------------- model files
+
+def _rewrite(path, new_path, edit):
+    """A model file with its description edited and its checksum recomputed: a crafted file."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    from c3tl_sklearn.persistence._format import _checksum
+
+    with safe_open(str(path), framework="numpy") as f:
+        metadata = f.metadata()
+        arrays = {k: f.get_tensor(k) for k in f.keys()}
+    document = json.loads(metadata["c3tl_sklearn"])
+    payload = edit(document)
+    payload = json.dumps(document) if payload is None else payload
+    metadata["c3tl_sklearn"] = payload
+    metadata["c3tl_sklearn_sha256"] = _checksum(payload, arrays)
+    save_file(arrays, str(new_path), metadata=metadata)
+    return new_path
+
+
+@pytest.fixture(scope="module")
+def model_files(data, tmp_path_factory):
+    from c3tl_sklearn.baselines import MeanBaseline
+
+    X, Y = data
+    folder = tmp_path_factory.mktemp("models")
+    mean = MeanBaseline().fit(X, Y).save(folder / "mean.c3tl")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        c3tl = tiny(max_epochs=2).fit(X, Y).save(folder / "c3tl.c3tl")
+    return {"mean": mean, "c3tl": c3tl}
+
+
+def _attr(name, **fields):
+    def edit(doc):
+        doc["estimator"]["attributes"][name].update(fields)
+    return edit
+
+
+def _net_param(name, value):
+    def edit(doc):
+        doc["estimator"]["attributes"]["net_"]["params"][name] = value
+    return edit
+
+
+def _deep(doc):
+    doc["estimator"]["params"]["exclude_target"] = "@DEEP@"
+    return json_dumps(doc).replace('"@DEEP@"', "[" * 100_000 + "]" * 100_000)
+
+
+def _long_int(doc):
+    doc["estimator"]["params"]["exclude_target"] = "@INT@"
+    return json_dumps(doc).replace('"@INT@"', "9" * 5000)
+
+
+def json_dumps(doc) -> str:
+    import json
+
+    return json.dumps(doc)
+
+
+CRAFTED = [
+    ("mean", "text dtype of 1.6 GB per label", _attr("contexts_", dtype="<U400000000"),
+     "malformed file: the array at MeanBaseline.contexts_ would take 6400000000 bytes, more "
+     "than a file of this size can describe (4 times its size); refused before allocating."),
+    ("mean", "structured dtype", _attr("effects_", dtype="V8"),
+     "malformed file: dtype 'V8' at MeanBaseline.effects_ refused"),
+    ("mean", "sub-array dtype", _attr("effects_", dtype="(1000000000,)f8"),
+     "malformed file: dtype '(1000000000,)f8' at MeanBaseline.effects_ refused"),
+    ("mean", "negative shape", _attr("contexts_", shape=[-2, -2]),
+     "malformed file: array shape [-2, -2] at MeanBaseline.contexts_ refused"),
+    ("mean", "shape of 2**70", _attr("effects_", shape=[2**70]),
+     f"malformed file: array shape [{2**70}] at MeanBaseline.effects_ refused"),
+    ("mean", "100,000 nested lists", _deep,
+     "{path}: the model description nests deeper than 64 levels, which no model of this "
+     "package does; the file was crafted or corrupted."),
+    ("mean", "a 5,000-digit integer", _long_int,
+     "{path}: the model description is not valid JSON (Exceeds the limit (4300 digits) for "
+     "integer string conversion: value has 5000 digits; use sys.set_int_max_str_digits() to "
+     "increase the limit)."),
+    ("mean", "an int8 scalar of 1000",
+     lambda doc: doc["estimator"]["attributes"].update(
+         n_genes_={"__type__": "scalar", "dtype": "|i1", "value": 1000}),
+     "{path}: malformed model file (OverflowError('Python integer 1000 out of bounds for "
+     "int8'))."),
+    ("c3tl", "a hidden layer of 40 million units",
+     _net_param("module__hidden_dims", {"__type__": "tuple", "items": [40_000_000]}),
+     "the weights at C3TLRegressor.net_ do not fit the network: its parameters ask for "
+     "'input_proj.weight' of shape (80000000, 8), the file's weight is of shape (8, 8)."),
+    ("c3tl", "a million hidden layers",
+     _net_param("module__hidden_dims", {"__type__": "tuple", "items": [4] * 1_000_000}),
+     "malformed file: module__hidden_dims at C3TLRegressor.net_ refused"),
+    ("c3tl", "latent width of 10**12", _net_param("module__latent_dim", 10**12),
+     "the weights at C3TLRegressor.net_ do not fit the network: its parameters ask for "
+     "'theta_z.2.0.weight' of shape (1000000000000, 4), the file's weight is of shape (2, 4)."),
+    ("c3tl", "torch.compile from the header", _net_param("compile", True),
+     "malformed file: the network at C3TLRegressor.net_ sets compile=True; a model file may "
+     "only hold compile=False."),
+    ("c3tl", "a callback from the header", _net_param("callbacks__print_log__sink", "print"),
+     "malformed file: the network at C3TLRegressor.net_ sets 'callbacks__print_log__sink', "
+     "which a model file never holds."),
+]
+
+
+@pytest.mark.parametrize(("which", "case", "edit", "message"), CRAFTED,
+                         ids=[case for _, case, _, _ in CRAFTED])
+def test_a_crafted_model_file_is_refused_before_it_costs_anything(
+        model_files, tmp_path, which, case, edit, message):
+    import resource
+    import time
+
+    from c3tl_sklearn.persistence import load
+
+    path = _rewrite(model_files[which], tmp_path / "crafted.c3tl", edit)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    start = time.process_time()
+    with pytest.raises(ValueError) as info:
+        load(path)
+    message = message.format(path=path)
+    assert str(info.value).startswith(message), str(info.value)
+    # bounded by the file: no more than a small multiple of its size in new peak memory
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+    assert grown <= 64 * path.stat().st_size + (64 << 20), grown
+    assert time.process_time() - start < 30  # the unbounded cases took 14 s and more
