@@ -557,3 +557,98 @@ def test_a_crafted_model_file_is_refused_before_it_costs_anything(
     grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
     assert grown <= 64 * path.stat().st_size + (64 << 20), grown
     assert time.process_time() - start < 30  # the unbounded cases took 14 s and more
+
+
+# ------------------------------------------------------------------------ shared studies
+
+STUDY_WORKER = """
+import sys, time
+from c3tl_sklearn.baselines import AdditiveBaseline
+from c3tl_sklearn.datasets import make_synthetic_perturbations
+from c3tl_sklearn.model_selection import LeaveOneContextOut
+from c3tl_sklearn.tuning import C3TLSearchCV
+
+X, Y = make_synthetic_perturbations(4, 12, 6, random_state=0)
+start = float(sys.argv[2])
+while time.time() < start:  # every worker opens the new database at the same moment
+    pass
+search = C3TLSearchCV(AdditiveBaseline(), n_trials=1, storage=sys.argv[1], study_name="s",
+                      cv=LeaveOneContextOut(random_state=0), max_trials=3)
+search.fit(X, Y)
+print("ok")
+"""
+
+
+def test_workers_starting_together_on_a_new_sqlite_study_all_run(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = tmp_path / "worker.py"
+    script.write_text(STUDY_WORKER)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(root), *filter(None, [os.environ.get("PYTHONPATH")])]), "OMP_NUM_THREADS": "1"}
+    for attempt in range(2):  # two fresh databases; before the fix 2 of 3 workers died
+        db = tmp_path / f"study{attempt}.db"
+        start = time.time() + 8  # time for all three to import
+        procs = [subprocess.Popen([sys.executable, str(script), str(db), str(start)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=env) for _ in range(3)]
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0 and out.strip() == "ok", err
+
+
+def _search(storage, **params):
+    from c3tl_sklearn.baselines import AdditiveBaseline
+    from c3tl_sklearn.model_selection import LeaveOneContextOut
+    from c3tl_sklearn.tuning import C3TLSearchCV
+
+    return C3TLSearchCV(AdditiveBaseline(), n_trials=1, storage=storage, study_name="s",
+                        cv=LeaveOneContextOut(random_state=0), random_state=0, **params)
+
+
+def test_resuming_a_study_on_other_data_is_refused_and_the_fix_starts_afresh(tmp_path, data):
+    X, Y = data
+    storage = str(tmp_path / "study.log")
+    first = _search(storage).fit(X, Y)
+    # the same data with shuffled rows is the same data: the study continues
+    order = np.random.RandomState(0).permutation(len(X))
+    again = _search(storage).fit(X.iloc[order], Y.iloc[order])
+    assert len(again.cv_results_["trial"]) == 2
+    other = Y * 2.0
+    message = (
+        f"The stored study 's' was made on other data ('48 rows x 8 genes, "
+        f"{first.study_.user_attrs['data'].rsplit(', ', 1)[1]}'), not '48 rows x 8 genes, "
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}") as info:
+        _search(storage).fit(X, other)
+    assert str(info.value).endswith(
+        "; its scores are not comparable, and its best score and parameters would not describe "
+        "this search. Use another study_name (or remove the stored study: "
+        "optuna.delete_study(study_name=..., storage=...))."
+    )
+    # the advice, followed: another study_name runs a fresh study on the new data
+    fresh = _search(storage).set_params(study_name="s-doubled").fit(X, other)
+    assert fresh.cv_results_["trial"].tolist() == [0]
+    # ... and so does removing the stored one
+    import optuna
+
+    from c3tl_sklearn.tuning import make_storage
+
+    optuna.delete_study(study_name="s", storage=make_storage(storage))
+    assert _search(storage).fit(X, other).cv_results_["trial"].tolist() == [0]
+
+
+def test_resuming_a_study_with_another_search_space_is_refused(tmp_path, data):
+    from optuna.distributions import FloatDistribution
+
+    X, Y = data
+    storage = str(tmp_path / "study.log")
+    _search(storage, param_space={"shrinkage": FloatDistribution(0.0, 5.0)}).fit(X, Y)
+    with pytest.raises(ValueError, match=re.escape(
+        "The stored study 's' was made with another search space")):
+        _search(storage, param_space={"shrinkage": FloatDistribution(0.0, 50.0)}).fit(X, Y)
