@@ -652,3 +652,59 @@ def test_resuming_a_study_with_another_search_space_is_refused(tmp_path, data):
     with pytest.raises(ValueError, match=re.escape(
         "The stored study 's' was made with another search space")):
         _search(storage, param_space={"shrinkage": FloatDistribution(0.0, 50.0)}).fit(X, Y)
+
+
+# -------------------------------------------------------------------- interrupted writes
+
+def _interrupt_after_writing_half(monkeypatch):
+    """``DataFrame.to_csv`` writes half the file, then the user presses Ctrl-C."""
+    real = pd.DataFrame.to_csv
+
+    def half_then_ctrl_c(self, path, *args, **kwargs):
+        real(self.iloc[: max(len(self) // 2, 1)], path, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_ctrl_c)
+
+
+def test_an_interrupted_prediction_write_leaves_the_old_file_and_no_temporary(
+        tmp_path, capsys, monkeypatch):
+    _effect_csv(tmp_path / "e.csv", ["a", "b", "c"])
+    assert c3tl(capsys, "fit", tmp_path / "e.csv", "-o", tmp_path / "m.c3tl",
+                "--model", "mean")[0] == 0
+    (tmp_path / "p.csv").write_text("the old predictions\n")
+    _interrupt_after_writing_half(monkeypatch)
+    status, err = c3tl(capsys, "predict", tmp_path / "m.c3tl", "--context", "a",
+                       "--all-perturbations", "-o", tmp_path / "p.csv")
+    assert (status, err.strip()) == (130, "c3tl predict: interrupted; no output was written.")
+    assert (tmp_path / "p.csv").read_text() == "the old predictions\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv", "m.c3tl", "p.csv"]
+
+
+def test_an_interrupted_score_write_leaves_nothing(tmp_path, capsys, monkeypatch):
+    _effect_csv(tmp_path / "e.csv", ["a", "b", "c"])
+    _interrupt_after_writing_half(monkeypatch)
+    status, err = c3tl(capsys, "evaluate", tmp_path / "e.csv", tmp_path / "e.csv",
+                       "-o", tmp_path / "scores.csv")
+    assert status == 130, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv"]
+
+
+def test_an_interrupted_model_save_keeps_the_old_model_and_no_temporary(
+        tmp_path, data, monkeypatch):
+    from c3tl_sklearn.baselines import AdditiveBaseline, MeanBaseline
+    from c3tl_sklearn.persistence import _encode, load
+
+    X, Y = data
+    path = MeanBaseline().fit(X, Y).save(tmp_path / "m.c3tl")
+    before = path.read_bytes()
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_encode.os, "replace", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        AdditiveBaseline().fit(X, Y).save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.c3tl"]
+    assert type(load(path)).__name__ == "MeanBaseline"

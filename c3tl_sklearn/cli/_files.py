@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._atomic import atomic_path
 from ._io import BenchmarkDataError, _gene_matrix, _read_frame
 
 __all__ = ["CommandError", "check_output", "read_effects", "read_pairs", "write_effects"]
@@ -223,9 +224,7 @@ def write_effects(X: pd.DataFrame, Y, genes, path: Path, *,
     The file is written next to its final name and renamed into place, so an
     interrupted run leaves no half-written output.
     """
-    # the temporary name keeps the real suffixes, which say the format and compression
-    tmp = path.with_name(f".part-{path.name}")
-    try:
+    with atomic_path(path) as tmp:
         if _suffix(path) == ".h5ad":
             from ..preprocessing import to_anndata
 
@@ -237,10 +236,6 @@ def write_effects(X: pd.DataFrame, Y, genes, path: Path, *,
             table = pd.concat([X.reset_index(drop=True), pd.DataFrame(
                 np.asarray(Y), columns=[str(g) for g in genes])], axis=1)
             _write_table(table, tmp, _suffix(path))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _write_table(table: pd.DataFrame, path: Path, suffix: str) -> None:

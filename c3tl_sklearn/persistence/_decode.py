@@ -299,7 +299,7 @@ class _Decoder:
 _NET_PARAMS = {"lr", "max_epochs", "batch_size", "verbose", "device", "context_weight"}
 _NET_PREFIXES = ("module__", "optimizer__", "iterator_train__", "iterator_valid__")
 _NET_FIXED = {"compile": False, "torch_load_kwargs": None, "predict_nonlinearity": "auto",
-              "use_caching": "auto", "warm_start": False}
+              "use_caching": "auto", "warm_start": False, "train_split": None}
 
 
 def _check_net_params(params: dict, where: str) -> None:
