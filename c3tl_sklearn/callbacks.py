@@ -180,6 +180,20 @@ def fit_guarded(estimator, net, X, y) -> None:
     except (KeyboardInterrupt, TrainingDivergedError):
         discard_fitted(estimator)
         raise
+    except (RuntimeError, MemoryError) as exc:
+        # torch's allocator reports a network too large for memory as a RuntimeError
+        # from deep inside nn.Linear; say which parameters make it that large
+        if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
+            raise
+        discard_fitted(estimator)
+        sizes = ", ".join(f"{k.removeprefix('module__')}={v!r}"
+                          for k, v in net.get_params().items()
+                          if k in ("module__n_genes", "module__latent_dim", "module__hidden_dims"))
+        raise MemoryError(
+            f"the network does not fit in memory ({sizes}; torch: {str(exc).splitlines()[0]}). "
+            "Choose smaller hidden_dims or latent_dim, or set n_components to compress the "
+            "genes the network reads."
+        ) from None
     finally:
         for _, cb in getattr(net, "callbacks_", []):
             if isinstance(cb, TrainingGuard):

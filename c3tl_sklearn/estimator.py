@@ -17,6 +17,7 @@ from skorch.helper import predefined_split
 from threadpoolctl import threadpool_limits
 
 from ._data import (
+    check_hidden_dims,
     encode_labels,
     holdout_mask,
     segment_means,
@@ -397,9 +398,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         -------
         self : C3TLRegressor
         """
-        hidden_dims = tuple(int(h) for h in np.atleast_1d(self.hidden_dims))
-        if any(h < 1 for h in hidden_dims):
-            raise ValueError(f"hidden_dims must be positive integers; got {self.hidden_dims!r}.")
+        hidden_dims = check_hidden_dims(self.hidden_dims)
         device = check_device(self.device)
 
         c_codes, p_codes, Y_arr = self._validate_fit_data(X, Y)

@@ -708,3 +708,83 @@ def test_an_interrupted_model_save_keeps_the_old_model_and_no_temporary(
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.c3tl"]
     assert type(load(path)).__name__ == "MeanBaseline"
+
+
+# ------------------------------------------------------------ parameters and labels, Python
+
+@pytest.mark.parametrize("hidden, bad", [((4.5,), "4.5"), ((True,), "True"), ((0,), "0"),
+                                         (("64",), "'64'"), ((8, -1), "-1")])
+def test_hidden_dims_that_are_not_positive_integers_are_refused_not_truncated(
+        data, hidden, bad):
+    X, Y = data
+    message = ("hidden_dims must be a tuple of positive integers (layer widths), e.g. (256,) "
+               f"or (128, 64); got {hidden!r}, in which {bad} is not one.")
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        tiny(hidden_dims=hidden).fit(X, Y)
+
+
+def test_a_network_too_large_for_memory_names_its_sizes_and_the_fix(data):
+    X, Y = data
+    model = tiny(hidden_dims=(10**12,), n_components=None)
+    with pytest.raises(MemoryError, match=re.escape(
+        "the network does not fit in memory (n_genes=8, latent_dim=2, "
+        "hidden_dims=(1000000000000,); torch: ")) as info:
+        model.fit(X, Y)
+    assert str(info.value).endswith(
+        "Choose smaller hidden_dims or latent_dim, or set n_components to compress the genes "
+        "the network reads.")
+    assert not [name for name in vars(model) if name.endswith("_")]
+    model.set_params(hidden_dims=(8,)).fit(X, Y)  # the advice: a smaller width fits
+    assert np.isfinite(model.predict(X)).all()
+
+
+def test_labels_that_print_alike_but_differ_are_refused_and_the_fix_merges_them(data):
+    from c3tl_sklearn.baselines import MeanBaseline
+
+    X, Y = data
+    # one context written 1 in some rows and '1' in others (a table glued from two files)
+    one = (X["context"] == "ctx0").to_numpy()
+    labels = np.where(one, "1", X["context"].to_numpy()).astype(object)
+    labels[np.flatnonzero(one)[::2]] = 1
+    mixed = X.assign(context=labels)
+    message = (
+        "X column 'context' has different labels that print alike: 1 (int) and '1' (str); "
+        "every file or table written from them would merge the two. If they name the same "
+        "thing, make the labels one type, e.g. X['context'] = X['context'].astype(str); if not, "
+        "rename one of them."
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        MeanBaseline().fit(mixed, Y)
+    # the advice followed: the same model as with one label for the context throughout
+    fixed = MeanBaseline().fit(mixed.assign(context=mixed["context"].astype(str)), Y)
+    expected = MeanBaseline().fit(X.assign(context=X["context"].replace("ctx0", "1")), Y)
+    assert list(fixed.contexts_) == ["1", "ctx1", "ctx2", "ctx3"]
+    np.testing.assert_array_equal(fixed.predict(X.assign(context="1")),
+                                  expected.predict(X.assign(context="1")))
+
+
+@pytest.mark.parametrize("a, b", [("ctx1", "ctx1 "), ("caf\u00e9", "cafe\u0301")])
+def test_labels_differing_only_in_white_space_or_unicode_form_are_named(data, a, b):
+    from c3tl_sklearn.baselines import MeanBaseline
+
+    X, Y = data
+    labels = X.assign(context=X["context"].map({"ctx0": a, "ctx1": b, "ctx2": "x", "ctx3": "y"}))
+    with pytest.warns(UserWarning, match=re.escape(
+        f"X column 'context' has labels that differ only in white space or Unicode form: "
+        f"{a!r} and {b!r}; they are treated as different labels.")):
+        model = MeanBaseline().fit(labels, Y)
+    assert len(model.contexts_) == 4
+
+
+def test_unhashable_labels_are_refused_with_the_conversion(data):
+    from c3tl_sklearn.baselines import MeanBaseline
+
+    X, Y = data
+    lists = X.assign(context=[[c] for c in X["context"]])
+    with pytest.raises(TypeError, match=re.escape(
+        "X column 'context' holds a label of type list in row 0 (['ctx0']), which is not "
+        "hashable; labels must be values such as str, int or tuple: convert them, e.g. "
+        "X['context'].map(tuple) or X['context'].astype(str).")):
+        MeanBaseline().fit(lists, Y)
+    model = MeanBaseline().fit(lists.assign(context=lists["context"].map(tuple)), Y)
+    assert model.contexts_[0] == ("ctx0",)
