@@ -788,3 +788,96 @@ def test_unhashable_labels_are_refused_with_the_conversion(data):
         MeanBaseline().fit(lists, Y)
     model = MeanBaseline().fit(lists.assign(context=lists["context"].map(tuple)), Y)
     assert model.contexts_[0] == ("ctx0",)
+
+
+# ------------------------------------------------------- command-line options at their extremes
+
+CLI_REFUSALS = [
+    (["fit", "e.csv", "-o", "x.c3tl", "--threads", "0"],
+     "c3tl fit: error: --threads 0: give a number >= 1."),
+    (["fit", "e.csv", "-o", "x.c3tl", "--threads", "-3"],
+     "c3tl fit: error: --threads -3: give a number >= 1."),
+    (["fit", "e.csv", "-o", "x.c3tl", "--seed", "-1"],
+     "c3tl fit: error: cannot fit c3tl on e.csv: The 'random_state' parameter of C3TLRegressor "
+     "must be an int in the range [0, 4294967295], an instance of 'numpy.random.mtrand."
+     "RandomState' or None. Got -1 instead."),
+    (["fit", "e.csv", "-o", "x.c3tl", "--set", "max_epochs=0"],
+     "c3tl fit: error: cannot fit c3tl on e.csv: The 'max_epochs' parameter of C3TLRegressor "
+     "must be an int in the range [1, inf). Got 0 instead."),
+    (["fit", "e.csv", "-o", "x.c3tl", "--set", "lr=float('nan')"],
+     "c3tl fit: error: --set \"lr=float('nan')\": \"float('nan')\" is not a Python literal; "
+     "write numbers as 1e-3, tuples as (128,64), strings as words or 'quoted'."),
+    (["fit", "e.csv", "-o", "x.c3tl", "--set", "hidden_dims=(4.5,)"],
+     "c3tl fit: error: cannot fit c3tl on e.csv: hidden_dims must be a tuple of positive "
+     "integers (layer widths), e.g. (256,) or (128, 64); got (4.5,), in which 4.5 is not one."),
+    (["fit", "e.csv", "-o", "x.c3tl", "--set", "callbacks=None"], None),  # reserved: listed
+    (["fit", "e.csv", "-o", "x.c3tl", "--set", "lr=1e10", "--set", "max_epochs=3",
+      "--set", "validation_fraction=0.0"], None),  # divergence: checked below
+    (["fit", "e.csv", "-o", "x.c3tl", "--device", "cuda:7"], None),  # depends on the machine
+    (["fit", "e.csv", "-o", "nowhere/x.c3tl"],
+     "c3tl fit: error: the folder of 'nowhere/x.c3tl' does not exist; create it first."),
+    (["fit", "e.csv", "-o", "e.csv"],
+     "c3tl fit: error: -o 'e.csv' is also an input file; choose another output name (inputs "
+     "are never overwritten)."),
+    (["fit", "e.csv", "-o", "."],
+     "c3tl fit: error: -o '.' is a folder; give a file name, e.g. 'model.c3tl'."),
+    (["fit", "e.csv", "-o", "x.c3tl", "--context-col", "perturbation"],
+     "c3tl fit: error: --context-col and --perturbation-col both name the column "
+     "'perturbation'; give the context and the perturbation column each its own name."),
+    (["predict", "m.c3tl", "--context", "", "--all-perturbations", "-o", "p.csv"],
+     "c3tl predict: error: --context '': give the name of a context (an empty label names "
+     "nothing)."),
+    (["predict", "m.c3tl", "--context", "a", "--all-perturbations", "-o", "p.csv",
+      "--threads", "0"], "c3tl predict: error: --threads 0: give a number >= 1."),
+    (["predict", ".", "--context", "a", "--all-perturbations", "-o", "p.csv"],
+     "c3tl predict: error: the model path '.' is a folder; pass a file."),
+    (["predict", "m.c3tl", "--pairs", "e.csv", "-o", "p.xlsx"],
+     "c3tl predict: error: cannot write the predictions as 'p.xlsx': end the name with .h5ad "
+     "or .csv or .tsv or .parquet."),
+    (["predict", "m.c3tl", "--context", "a", "--all-perturbations", "--observed", "e.csv",
+      "-o", "p.csv"],
+     "c3tl predict: error: --observed needs a model that adapts without refitting (c3tl); a "
+     "MeanBaseline does not: fit it on effects that include these measurements instead."),
+    (["evaluate", "e.csv", "e.csv", "--k", "0"],
+     "c3tl evaluate: error: --k 0: give a number >= 1."),
+    (["evaluate", "e.csv", "m.c3tl"],
+     "c3tl evaluate: error: cannot read the truth file 'm.c3tl': use .h5ad, .csv, .tsv or "
+     ".parquet."),
+]
+
+
+@pytest.fixture
+def cli_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _effect_csv(tmp_path / "e.csv", ["a", "b", "c", "d"], n_pert=8, n_genes=5)
+    assert c3tl(capsys, "fit", "e.csv", "-o", "m.c3tl", "--model", "mean", "--quiet")[0] == 0
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv, message", [c for c in CLI_REFUSALS if c[1] is not None],
+                         ids=lambda v: " ".join(v)[:60] if isinstance(v, list) else "")
+def test_command_line_options_at_their_extremes_are_refused_with_the_fix(
+        cli_folder, capsys, argv, message):
+    before = sorted(p.name for p in cli_folder.iterdir())
+    status, err = c3tl(capsys, *argv)
+    assert (status, err.strip().splitlines()[-1]) == (2, message)
+    assert sorted(p.name for p in cli_folder.iterdir()) == before  # nothing written
+
+
+def test_a_diverging_command_line_fit_names_the_fix_and_following_it_fits(cli_folder, capsys):
+    argv = ["fit", "e.csv", "-o", "x.c3tl", "--set", "max_epochs=3", "--set",
+            "validation_fraction=0.0", "--set", "hidden_dims=(4,)", "--quiet"]
+    status, err = c3tl(capsys, *argv, "--set", "lr=1e10")
+    assert status == 2 and "Training diverged" in err and "Try a smaller learning rate" in err
+    assert not (cli_folder / "x.c3tl").exists()
+    assert c3tl(capsys, *argv, "--set", "lr=0.003")[0] == 0
+    assert (cli_folder / "x.c3tl").exists()
+
+
+def test_a_network_too_large_is_a_command_line_error_not_a_traceback(cli_folder, capsys):
+    status, err = c3tl(capsys, "fit", "e.csv", "-o", "x.c3tl", "--set",
+                       "hidden_dims=(10000000000000,)", "--set", "n_components=None")
+    assert status == 2 and "Traceback" not in err
+    assert err.strip().startswith(
+        "c3tl fit: error: cannot fit c3tl on e.csv: the network does not fit in memory "
+        "(n_genes=5, latent_dim=64, hidden_dims=(10000000000000,); torch: ")

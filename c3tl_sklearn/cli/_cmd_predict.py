@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from ._cmd_fit import thread_limits
+from ._cmd_fit import check_threads, thread_limits
 from ._files import (
     CommandError,
     _require_file,
@@ -93,6 +93,9 @@ def _query(args: argparse.Namespace, model, ccol, pcol) -> pd.DataFrame:
     if not args.all_perturbations:
         raise CommandError("--context needs --all-perturbations (or list pairs with --pairs).")
     contexts = list(dict.fromkeys(args.context))
+    if "" in contexts:
+        raise CommandError("--context '': give the name of a context (an empty label names "
+                           "nothing).")
     perturbations = list(model.perturbations_)
     return pd.DataFrame({
         model.context_col: np.repeat(np.array(contexts, dtype=object), len(perturbations)),
@@ -154,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
     """Predict the requested pairs and write them to ``args.output``."""
     inputs = [args.model, args.pairs, args.observed]
     out = check_output(args.output, inputs, _EFFECT_SUFFIXES, "predictions")
+    check_threads(args.threads)
     model = load_model(args.model, args.device)
     ccol = args.context_col or model.context_col
     pcol = args.perturbation_col or model.perturbation_col

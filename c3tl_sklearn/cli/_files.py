@@ -104,6 +104,11 @@ def read_effects(
         non-finite effects, or repeated (context, perturbation) pairs, which
         is what single cells look like (they are pseudo-bulked first).
     """
+    if context_col == perturbation_col:
+        raise CommandError(
+            f"--context-col and --perturbation-col both name the column {str(context_col)!r}; "
+            "give the context and the perturbation column each its own name."
+        )
     p = _require_file(path, what)
     if _suffix(p) == ".h5ad":
         adata = _read_h5ad(p, what)
