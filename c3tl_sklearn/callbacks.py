@@ -43,11 +43,14 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 def _largest_abs(y: Any) -> float:
+    """max |y| without a copy of ``y`` (max and min, not abs: the targets can be large)."""
     try:
-        arr = np.asarray(y, dtype=np.float64)
+        arr = np.asarray(y)
     except (TypeError, ValueError):  # pragma: no cover - skorch hands arrays here
         return math.nan
-    return float(np.max(np.abs(arr))) if arr.size else 0.0
+    if arr.size == 0 or arr.dtype.kind not in "biuf":
+        return math.nan if arr.size else 0.0
+    return float(max(abs(float(arr.max())), abs(float(arr.min()))))
 
 
 class TrainingGuard(Callback):
