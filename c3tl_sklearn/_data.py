@@ -119,8 +119,83 @@ def check_label_columns(
     for col in columns:
         labels = X[col].to_numpy(dtype=object, copy=True)
         _check_no_missing(labels, f"{name} column {col!r}")
+        _check_label_values(labels, f"{name} column {col!r}", f"{name}[{col!r}]")
         out.append(labels)
     return out
+
+
+def _label_text(label) -> str:
+    return f"{_plain(label)!r} ({type(_plain(label)).__name__})"
+
+
+def _check_label_values(labels: np.ndarray, name: str, column: str = "labels") -> None:
+    """Labels must be hashable, and labels that differ must not print alike.
+
+    ``1`` and ``'1'`` are two contexts to Python and one to every file written
+    from the table (and to anyone reading the output), so they are refused.
+    Labels that differ only in surrounding white space or Unicode form
+    (``'café'`` composed or decomposed) are legal but look like typing slips:
+    a warning names them.
+    """
+    try:
+        uniques = pd.unique(labels)
+    except TypeError:
+        for i, label in enumerate(labels):
+            try:
+                hash(label)
+            except TypeError:
+                raise TypeError(
+                    f"{name} holds a label of type {type(label).__name__} in row {i} "
+                    f"({label!r:.60}), which is not hashable; labels must be values such as "
+                    f"str, int or tuple: convert them, e.g. {column}.map(tuple) or "
+                    f"{column}.astype(str)."
+                ) from None
+        raise  # pragma: no cover - pandas refused for another reason
+    if len(uniques) < 2:
+        return
+    by_text: dict[str, object] = {}
+    for label in uniques:
+        text = str(_plain(label))
+        if text in by_text:
+            raise ValueError(
+                f"{name} has different labels that print alike: {_label_text(by_text[text])} "
+                f"and {_label_text(label)}; every file or table written from them would "
+                f"merge the two. If they name the same thing, make the labels one type, e.g. "
+                f"{column} = {column}.astype(str); if not, rename one of them."
+            )
+        by_text[text] = label
+    import unicodedata
+
+    by_form: dict[str, str] = {}
+    for text in by_text:
+        form = unicodedata.normalize("NFC", text).strip()
+        if form in by_form:
+            warnings.warn(
+                f"{name} has labels that differ only in white space or Unicode form: "
+                f"{by_form[form]!r} and {text!r}; they are treated as different labels. If "
+                "they name the same thing, clean them first (str.strip(), "
+                "unicodedata.normalize('NFC', ...)).", UserWarning, stacklevel=4,
+            )
+            return
+        by_form[form] = text
+
+
+def check_hidden_dims(value) -> tuple[int, ...]:
+    """``hidden_dims`` as a tuple of positive ints; anything else is refused, not truncated.
+
+    ``int(4.5)`` would silently build a layer of 4, and ``True`` one of 1.
+    """
+    from numbers import Integral
+
+    items = [value] if isinstance(value, Integral) else list(np.atleast_1d(value))
+    bad = [h for h in items
+           if isinstance(h, bool | np.bool_) or not isinstance(h, Integral) or h < 1]
+    if bad:
+        raise ValueError(
+            f"hidden_dims must be a tuple of positive integers (layer widths), e.g. (256,) or "
+            f"(128, 64); got {value!r}, in which {_plain(bad[0])!r} is not one."
+        )
+    return tuple(int(h) for h in items)
 
 
 def _check_no_missing(labels: np.ndarray, name: str) -> None:
@@ -176,6 +251,7 @@ def check_labels(labels, n_rows: int, *, name: str, against: str) -> np.ndarray:
             f"label of every row of {against}."
         )
     _check_no_missing(out, name)
+    _check_label_values(out, name, name)
     return out
 
 
@@ -219,8 +295,14 @@ def match_rows(Y, index: pd.Index | None, *, name: str = "Y", against: str = "X"
     y_index = Y.index
     if len(y_index) != len(index) or _same_index(y_index, index):
         return Y
+    # Resetting both indexes pairs rows by position, which is wrong whenever the
+    # labels were right (a shuffled X cut by cross-validation with a Y in the
+    # original order): the first advice is to align by label, before any split.
     fix = (
-        f"reset both indexes ({against}.reset_index(drop=True), "
+        f"if {name} holds the rows of {against} in another order (a splitter cuts both by "
+        f"position, so put them in one order before splitting), align it by label: "
+        f"{name} = {name}.loc[{against}.index]; only if row i of {name} describes row i of "
+        f"{against}, reset both indexes ({against}.reset_index(drop=True), "
         f"{name}.reset_index(drop=True)) or pass {name} as an array ({name}.to_numpy()) "
         "to match rows by position"
     )

@@ -30,6 +30,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ._data import encode_labels, holdout_mask, segment_means, unique_labels, warn_unknown_contexts
+from ._fitted import discard_fitted
 from ._parallel import parallel_map
 from .adaptation import MAX_MEAN_COMPONENTS, ContextReadout
 from .base import PerturbationRegressorMixin
@@ -308,8 +309,12 @@ gene_names_
         fit_rows = np.flatnonzero(~cal)
         X_fit = X.iloc[fit_rows]
         Y_fit = Y_arr[fit_rows]
-        self.estimators_ = parallel_map(_fit_member, [(m, X_fit, Y_fit) for m in members],
-                                        self.n_jobs)
+        try:
+            self.estimators_ = parallel_map(_fit_member, [(m, X_fit, Y_fit) for m in members],
+                                            self.n_jobs)
+        except KeyboardInterrupt:  # no mix of this fit's tables and an earlier fit's members
+            discard_fitted(self)
+            raise
         self.calibration_mask_ = cal
         self._accepts_observed = _accepts_observed(self.estimators_[0])
         self.measured_ = pd.DataFrame({

@@ -19,6 +19,7 @@ from skorch.helper import predefined_split
 from threadpoolctl import threadpool_limits
 
 from ._data import (
+    check_hidden_dims,
     encode_labels,
     holdout_mask,
     segment_means,
@@ -28,6 +29,7 @@ from ._data import (
 from ._device import check_device
 from .adaptation import MAX_MEAN_COMPONENTS, ContextReadout
 from .base import PerturbationRegressorMixin
+from .callbacks import fit_guarded, with_training_guard
 from .fallback import baselines as fallback_baselines
 from .fallback import fit_fallback, refit_with_observed
 from .network import CONTEXT, PERTURBATION, C3TLNetwork, query_pairs
@@ -430,9 +432,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         -------
         self : C3TLRegressor
         """
-        hidden_dims = tuple(int(h) for h in np.atleast_1d(self.hidden_dims))
-        if any(h < 1 for h in hidden_dims):
-            raise ValueError(f"hidden_dims must be positive integers; got {self.hidden_dims!r}.")
+        hidden_dims = check_hidden_dims(self.hidden_dims)
         device = check_device(self.device)
 
         c_codes, p_codes, Y_arr = self._validate_fit_data(X, Y)
@@ -464,7 +464,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
             observations = (torch.from_numpy(Y_net[train]), c_codes[train], p_codes[train])
             self.net_ = self._make_net(hidden_dims, valid, pairs, Y_net, int(targets.sum()),
                                        observations)
-            self.net_.fit(pairs[targets], Y_net[targets])
+            fit_guarded(self, self.net_, pairs[targets], Y_net[targets])
 
         # prediction encodes from every observation, the validation pairs included
         self.net_.module_.set_observations(torch.from_numpy(Y_net), c_codes, p_codes)
@@ -641,7 +641,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         return (n_p[p_codes] > 1) & (n_c[c_codes] > 1)
 
     def _make_net(self, hidden_dims, valid, pairs, Y_arr, n_targets, observations):
-        callbacks = list(self.callbacks or [])
+        callbacks = with_training_guard(self.callbacks)
         train_split = None
         if valid.any():
             train_split = predefined_split(Dataset(pairs[valid], Y_arr[valid]))

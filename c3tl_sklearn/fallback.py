@@ -28,6 +28,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from .baselines import AdditiveBaseline, LinearTransferBaseline, MeanBaseline
+from .callbacks import TrainingDivergedError
 
 __all__ = [
     "CANDIDATES",
@@ -192,6 +193,8 @@ def held_out_predictions(estimator, X: pd.DataFrame, Y: np.ndarray, folds, rng):
                 for model in models:
                     model.fit(X_train, Y[train])
                     preds.append(np.asarray(model.predict(X_held), dtype=np.float64))
+            except TrainingDivergedError:
+                raise  # the final fit would diverge too: say so now
             except ValueError:
                 # masked this far, no pair is left to train the network on: the
                 # sub-fit measures nothing, and the other folds decide

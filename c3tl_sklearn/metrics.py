@@ -111,13 +111,69 @@ def _row_index(X, Y_true) -> pd.Index | None:
     return None
 
 
+def _gene_names(Y) -> pd.Index | None:
+    """A DataFrame's gene names; ``None`` for arrays and default (0, 1, ...) columns."""
+    if not isinstance(Y, pd.DataFrame) or isinstance(Y.columns, pd.RangeIndex):
+        return None
+    return Y.columns
+
+
+def _listed(labels, limit: int = 5) -> str:
+    shown = ", ".join(repr(_plain_label(g)) for g in list(labels)[:limit])
+    return shown + (f" and {len(labels) - limit} more" if len(labels) > limit else "")
+
+
+def _plain_label(label):
+    return label.item() if isinstance(label, np.generic) else label
+
+
+def _match_genes(Y_true, Y_pred):
+    """``Y_pred`` with its gene columns in ``Y_true``'s order, when both name their genes.
+
+    Rows are matched by label, and genes must be too: scoring a ``Y_pred``
+    whose columns are in another order by position compares unrelated genes
+    (a perfect prediction scores about 0) without a word.
+    """
+    true_genes, pred_genes = _gene_names(Y_true), _gene_names(Y_pred)
+    if true_genes is None or pred_genes is None or true_genes.equals(pred_genes):
+        return Y_pred
+    for name, genes in (("Y_true", true_genes), ("Y_pred", pred_genes)):
+        if genes.has_duplicates:
+            raise ValueError(
+                f"{name} has duplicate gene names ({_listed(genes[genes.duplicated()].unique())})"
+                ", so genes cannot be matched by name; give every gene column one name."
+            )
+    missing = true_genes.difference(pred_genes, sort=False)
+    extra = pred_genes.difference(true_genes, sort=False)
+    if len(missing) or len(extra):
+        parts = []
+        if len(missing):
+            parts.append(
+                f"{len(missing)} gene(s) of Y_true are not in Y_pred ({_listed(missing)})"
+            )
+        if len(extra):
+            parts.append(
+                f"{len(extra)} gene(s) of Y_pred are not in Y_true ({_listed(extra)})"
+            )
+        raise ValueError(
+            "Y_true and Y_pred name different genes: " + "; ".join(parts) + ". Genes are "
+            "matched by name when both are DataFrames; to score the genes both have, select "
+            "them: genes = Y_true.columns.intersection(Y_pred.columns), then pass "
+            "Y_true[genes] and Y_pred[genes]."
+        )
+    return Y_pred.loc[:, true_genes]
+
+
 def _check_pair(Y_true, Y_pred, X=None) -> tuple[np.ndarray, np.ndarray]:
     """Validate two response matrices; return float64 copies.
 
     Rows follow the package's rule (:func:`~c3tl_sklearn._data.match_rows`): a
     DataFrame or Series is matched to the index table ``X`` (or, without
     ``X``, ``Y_pred`` to a pandas ``Y_true``) by index label, arrays by position.
+    Genes are matched by name when both are DataFrames with named columns, by
+    position otherwise.
     """
+    Y_pred = _match_genes(Y_true, Y_pred)
     index = _row_index(X, Y_true)
     against = "X" if X is not None else "Y_true"
     arrays = []
@@ -697,11 +753,19 @@ class _IndexTableScorer:
     """
 
     def __init__(self, score_func: Callable, context_col: Hashable | None, sign: int,
-                 kwargs: dict):
+                 kwargs: dict, follow_estimator: bool = False):
         self._score_func = score_func
         self._context_col = context_col
         self._sign = sign
         self._kwargs = kwargs
+        # the scorers behind scoring="name" read the estimator's own context column
+        self._follow_estimator = follow_estimator
+
+    def _context_column(self, estimator) -> Hashable | None:
+        if self._context_col is None or not self._follow_estimator:
+            return self._context_col
+        own = _estimator_param(estimator, "context_col")
+        return self._context_col if own is None else own
 
     def __call__(self, estimator, X, y_true, **kwargs) -> float:
         if kwargs:
@@ -709,16 +773,24 @@ class _IndexTableScorer:
                 f"{self!r} does not accept extra arguments such as {sorted(kwargs)}."
             )
         is_table = isinstance(X, pd.DataFrame)
-        if self._context_col is not None and not (is_table and self._context_col in X.columns):
+        context_col = self._context_column(estimator)
+        if context_col is not None and not (is_table and context_col in X.columns):
             raise ValueError(
                 f"{self!r} reads the context of every row from the column "
-                f"{self._context_col!r} of X, so X must be the index table (a DataFrame "
-                "with that column)."
+                f"{context_col!r} of X, so X must be the index table (a DataFrame "
+                "with that column). If the contexts are in another column, score with "
+                f"scoring=make_context_scorer({self._score_func.__name__}, context_col=...) "
+                "(from c3tl_sklearn.metrics)."
             )
         # y_true's rows follow X's by index label, as in fit (an array: by position)
         y_true = match_rows(y_true, X.index if is_table else None, name="y_true")
         y_pred = estimator.predict(X)
-        args = () if self._context_col is None else (X[self._context_col].to_numpy(object),)
+        genes = _estimator_param(estimator, "gene_names_")
+        if genes is not None and isinstance(y_true, pd.DataFrame) and \
+                np.shape(y_pred)[1:] == (len(genes),):
+            # the prediction's columns are the fit genes, matched to y_true's by name
+            y_pred = pd.DataFrame(y_pred, index=y_true.index, columns=pd.Index(genes))
+        args = () if context_col is None else (X[context_col].to_numpy(object),)
         return self._sign * self._score_func(y_true, y_pred, *args, **self._kwargs)
 
     def __repr__(self) -> str:
@@ -730,6 +802,27 @@ class _IndexTableScorer:
         args += [f"{key}={value!r}" for key, value in self._kwargs.items()]
         maker = "make_scorer" if self._context_col is None else "make_context_scorer"
         return f"{maker}({', '.join(args)})"
+
+
+def _estimator_param(estimator, name: str):
+    """``name`` (a parameter or fitted attribute) of ``estimator`` or of the model it wraps.
+
+    Looks through a ``Pipeline`` (its last step), ``TransformedTargetRegressor``
+    (``regressor_``) and searches (``best_estimator_``); ``None`` if absent.
+    """
+    for _ in range(16):  # nesting deeper than this is no model of the package
+        value = getattr(estimator, name, None)
+        if value is not None:
+            return value
+        if hasattr(estimator, "steps"):
+            estimator = estimator.steps[-1][1]
+        elif hasattr(estimator, "regressor_"):
+            estimator = estimator.regressor_
+        elif hasattr(estimator, "best_estimator_"):
+            estimator = estimator.best_estimator_
+        else:
+            return None
+    return None
 
 
 def make_context_scorer(
@@ -780,11 +873,15 @@ def _row_scorer(score_func: Callable, *, greater_is_better: bool = True, **kwarg
 pearson_scorer = _row_scorer(pearson_delta)
 """Scorer for :func:`pearson_delta` (greater is better)."""
 
-centered_pearson_scorer = make_context_scorer(centered_pearson_delta)
-"""Scorer for :func:`centered_pearson_delta`, contexts from ``X["context"]``."""
+centered_pearson_scorer = _IndexTableScorer(centered_pearson_delta, "context", 1, {},
+                                            follow_estimator=True)
+"""Scorer for :func:`centered_pearson_delta`, contexts from the estimator's ``context_col``
+(``X["context"]`` for an estimator without one)."""
 
-discrimination_scorer = make_context_scorer(discrimination_score)
-"""Scorer for :func:`discrimination_score`, contexts from ``X["context"]``."""
+discrimination_scorer = _IndexTableScorer(discrimination_score, "context", 1, {},
+                                          follow_estimator=True)
+"""Scorer for :func:`discrimination_score`, contexts from the estimator's ``context_col``
+(``X["context"]`` for an estimator without one)."""
 
 top_k_scorer = _row_scorer(top_k_overlap)
 """Scorer for :func:`top_k_overlap` with ``k=50``."""

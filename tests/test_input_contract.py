@@ -32,8 +32,10 @@ from c3tl_sklearn.metrics import (
 
 TINY = dict(max_epochs=2, hidden_dims=(4,), latent_dim=2, n_components=None, random_state=0)
 MISMATCH_FIX = (
-    "reset both indexes (X.reset_index(drop=True), Y.reset_index(drop=True)) or pass Y as "
-    "an array (Y.to_numpy()) to match rows by position."
+    "if Y holds the rows of X in another order (a splitter cuts both by position, so put them "
+    "in one order before splitting), align it by label: Y = Y.loc[X.index]; only if row i of "
+    "Y describes row i of X, reset both indexes (X.reset_index(drop=True), "
+    "Y.reset_index(drop=True)) or pass Y as an array (Y.to_numpy()) to match rows by position."
 )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .._atomic import atomic_path
 from ._files import CommandError, _require_file, _suffix, check_output, read_effects
 
 
@@ -169,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
     table.index = table.index.map(str)
     table.index.name = ccol
     if out is not None:
-        table.to_csv(out, sep="\t" if out.suffix == ".tsv" else ",")
+        with atomic_path(out) as tmp:  # an interrupted run leaves no half-written scores
+            table.to_csv(tmp, sep="\t" if out.suffix == ".tsv" else ",")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(float_format=lambda v: f"{v:.4f}"))
     return 0

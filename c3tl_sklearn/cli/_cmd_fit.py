@@ -119,6 +119,12 @@ def _build_model(args: argparse.Namespace):
     return model
 
 
+def check_threads(threads: int | None) -> None:
+    """Refuse ``--threads`` below 1."""
+    if threads is not None and threads < 1:
+        raise CommandError(f"--threads {threads}: give a number >= 1.")
+
+
 def thread_limits(threads: int | None, uses_torch: bool = False):
     """A context limiting torch's and the BLAS/OpenMP threads to ``threads``, then restoring them.
 
@@ -127,8 +133,7 @@ def thread_limits(threads: int | None, uses_torch: bool = False):
     """
     if threads is None:
         return contextlib.nullcontext()
-    if threads < 1:
-        raise CommandError(f"--threads {threads}: give a number >= 1.")
+    check_threads(threads)
     if uses_torch:
         import torch  # noqa: F401  (limit_threads limits torch once it is imported)
     return limit_threads(threads)
@@ -178,6 +183,8 @@ def _write_rows(source, X, Y, rows, out, args) -> None:
 def run(args: argparse.Namespace) -> int:
     """Fit the chosen model on ``args.effects`` and save it to ``args.output``."""
     out = check_output(args.output, [args.effects], None, "model")
+    # an option's own error, before any "cannot fit" could be put in front of it
+    check_threads(args.threads)
     X, Y = read_effects(args.effects, args.context_col, args.perturbation_col)
     X, Y = _split_rows(args, X, Y)
     model = _build_model(args)
@@ -190,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with thread_limits(args.threads, args.model == "c3tl"):
             model.fit(X, Y)
-    except ValueError as exc:
+    except (ValueError, MemoryError) as exc:
         raise CommandError(f"cannot fit {args.model} on {args.effects}: {exc}") from None
     finally:
         if bar is not None:

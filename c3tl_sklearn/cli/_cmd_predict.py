@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ._cmd_export import _check_folder, add_truth_arguments, export
-from ._cmd_fit import thread_limits
+from ._cmd_fit import check_threads, thread_limits
 from ._files import (
     CommandError,
     _require_file,
@@ -98,6 +98,9 @@ def _query(args: argparse.Namespace, model, ccol, pcol) -> pd.DataFrame:
     if not args.all_perturbations:
         raise CommandError("--context needs --all-perturbations (or list pairs with --pairs).")
     contexts = list(dict.fromkeys(args.context))
+    if "" in contexts:
+        raise CommandError("--context '': give the name of a context (an empty label names "
+                           "nothing).")
     perturbations = list(model.perturbations_)
     return pd.DataFrame({
         model.context_col: np.repeat(np.array(contexts, dtype=object), len(perturbations)),
@@ -131,10 +134,35 @@ def _observed(args: argparse.Namespace, model, ccol, pcol):
     return X_obs, Y_obs.to_numpy()
 
 
+def _as_model_labels(values, known) -> np.ndarray:
+    """Text labels from a file or the command line as the model's own labels.
+
+    The command line reads labels as text, exactly as written. A model fitted
+    in Python may hold other labels (the integer 1); a text label that is
+    written like exactly one of them means that label, so that ``--context 1``
+    is not predicted zero-shot with a warning that ``'1'`` was never seen.
+    Text labels the model holds as text are never translated.
+    """
+    values = np.asarray(values, dtype=object)
+    known = list(known)
+    if all(isinstance(k, str) for k in known):
+        return values
+    by_text: dict[str, list] = {}
+    for k in known:
+        by_text.setdefault(str(k), []).append(k)
+    as_text = {k for k in known if isinstance(k, str)}
+    out = values.copy()
+    for i, v in enumerate(values):
+        if isinstance(v, str) and v not in as_text and len(by_text.get(v, ())) == 1:
+            out[i] = by_text[v][0]
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     """Predict the requested pairs and write them to ``args.output``."""
     inputs = [args.model, args.pairs, args.observed]
     out = check_output(args.output, inputs, _EFFECT_SUFFIXES, "predictions")
+    check_threads(args.threads)
     if args.cell_eval is None and (args.cells or args.truth):
         raise CommandError("--cells and --truth are the truth of a cell-eval export; add "
                            "--cell-eval DIR (or leave them out).")
@@ -147,9 +175,18 @@ def run(args: argparse.Namespace) -> int:
     ccol = args.context_col or model.context_col
     pcol = args.perturbation_col or model.perturbation_col
     X = _query(args, model, ccol, pcol)
+    X[model.context_col] = _as_model_labels(X[model.context_col], model.contexts_)
+    X[model.perturbation_col] = _as_model_labels(X[model.perturbation_col],
+                                                 model.perturbations_)
     kwargs = {}
     if args.observed is not None:
-        kwargs["observed"] = _observed(args, model, ccol, pcol)
+        X_obs, Y_obs = _observed(args, model, ccol, pcol)
+        X_obs = X_obs.assign(**{
+            model.context_col: _as_model_labels(X_obs[model.context_col], model.contexts_),
+            model.perturbation_col: _as_model_labels(X_obs[model.perturbation_col],
+                                                     model.perturbations_),
+        })
+        kwargs["observed"] = (X_obs, Y_obs)
     start = time.perf_counter()
     try:
         with thread_limits(args.threads):  # a loaded network has imported torch

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._atomic import atomic_path
 from ._io import BenchmarkDataError, _gene_matrix, _read_frame
 
 __all__ = ["CommandError", "check_output", "read_effects", "read_pairs", "write_effects"]
@@ -103,6 +104,11 @@ def read_effects(
         non-finite effects, or repeated (context, perturbation) pairs, which
         is what single cells look like (they are pseudo-bulked first).
     """
+    if context_col == perturbation_col:
+        raise CommandError(
+            f"--context-col and --perturbation-col both name the column {str(context_col)!r}; "
+            "give the context and the perturbation column each its own name."
+        )
     p = _require_file(path, what)
     if _suffix(p) == ".h5ad":
         adata = _read_h5ad(p, what)
@@ -139,7 +145,9 @@ def read_effects(
 
 def _check_effects(X, Y, source, context_col, perturbation_col) -> None:
     """Labels present, one row per pair, finite values: the contract of an effect file."""
-    if X[[context_col, perturbation_col]].isna().any().any():
+    # a table's labels are text, so an empty cell is the empty string, not NaN
+    if (X[[context_col, perturbation_col]].isna().any().any()
+            or X[[context_col, perturbation_col]].isin([""]).any().any()):
         raise CommandError(f"{source}: some rows have no context or perturbation label; "
                            "fill or drop them.")
     repeated = X.duplicated([context_col, perturbation_col])
@@ -178,7 +186,7 @@ def read_pairs(path: str | os.PathLike, context_col: Hashable,
             raise CommandError(str(exc)) from None
     _check_columns(frame, [context_col, perturbation_col], f"the pairs file {str(p)!r}")
     pairs = frame[[context_col, perturbation_col]].reset_index(drop=True)
-    if pairs.isna().any().any():
+    if pairs.isna().any().any() or pairs.isin([""]).any().any():
         raise CommandError(f"the pairs file {str(p)!r} has rows without a context or "
                            "perturbation label; fill or drop them.")
     return pairs
@@ -221,9 +229,7 @@ def write_effects(X: pd.DataFrame, Y, genes, path: Path, *,
     The file is written next to its final name and renamed into place, so an
     interrupted run leaves no half-written output.
     """
-    # the temporary name keeps the real suffixes, which say the format and compression
-    tmp = path.with_name(f".part-{path.name}")
-    try:
+    with atomic_path(path) as tmp:
         if _suffix(path) == ".h5ad":
             from ..preprocessing import to_anndata
 
@@ -235,10 +241,6 @@ def write_effects(X: pd.DataFrame, Y, genes, path: Path, *,
             table = pd.concat([X.reset_index(drop=True), pd.DataFrame(
                 np.asarray(Y), columns=[str(g) for g in genes])], axis=1)
             _write_table(table, tmp, _suffix(path))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _write_table(table: pd.DataFrame, path: Path, suffix: str) -> None:

@@ -32,10 +32,8 @@ def _read_frame(path, what: str) -> pd.DataFrame:
         if name.endswith(compression):
             name = name[: -len(compression)]
     try:
-        if name.endswith((".csv", ".txt")):
-            frame = pd.read_csv(p)
-        elif name.endswith(".tsv"):
-            frame = pd.read_csv(p, sep="\t")
+        if name.endswith((".csv", ".txt", ".tsv")):
+            frame = _read_text_table(p, what, sep="\t" if name.endswith(".tsv") else ",")
         elif name.endswith((".parquet", ".pq")):
             frame = pd.read_parquet(p)
         elif name.endswith(".h5ad"):
@@ -65,16 +63,67 @@ def _read_frame(path, what: str) -> pd.DataFrame:
     return frame
 
 
+#: Cells of a gene column read as a missing value (then refused as NaN, with the fix).
+_MISSING_TEXT = frozenset({"", "NA", "N/A", "NaN", "nan", "NULL", "null", "None", "<NA>"})
+
+
+def _read_text_table(path: Path, what: str, sep: str) -> pd.DataFrame:
+    """A CSV/TSV with every cell as the text written: ``001``, ``NA`` and ``None`` stay labels.
+
+    pandas would make ``001`` the number 1 (so ``1`` and ``01`` collide), ``NA`` a
+    missing value and a repeated header ``gene`` into ``gene.1``; labels are text,
+    and numbers are parsed later, only in the gene columns. Only an empty cell
+    is missing.
+    """
+    header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str,
+                         keep_default_na=False, na_filter=False)
+    names = [str(v) for v in header.iloc[0].tolist()] if len(header) else []
+    seen: dict[str, int] = {}
+    repeated = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] == 2 and name != "":
+            repeated.append(name)
+    if repeated:
+        shown = ", ".join(repr(n) for n in repeated[:8]) + (" ..." if len(repeated) > 8 else "")
+        raise BenchmarkDataError(
+            f"The {what} file {str(path)!r} repeats the column name(s) {shown}; every column "
+            "needs its own name (a gene measured twice: keep one column or rename one)."
+        )
+    # only an empty cell is missing (a label nobody can have); "NA" is text
+    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
+
+
+def _as_numbers(column: pd.Series) -> pd.Series | None:
+    """A gene column as float64 (text cells parsed, missing markers as NaN); ``None`` if not."""
+    if pd.api.types.is_bool_dtype(column):
+        return None
+    if pd.api.types.is_numeric_dtype(column):
+        return column
+    text = column.astype(str).str.strip()
+    text = text.mask(text.isin(_MISSING_TEXT), "nan")
+    try:
+        return text.astype(np.float64)
+    except (TypeError, ValueError):
+        return None
+
+
 def _gene_matrix(frame: pd.DataFrame, source: str, hint: str) -> pd.DataFrame:
-    bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])
-           or pd.api.types.is_bool_dtype(frame[c])]
+    numbers = {}
+    bad = []
+    for position, c in enumerate(frame.columns):
+        converted = _as_numbers(frame.iloc[:, position])
+        if converted is None:
+            bad.append(c)
+        else:
+            numbers[position] = converted.to_numpy()
     if bad:
         shown = ", ".join(repr(c) for c in bad[:8]) + (" ..." if len(bad) > 8 else "")
         raise BenchmarkDataError(
             f"{source}: {len(bad)} column(s) are not numeric but every effect column must "
             f"be a gene: {shown}. {hint}"
         )
-    genes = frame.astype(np.float32)
+    genes = pd.DataFrame({i: v.astype(np.float32) for i, v in numbers.items()})
     genes.columns = pd.Index([str(c) for c in frame.columns], name="gene")
     return genes.reset_index(drop=True)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._atomic import atomic_path, atomic_write_text
 from .._serialize import jsonable
 from ._registry import _LOWER_IS_BETTER, METRICS, MODELS, _metric_label
 
@@ -142,25 +143,28 @@ def _write_outputs(out: Path, result: BenchmarkResult, plots: dict, *, config, s
     caption = ""
     if not config["tune_only"]:
         path = out / "scores.csv"
-        result.scores.to_csv(path, index=False)
+        with atomic_path(path) as tmp:
+            result.scores.to_csv(tmp, index=False)
         files["scores.csv"] = path
         path = out / "fits.csv"
-        result.fits.to_csv(path, index=False)
+        with atomic_path(path) as tmp:
+            result.fits.to_csv(tmp, index=False)
         files["fits.csv"] = path
         path = out / "table.md"
         caption = _caption(config, result)
-        path.write_text(result.table + "\n" + caption + "\n", encoding="utf-8")
+        atomic_write_text(path, result.table + "\n" + caption + "\n")
         files["table.md"] = path
     path = out / "params.json"
     payload = {"protocol": config["protocol"], "tune_metric": config["tune_metric"],
                "n_trials": config["n_trials"], "seed": config["seed"],
                "models": jsonable(result.params)}
-    path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
     files["params.json"] = path
     plot_notes = []
     for name, draw in plots.items():
         try:
-            draw(out / name)
+            with atomic_path(out / name) as tmp:
+                draw(tmp)
         except ImportError:
             plot_notes.append(f"{name} was not drawn: matplotlib is not installed "
                               "(pip install c3tl-sklearn[plots]).")
@@ -170,7 +174,7 @@ def _write_outputs(out: Path, result: BenchmarkResult, plots: dict, *, config, s
     readme = _readme(config, result, started, wall, command, data_description, X, Y,
                      files, plot_notes, caption)
     path = out / "README.md"
-    path.write_text(readme, encoding="utf-8")
+    atomic_write_text(path, readme)
     files["README.md"] = path
     bar.note(f"wrote {', '.join(files)} to {out} ({wall:.1f} s)")
     return files

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,48 @@ from ._format import (
     _resolve,
 )
 
+#: Deepest nesting of the model description; a model needs about a dozen levels.
+#: Bounding it keeps every recursion (JSON's and the decoder's) far from Python's limit.
+MAX_DEPTH = 64
+#: What decoding may allocate beyond the stored arrays, as a multiple of the file's
+#: size, plus a floor for tiny files: a header cannot ask for more than the file holds.
+_ALLOC_FACTOR = 4
+_ALLOC_FLOOR = 1 << 20
+#: Largest number of dimensions and size of one dimension an array may declare.
+_MAX_NDIM = 32
+_MAX_DIM = 1 << 48
+#: The dtypes a file may declare: booleans, integers, floats, datetimes, text, objects.
+_DTYPE = re.compile(r"[<>|=]?(b1|[iu][1248]|f[248]|c(8|16)|O|U\d{1,10}|[Mm]8(\[\w+\])?)")
+#: A JSON string literal (brackets inside strings do not nest).
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _check_depth(payload: str, path: str) -> None:
+    """Refuse a description nested deeper than :data:`MAX_DEPTH`, before parsing it."""
+    depth = 0
+    for match in re.finditer(r"[\[\]{}]", _JSON_STRING.sub('""', payload)):
+        depth += 1 if match.group() in "[{" else -1
+        if depth > MAX_DEPTH:
+            raise ValueError(
+                f"{path}: the model description nests deeper than {MAX_DEPTH} levels, which no "
+                "model of this package does; the file was crafted or corrupted."
+            )
+
+
+def _dtype(text: Any, where: str) -> np.dtype:
+    """A declared dtype, from the short list a model uses (never a structured or void one)."""
+    if not isinstance(text, str) or not _DTYPE.fullmatch(text):
+        raise ValueError(f"malformed file: dtype {text!r} at {where} refused")
+    return np.dtype(text)
+
+
+def _shape(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or len(value) > _MAX_NDIM or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= _MAX_DIM
+            for s in value):
+        raise ValueError(f"malformed file: array shape {value!r} at {where} refused")
+    return tuple(value)
+
 
 # ------------------------------------------------------------------ decoding
 class _PendingNet:
@@ -31,10 +74,21 @@ class _PendingNet:
 
 
 class _Decoder:
-    def __init__(self, arrays: dict[str, np.ndarray], device):
+    def __init__(self, arrays: dict[str, np.ndarray], device, budget: int = _ALLOC_FLOOR):
         self.arrays = arrays
         self.device = device
         self.objects: dict[int, Any] = {}
+        # bytes the description may still make us allocate (text arrays, mostly)
+        self.budget = budget
+
+    def _charge(self, nbytes: int, where: str) -> None:
+        if nbytes > self.budget:
+            raise ValueError(
+                f"malformed file: the array at {where} would take {nbytes} bytes, more than a "
+                f"file of this size can describe ({_ALLOC_FACTOR} times its size); refused "
+                "before allocating."
+            )
+        self.budget -= nbytes
 
     def _store(self, spec: dict, obj):
         n = spec["id"]
@@ -56,7 +110,7 @@ class _Decoder:
                 raise ValueError(f"malformed file: bad float at {where}")
             return float(spec["value"])
         if kind == "scalar":
-            dtype = np.dtype(spec["dtype"])
+            dtype = _dtype(spec["dtype"], where)
             if dtype.kind not in "biuf":
                 raise ValueError(f"malformed file: bad scalar dtype at {where}")
             return dtype.type(self.value(spec["value"], where))
@@ -105,8 +159,8 @@ class _Decoder:
         raise ValueError(f"malformed file: unknown entry type {kind!r} at {where}")
 
     def ndarray(self, spec: dict, where: str) -> np.ndarray:
-        dtype = np.dtype(spec["dtype"])
-        shape = tuple(int(s) for s in spec["shape"])
+        dtype = _dtype(spec["dtype"], where)
+        shape = _shape(spec["shape"], where)
         if dtype.kind in "biufMm":
             arr = self.arrays.get(spec.get("key"))
             if arr is None:
@@ -118,9 +172,11 @@ class _Decoder:
             out = np.array(arr.view(dtype) if dtype.kind in "Mm" else arr.astype(dtype))
             return out.T if fortran else out
         if dtype.kind in "OU":
-            labels = [self.value(v, where) for v in spec["labels"]]
-            if len(labels) != math.prod(shape):
+            if not isinstance(spec["labels"], list) or len(spec["labels"]) != math.prod(shape):
                 raise ValueError(f"malformed file: array of {where} has the wrong size")
+            # a text dtype's width is the file's word: <U400000000 is 1.6 GB per label
+            self._charge(dtype.itemsize * len(spec["labels"]), where)
+            labels = [self.value(v, where) for v in spec["labels"]]
             if dtype.kind == "U":
                 return np.array(labels, dtype=dtype).reshape(shape)
             out = np.empty(len(labels), dtype=object)
@@ -200,7 +256,11 @@ class _Decoder:
         if make is None:
             raise ValueError(f"{type(owner).__name__} cannot rebuild the skorch net at {where}.")
         params = dict(pending.params)
-        hidden = tuple(params.get("module__hidden_dims", ()))
+        _check_net_params(params, where)
+        hidden = params.get("module__hidden_dims", ())
+        if not isinstance(hidden, tuple | list) or len(hidden) > len(pending.state):
+            raise ValueError(f"malformed file: module__hidden_dims at {where} refused")
+        hidden = tuple(hidden)
         try:
             # no observations: the saved module state brings them
             net = make(hidden, np.zeros(1, dtype=bool), np.zeros((1, 3), dtype=np.int64),
@@ -212,6 +272,7 @@ class _Decoder:
                 f"cannot rebuild the network at {where} with this version of "
                 f"{type(owner).__name__} ({exc}); load the file with the version that saved it."
             ) from None
+        _check_module_shapes(net, pending.state, where)
         cuda = [self.device.index or 0] if self.device.type == "cuda" else []
         # initialize() draws random weights: keep the caller's torch RNG untouched
         with torch.random.fork_rng(devices=cuda):
@@ -231,6 +292,58 @@ class _Decoder:
         module.train(bool(pending.spec.get("training", False)))
         net.history = pending.history
         return net
+
+
+#: skorch net parameters a file may set, and those it may only hold at the value
+#: the package writes: ``compile=True`` would run torch's compiler from a header.
+_NET_PARAMS = {"lr", "max_epochs", "batch_size", "verbose", "device", "context_weight"}
+_NET_PREFIXES = ("module__", "optimizer__", "iterator_train__", "iterator_valid__")
+_NET_FIXED = {"compile": False, "torch_load_kwargs": None, "predict_nonlinearity": "auto",
+              "use_caching": "auto", "warm_start": False, "train_split": None}
+
+
+def _check_net_params(params: dict, where: str) -> None:
+    for name, value in params.items():
+        if name in _NET_FIXED:
+            fixed = _NET_FIXED[name]
+            if value != fixed or type(value) is not type(fixed):
+                raise ValueError(
+                    f"malformed file: the network at {where} sets {name}={value!r}; a model "
+                    f"file may only hold {name}={fixed!r}."
+                )
+        elif name not in _NET_PARAMS and not name.startswith(_NET_PREFIXES):
+            raise ValueError(
+                f"malformed file: the network at {where} sets {name!r}, which a model file "
+                "never holds."
+            )
+
+
+def _check_module_shapes(net, state: dict, where: str) -> None:
+    """The network the saved parameters describe must be the one the saved weights fill.
+
+    Built on torch's ``meta`` device, which allocates nothing: a header asking for
+    a layer of 40 million units is refused here, before ``initialize`` would take
+    gigabytes, rather than after, when the weights are found not to fit.
+    """
+    import torch
+
+    kwargs = net.get_params_for("module")
+    try:
+        with torch.device("meta"):
+            module = net.module(**kwargs) if isinstance(net.module, type) else None
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise ValueError(f"malformed file: the network at {where} cannot be built ({exc})") \
+            from None
+    if module is None:  # pragma: no cover - the package's nets name a module class
+        return
+    for name, param in module.named_parameters():
+        saved = state.get(name)
+        if saved is None or tuple(saved.shape) != tuple(param.shape):
+            found = "missing" if saved is None else f"of shape {tuple(saved.shape)}"
+            raise ValueError(
+                f"the weights at {where} do not fit the network: its parameters ask for "
+                f"{name!r} of shape {tuple(param.shape)}, the file's weight is {found}."
+            )
 
 
 def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
@@ -265,9 +378,10 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
             f"{_META_KEY!r} metadata); plain weight files are not estimators."
         )
     payload = metadata[_META_KEY]
+    _check_depth(payload, path)
     try:
         document = json.loads(payload)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # bad JSON, or an integer of 4,300+ digits
         raise ValueError(f"{path}: the model description is not valid JSON ({exc}).") from None
     if not isinstance(document, dict) or document.get("format") != _FORMAT:
         raise ValueError(f"{path} is not a c3tl-sklearn model file (format field missing).")
@@ -323,9 +437,11 @@ def load(path: str | os.PathLike, *, device: Any = "cpu", expected: type | None 
         from .._device import check_device
 
         device = check_device(device)
+    budget = _ALLOC_FACTOR * os.path.getsize(path) + _ALLOC_FLOOR
     try:
-        return _Decoder(arrays, device).value(spec, cls.__name__)
-    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        return _Decoder(arrays, device, budget).value(spec, cls.__name__)
+    except (KeyError, TypeError, IndexError, AttributeError, OverflowError,
+            RecursionError) as exc:
         raise ValueError(f"{os.fspath(path)}: malformed model file ({exc!r}).") from None
 
 

@@ -28,6 +28,7 @@ from .._parallel import parallel_map
 from .._serialize import jsonable
 from ..metrics import CONTEXT_METRICS, SCORERS, make_context_scorer
 from ._budget import _FINISHED, check_slot, run_until_finished
+from ._fingerprint import data_fingerprint, space_fingerprint
 from ._spaces import _check_space, default_search_space, suggest_params
 from ._storage import make_storage
 
@@ -452,7 +453,7 @@ class C3TLSearchCV(MetaEstimatorMixin, BaseEstimator):
             return self.refit
         return next(iter(scorers))
 
-    def _make_study(self, objective: str):
+    def _make_study(self, objective: str, X=None, Y=None, space=None):
         storage = make_storage(self.storage)
         sampler = self.sampler
         if sampler is None:
@@ -478,12 +479,18 @@ class C3TLSearchCV(MetaEstimatorMixin, BaseEstimator):
         )
         stored = study.user_attrs
         expected = {"objective": objective, "estimator": type(self.estimator).__name__}
+        if X is not None:
+            expected["data"] = data_fingerprint(X, Y)
+            expected["search_space"] = space_fingerprint(space)
+        what = {"data": "on other data", "search_space": "with another search space"}
         for key, value in expected.items():
             if key in stored and stored[key] != value:
                 raise ValueError(
-                    f"The stored study {study.study_name!r} was made with {key} "
-                    f"{stored[key]!r}, not {value!r}; its scores are not comparable. Use "
-                    "another study_name."
+                    f"The stored study {study.study_name!r} was made "
+                    f"{what.get(key, f'with {key}')} ({stored[key]!r}), not {value!r}; its "
+                    "scores are not comparable, and its best score and parameters would not "
+                    "describe this search. Use another study_name (or remove the stored "
+                    "study: optuna.delete_study(study_name=..., storage=...))."
                 )
             if key not in stored:
                 study.set_user_attr(key, value)
@@ -525,7 +532,7 @@ class C3TLSearchCV(MetaEstimatorMixin, BaseEstimator):
         splits = self._splits(X, Y, groups)
         run_trial = _Objective(self, space, scorers, objective, splits, X, Y)
         with _optuna_quiet(not self.verbose):
-            study = self._make_study(objective)
+            study = self._make_study(objective, X, Y, space)
             n_run, callbacks = self._budget(study, space)
             if n_run and self.max_trials is not None:
                 run_until_finished(study, run_trial, max_trials=self.max_trials,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
+import time
 import warnings
 
 import optuna
@@ -11,6 +13,49 @@ __all__ = ["make_storage"]
 
 _JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+#: How long workers that start together on a new database retry its creation.
+_CREATE_PATIENCE_S = 30.0
+
+
+def _rdb_storage(url: str, kwargs: dict) -> optuna.storages.RDBStorage:
+    """``RDBStorage(url, **kwargs)``, retried while another worker creates the same tables.
+
+    Optuna creates the schema of a new database without a lock, so workers that
+    start together race: all but one fail with "table alembic_version already
+    exists" (SQLite) or a duplicate-key error (PostgreSQL). Once the winner has
+    finished, the schema exists and a retry simply opens it.
+    """
+    import sqlalchemy.exc
+
+    deadline = time.monotonic() + _CREATE_PATIENCE_S
+    delay = 0.05
+    while True:
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError,
+                sqlalchemy.exc.ProgrammingError) as exc:
+            if time.monotonic() > deadline:
+                raise ValueError(
+                    f"cannot open the study storage {_safe_url(url)!r} after "
+                    f"{_CREATE_PATIENCE_S:.0f} s of retries ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0]}); check that the database is reachable and "
+                    "that no other program holds it locked."
+                ) from None
+            # jittered, so that the workers that lost the race do not collide again
+            time.sleep(delay * (1 + random.random()))
+            delay = min(2 * delay, 1.0)
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password."""
+    head, sep, tail = url.partition("://")
+    if "@" in tail:
+        credentials, _, host = tail.rpartition("@")
+        user = credentials.split(":", 1)[0]
+        return f"{head}{sep}{user}:***@{host}"
+    return url
 
 
 def make_storage(
@@ -95,10 +140,9 @@ def make_storage(
             retry = retry_class(max_retry=max_retry) if max_retry != 0 else None
             kwargs = {"heartbeat_interval": heartbeat_interval, "grace_period": grace}
             try:  # optuna >= 4.9
-                return optuna.storages.RDBStorage(
-                    text, **kwargs, heartbeat_stale_trial_callback=retry)
+                return _rdb_storage(text, dict(kwargs, heartbeat_stale_trial_callback=retry))
             except TypeError:  # pragma: no cover - older optuna
-                return optuna.storages.RDBStorage(text, **kwargs, failed_trial_callback=retry)
+                return _rdb_storage(text, dict(kwargs, failed_trial_callback=retry))
     lower = text.lower()
     if lower.endswith(_JOURNAL_SUFFIXES):
         from optuna.storages.journal import JournalFileBackend
