@@ -213,6 +213,8 @@ def _run_splits(cell, cv, X, Y, values, n_contexts, models) -> Iterator[dict]:
             }
 
 
+#: The ``c3tl-benchmark`` metrics the lincs rows keep.
+LINCS_METRICS = ["pearson_delta", "centered_pearson_delta", "mse"]
 #: Model keys of ``c3tl-benchmark`` and their names here.
 BENCHMARK_MODELS = {"c3tl": "C3TL", "linear": "Linear transfer", "additive": "Additive",
                     "mean": "Mean", "closest": "Closest context"}
@@ -221,11 +223,12 @@ BENCHMARK_MODELS = {"c3tl": "C3TL", "linear": "Linear transfer", "additive": "Ad
 def lincs_from_benchmark(path: str | Path) -> pd.DataFrame:
     """The ``lincs`` rows from a ``c3tl-benchmark --protocol scarcity`` ``scores.csv``."""
     long = pd.read_csv(path)
-    long = long[long["metric"].isin(["pearson_delta", "centered_pearson_delta", "mse"])]
+    long = long[long["metric"].isin(LINCS_METRICS)]
     wide = long.pivot_table(
         index=["model", "split", "test_context", "n_train_contexts", "adaptation_fraction"],
         columns="metric", values="value",
-    ).reset_index()
+    ).reset_index().reindex(columns=["model", "split", "test_context", "n_train_contexts",
+                                     "adaptation_fraction", *LINCS_METRICS])
     return pd.DataFrame({
         "group": "lincs", "cell": "LINCS", "target": wide["test_context"],
         "n_train_contexts": wide["n_train_contexts"],
@@ -268,7 +271,7 @@ def table(scores: pd.DataFrame) -> str:
             m for m in models if m.startswith("C3TL"))
         ok_all = True
         for metric, higher in METRICS.items():
-            if cell[metric].isna().all():
+            if metric not in cell or cell[metric].isna().all():
                 continue
             stats = cell.groupby("model")[metric].agg(["mean", "std", "count"])
             stats["se"] = stats["std"].fillna(0) / np.sqrt(stats["count"])

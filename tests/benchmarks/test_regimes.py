@@ -22,8 +22,8 @@ def regimes():
 def _rows(cell, scores):
     """One row per (model, target) with the given centred Pearson values."""
     return [{"group": "g", "cell": cell, "target": f"t{i}", "n_train_contexts": 5,
-             "adaptation_fraction": 0.1, "model": model, "centered_pearson": value,
-             "mse": 1.0 - value}
+             "adaptation_fraction": 0.1, "model": model, "pearson_delta": value,
+             "centered_pearson": value, "mse": 1.0 - value}
             for model, values in scores.items() for i, value in enumerate(values)]
 
 
@@ -36,12 +36,16 @@ def test_verdicts(regimes):
                           "Additive": [0.5, 0.5]})
     )
     text = regimes.table(scores)
-    lines = {line.split("|")[2].strip(): line for line in text.splitlines()
-             if line.startswith("| g |")}
-    assert lines["wins"].rstrip(" |").endswith("first")
-    assert lines["close"].rstrip(" |").endswith("within 1 SE")
-    assert lines["loses"].rstrip(" |").endswith("behind Linear transfer, below Additive")
-    assert "2 of 3 cells" in text
+    verdicts = {}
+    for line in text.splitlines():
+        if line.startswith("| g |"):
+            fields = [f.strip() for f in line.strip("|").split("|")]
+            verdicts[fields[1], fields[4]] = fields[-1]
+    for metric in regimes.METRICS:
+        assert verdicts["wins", metric] == "first"
+        assert verdicts["close", metric] == "within 1 SE"
+        assert verdicts["loses", metric] == "behind Linear transfer"
+    assert "every metric: 2 of 3 cells" in text
     # a well-formed markdown table: header, separator and rows of one width
     rows = [line for line in text.splitlines() if line.startswith("|")]
     assert len({line.count("|") for line in rows}) == 1
@@ -60,3 +64,4 @@ def test_lincs_rows_from_a_scarcity_run(regimes, tmp_path):
     assert rows.loc["C3TL", "centered_pearson"] == 0.6
     assert rows.loc["Linear transfer", "mse"] == 0.09
     assert set(rows["group"]) == {"lincs"}
+    assert rows["pearson_delta"].isna().all()  # a run without it leaves it empty
