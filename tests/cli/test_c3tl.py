@@ -330,7 +330,8 @@ def test_threads_are_limited_during_the_command_and_restored(capsys, effects, mo
                              "--set", "max_epochs=2", "-o", path / "m.c3tl")
         assert status == 0, err
         # c3tl_main called from Python leaves the caller's threads as they were
-        assert (seen, torch.get_num_threads()) == ([1], 2)
+        # (the fallback's sub-fits are fits too: every one ran on the limit)
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(original_threads)
 
