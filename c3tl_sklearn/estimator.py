@@ -27,9 +27,10 @@ from ._data import (
     warn_unknown_contexts,
 )
 from ._device import check_device
+from ._fitted import discard_fitted
 from .adaptation import MAX_MEAN_COMPONENTS, ContextReadout
 from .base import PerturbationRegressorMixin
-from .callbacks import fit_guarded, with_training_guard
+from .callbacks import TrainingDivergedError, fit_guarded, with_training_guard
 from .fallback import baselines as fallback_baselines
 from .fallback import fit_fallback, refit_with_observed
 from .network import CONTEXT, PERTURBATION, C3TLNetwork, query_pairs
@@ -453,7 +454,12 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         pairs = query_pairs(c_codes, p_codes, rows)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         # the sub-fits run first, so that a checkpoint callback ends on the final fit
-        blend = self._fit_fallback_weights(X, Y_arr, c_codes, p_codes, rng)
+        try:
+            blend = self._fit_fallback_weights(X, Y_arr, c_codes, p_codes, rng)
+        except (KeyboardInterrupt, TrainingDivergedError, MemoryError):
+            # a sub-fit stopped: no half-fitted model is left behind, as for the final fit
+            discard_fitted(self)
+            raise
         Y_net = self._fit_basis(Y_arr, p_codes, train, seed)
 
         devices = []
