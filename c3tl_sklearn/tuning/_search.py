@@ -559,9 +559,14 @@ class C3TLSearchCV(MetaEstimatorMixin, BaseEstimator):
                 + detail
             )
         best = study.best_trial
+        rows = np.flatnonzero(self.cv_results_["trial"] == best.number)
+        if rows.size == 0:
+            # another worker of a shared study completed it after the results were read
+            self.cv_results_ = self._build_results(study, space, list(scorers), objective)
+            rows = np.flatnonzero(self.cv_results_["trial"] == best.number)
         self.best_trial_ = best
         self.best_score_ = float(best.value)
-        self.best_index_ = int(np.flatnonzero(self.cv_results_["trial"] == best.number)[0])
+        self.best_index_ = int(rows[0])
         self.best_params_ = self.cv_results_["params"][self.best_index_]
         if self.refit:
             t0 = time.perf_counter()
