@@ -235,28 +235,20 @@ def refit_with_observed(members: list, X_obs: pd.DataFrame, Y_obs: np.ndarray) -
     """Copies of fitted baselines refitted on their fit pairs plus ``(X_obs, Y_obs)``.
 
     The baselines are closed-form, so this is what each would predict had the
-    new measurements been part of fit. ``X_obs`` uses the members' label
-    columns; a pair that repeats a fit pair keeps its fit effect (a baseline
-    holds one effect per pair). ``None`` members stay ``None``.
+    new measurements been part of fit. The members share their fit data (as
+    ``fallback_estimators_`` do) and label columns; a pair of ``X_obs`` that
+    repeats a fit pair keeps its fit effect (a baseline holds one effect per
+    pair). ``None`` members stay ``None``.
     """
-    out = []
-    for member in members:
-        if member is None:
-            out.append(None)
-            continue
-        X_fit, Y_fit = fit_table(member)
-        new = ~_fit_pairs(member, X_obs)
-        X_all = pd.concat([X_fit, X_obs.loc[new, [member.context_col, member.perturbation_col]]],
-                          ignore_index=True)
-        out.append(clone(member).fit(X_all, np.vstack([Y_fit, Y_obs[new]])))
-    return out
-
-
-def _fit_pairs(member, X_obs: pd.DataFrame) -> np.ndarray:
-    """Which rows of ``X_obs`` repeat a pair the member was fitted on."""
-    cols = [member.context_col, member.perturbation_col]
-    fit_pairs = pd.MultiIndex.from_frame(fit_table(member)[0][cols])
-    return np.asarray(pd.MultiIndex.from_frame(X_obs[cols]).isin(fit_pairs))
+    fitted = [m for m in members if m is not None]
+    if not fitted:
+        return list(members)
+    X_fit, Y_fit = fit_table(fitted[0])
+    cols = [fitted[0].context_col, fitted[0].perturbation_col]
+    new = ~pd.MultiIndex.from_frame(X_obs[cols]).isin(pd.MultiIndex.from_frame(X_fit))
+    X_all = pd.concat([X_fit, X_obs.loc[new, cols]], ignore_index=True)
+    Y_all = np.vstack([Y_fit, np.asarray(Y_obs)[new]])
+    return [None if m is None else clone(m).fit(X_all, Y_all) for m in members]
 
 
 def fit_table(member) -> tuple[pd.DataFrame, np.ndarray]:
