@@ -777,6 +777,9 @@ def run_case(fn_name: str) -> str:
     import torch
 
     torch.set_num_threads(1)
+    # Ctrl-C as at a terminal: a process started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and no Ctrl-C case would fire
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     tmp = Path(tempfile.mkdtemp(prefix="hostile-"))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()

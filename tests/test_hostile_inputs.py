@@ -27,6 +27,20 @@ def tiny(**params) -> C3TLRegressor:
     return C3TLRegressor(**{**base, **params})
 
 
+@pytest.fixture(autouse=True)
+def sigint_as_at_a_terminal():
+    """Python's own SIGINT handler, as in a process started at a terminal.
+
+    A process started in the background by a non-interactive shell (nohup jobs,
+    some CI runners) inherits SIGINT ignored: a real Ctrl-C could not reach it,
+    the guard rightly leaves an ignored signal alone, and the interruption tests
+    below would see a fit that was never interrupted.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(scope="module")
 def data():
     return make_synthetic_perturbations(4, 12, 8, random_state=1)
@@ -71,6 +85,15 @@ def test_ctrl_c_during_fit_is_raised_and_leaves_no_model(data):
     assert not [name for name in vars(model) if name.endswith("_")]
     # Python's own handler is back: a later Ctrl-C outside fit is a plain KeyboardInterrupt
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_ignored_sigint_stays_ignored_and_the_fit_runs_to_its_end(data):
+    # whoever set SIG_IGN (nohup, a scheduler) decided what Ctrl-C does
+    X, Y = data
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    model = tiny(max_epochs=4, callbacks=[CtrlCAt(2)], fallback=None).fit(X, Y)
+    assert model.n_epochs_ == 4
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 def test_ctrl_c_during_refit_discards_the_earlier_fit(data):
