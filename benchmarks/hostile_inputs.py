@@ -501,7 +501,7 @@ def table_na(tmp):
     return _read_labels(tmp, ["NA", "None", "nan"])
 
 
-@case("CSV contexts TRUE, true, ' a'", SILENT)
+@case("CSV contexts TRUE, false, ' a'", SILENT)
 def table_bools(tmp):
     return _read_labels(tmp, ["TRUE", "false", " a"])
 
