@@ -16,6 +16,12 @@ _TEST_THREADS = max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
 torch.set_num_threads(_TEST_THREADS)
 threadpool_limits(_TEST_THREADS)
 
+# A guard against a hung child process, not a timing assertion: a subprocess of a
+# test may take many times its idle time on a loaded machine (a 20 s benchmark
+# smoke run took over 120 s on two cores with four other jobs), and must not fail
+# for it.
+HANG_TIMEOUT_S = 1800
+
 # Hypothesis profiles. Tests that set ``max_examples`` themselves keep it; the
 # rest (the contract fuzzing in test_fuzz_contract.py) take it from the profile.
 # "ci" (default): a fixed seed and few enough examples for the fuzz file to run

@@ -21,6 +21,8 @@ from c3tl_sklearn import C3TLEnsemble, C3TLRegressor
 from c3tl_sklearn.callbacks import TrainingDivergedError, TrainingGuard, TrainingInterrupted
 from c3tl_sklearn.datasets import make_synthetic_perturbations
 
+from .conftest import HANG_TIMEOUT_S
+
 
 def tiny(**params) -> C3TLRegressor:
     base = dict(max_epochs=3, hidden_dims=(4,), latent_dim=2, random_state=0)
@@ -621,7 +623,7 @@ def test_workers_starting_together_on_a_new_sqlite_study_all_run(tmp_path):
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env=env) for _ in range(3)]
         for proc in procs:
-            out, err = proc.communicate(timeout=300)
+            out, err = proc.communicate(timeout=HANG_TIMEOUT_S)
             assert proc.returncode == 0 and out.strip() == "ok", err
 
 

@@ -28,6 +28,8 @@ from c3tl_sklearn.ensemble import C3TLEnsemble
 from c3tl_sklearn.persistence import FORMAT_VERSION, load, read_metadata
 from c3tl_sklearn.persistence._format import _checksum
 
+from .conftest import HANG_TIMEOUT_S
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(max_epochs=8, hidden_dims=(16,), latent_dim=4, n_components=5, random_state=0)
 #: The data of every model here; the fresh process rebuilds it from these arguments.
@@ -113,7 +115,7 @@ def fresh_predictions(fitted, tmp_path_factory):
     script = FRESH.format(tests=str(ROOT / "tests"), names=list(fitted), folder=str(folder))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=HANG_TIMEOUT_S)
     assert done.returncode == 0, done.stderr
     with np.load(folder / "fresh.npz") as npz:
         return dict(npz)
@@ -487,7 +489,7 @@ def test_baselines_load_without_torch(fitted, tmp_path):
             "assert 'torch' not in sys.modules, 'torch was imported'")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=HANG_TIMEOUT_S)
     assert done.returncode == 0, done.stderr
 
 

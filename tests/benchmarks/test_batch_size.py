@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..conftest import HANG_TIMEOUT_S
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "batch_size.py"
 
 
@@ -12,7 +14,7 @@ def test_reports_a_row_per_batch_size(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--shape", "12,20,16", "--max-epochs", "3",
          "--batch-sizes", "40,none", "--threads", "1", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True, text=True, timeout=HANG_TIMEOUT_S, check=False,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     lines = [line for line in out.read_text().splitlines() if line.startswith("| ")]
@@ -31,7 +33,7 @@ def test_reports_a_row_per_batch_size(tmp_path):
 def test_rejects_bad_batch_sizes(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--batch-sizes", "0", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True, text=True, timeout=HANG_TIMEOUT_S, check=False,
     )
     assert proc.returncode == 2
     assert "--batch-sizes" in proc.stderr
@@ -40,7 +42,7 @@ def test_rejects_bad_batch_sizes(tmp_path):
 def test_out_is_a_directory_and_the_default_is_not_the_committed_results(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--out", str(tmp_path / "batch_size.md")],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True, text=True, timeout=HANG_TIMEOUT_S, check=False,
     )
     assert proc.returncode == 2
     assert "--out takes a directory (the table is batch_size.md in it)" in proc.stderr

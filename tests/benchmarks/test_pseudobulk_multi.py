@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import HANG_TIMEOUT_S
+
 pytest.importorskip("anndata")
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pseudobulk_multi.py"
@@ -20,7 +22,7 @@ def test_pseudobulk_multi_writes_its_table(tmp_path):
          "--n-genes", "30", "--density", "0.2", "--n-contexts", "2", "--n-perturbations", "3",
          "--n-jobs", "1", "2", "--repeats", "1", "--gen-jobs", "1",
          "--workdir", str(tmp_path), "--out", str(out)],
-        capture_output=True, text=True, timeout=300, check=False)
+        capture_output=True, text=True, timeout=HANG_TIMEOUT_S, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = (out / "pseudobulk_multi.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| 1 |")

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ..conftest import HANG_TIMEOUT_S
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "speed.py"
 HEADER = (
     "| shape | contexts x perturbations x genes | test contexts | train pairs | test pairs "
@@ -39,7 +41,7 @@ def report(tmp_path_factory) -> tuple[subprocess.CompletedProcess, str]:
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--tiny", "--epochs", "3", "--threads", "1",
          "--rounds", "2", "--out", str(folder)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True, text=True, timeout=HANG_TIMEOUT_S, check=False,
     )
     text = out.read_text() if out.exists() else ""
     return proc, text

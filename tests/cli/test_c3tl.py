@@ -17,6 +17,8 @@ from c3tl_sklearn.cli._files import CommandError
 from c3tl_sklearn.cli._progress import progress_bar
 from c3tl_sklearn.datasets import make_synthetic_perturbations
 
+from ..conftest import HANG_TIMEOUT_S
+
 anndata = pytest.importorskip("anndata")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,7 +30,7 @@ def c3tl_subprocess(*args, cwd):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
     return subprocess.run([sys.executable, "-m", "c3tl_sklearn.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=HANG_TIMEOUT_S)
 
 
 def run(capsys, *args):

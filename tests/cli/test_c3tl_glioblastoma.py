@@ -19,6 +19,8 @@ import pytest
 
 from c3tl_sklearn import LeaveOneContextOut, load_glioblastoma_crispri
 
+from ..conftest import HANG_TIMEOUT_S
+
 anndata = pytest.importorskip("anndata")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +34,7 @@ def c3tl(*args, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
     done = subprocess.run([sys.executable, "-m", "c3tl_sklearn.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=HANG_TIMEOUT_S)
     assert done.returncode == 0, f"c3tl {' '.join(map(str, args))}\n{done.stderr}"
     return done
 

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ..conftest import HANG_TIMEOUT_S
+
 pytest.importorskip("optuna")
 matplotlib_image = pytest.importorskip("matplotlib.image")
 
@@ -259,7 +261,7 @@ def test_command_line_usage_errors(capsys):
 ])
 def test_module_runs_as_a_command(argv):
     done = subprocess.run([sys.executable, "-m", *argv],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+                          capture_output=True, text=True, cwd=REPO, timeout=HANG_TIMEOUT_S)
     assert done.returncode == 0, done.stderr
     for option in ("--protocol", "--n-trials", "--storage", "--h5ad", "--max-epochs"):
         assert option in done.stdout

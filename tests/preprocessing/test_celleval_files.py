@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 from c3tl_sklearn.metrics import discrimination_score, pearson_delta, score_table
 
+from ..conftest import HANG_TIMEOUT_S
+
 ad = pytest.importorskip("anndata")
 
 from c3tl_sklearn.datasets import load_glioblastoma_crispri  # noqa: E402
@@ -209,7 +211,7 @@ def test_cell_eval_command_line_accepts_the_export_and_agrees_with_our_metrics(
     outdir = tmp_path / "cell-eval-outdir"
     command = [*files.command_args(tmp_path / "export", outdir), "--num-threads", "1"]
     command[0] = _cell_eval_command()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=HANG_TIMEOUT_S)
     assert done.returncode == 0, done.stderr[-3000:]
     X, Y_true, Y_pred = read_back(files)
     for line in ("A172", "T98G", "U87MG"):

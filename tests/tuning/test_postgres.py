@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import HANG_TIMEOUT_S
+
 optuna = pytest.importorskip("optuna")
 pytest.importorskip("psycopg", reason="psycopg (the 'distributed' extra) is not installed")
 
@@ -43,7 +45,7 @@ def _spawn(args: list[str]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _finish(proc: subprocess.Popen, timeout: float = 90) -> str:
+def _finish(proc: subprocess.Popen, timeout: float = HANG_TIMEOUT_S) -> str:
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -73,7 +75,7 @@ def test_three_workers_one_killed_exact_budget():
     procs = [_spawn([str(WORKER), URL, name, str(max_trials)]) for _ in range(3)]
     victim, survivors = procs[0], procs[1:]
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + HANG_TIMEOUT_S
         while True:  # the study exists once a worker has started
             try:
                 study = optuna.load_study(study_name=name, storage=URL)

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ..conftest import HANG_TIMEOUT_S
+
 optuna = pytest.importorskip("optuna")
 
 from optuna.distributions import (  # noqa: E402
@@ -215,7 +217,7 @@ def test_two_processes_share_one_study(tmp_path):
         for seed in (1, 2)
     ]
     for proc in procs:
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=HANG_TIMEOUT_S)
         assert proc.returncode == 0, err
         assert "trials run 3" in out
     study = optuna.load_study(study_name="shared", storage=make_storage(journal))
