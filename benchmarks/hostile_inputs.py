@@ -188,7 +188,6 @@ def ctrl_c_cv(tmp):
     from sklearn.model_selection import cross_val_score
 
     from c3tl_sklearn import LeaveOneContextOut
-
     from c3tl_sklearn.metrics import get_scorer
 
     X, Y = data()

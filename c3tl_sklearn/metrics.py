@@ -77,12 +77,12 @@ from ._data import (
 
 __all__ = [
     "CONTEXT_METRICS",
+    "NAMED_SCORERS",
     "SCORERS",
     "centered_pearson_delta",
     "centered_pearson_scorer",
     "discrimination_score",
     "discrimination_scorer",
-    "NAMED_SCORERS",
     "get_scorer",
     "make_context_scorer",
     "make_row_scorer",

@@ -19,8 +19,8 @@ from skorch.callbacks import Callback
 
 from c3tl_sklearn import C3TLEnsemble, C3TLRegressor
 from c3tl_sklearn.callbacks import TrainingDivergedError, TrainingGuard, TrainingInterrupted
-from c3tl_sklearn.metrics import get_scorer
 from c3tl_sklearn.datasets import make_synthetic_perturbations
+from c3tl_sklearn.metrics import get_scorer
 
 
 def tiny(**params) -> C3TLRegressor:
@@ -255,7 +255,8 @@ def test_the_misleading_reset_index_advice_is_gone_and_the_new_one_pairs_the_rig
         "align it by label: Y = Y.loc[X.index]; only if row i of Y describes row i of X, "
         "reset both indexes"
     )):
-        cross_val_score(AdditiveBaseline(), shuffled, Y, cv=cv, scoring=get_scorer("pearson_delta"),
+        cross_val_score(AdditiveBaseline(), shuffled, Y, cv=cv,
+                        scoring=get_scorer("pearson_delta"),
                         error_score="raise")
     # the advice followed: the same scores as on the rows in their original order
     followed = cross_val_score(AdditiveBaseline(), shuffled, Y.loc[shuffled.index], cv=cv,
@@ -265,7 +266,8 @@ def test_the_misleading_reset_index_advice_is_gone_and_the_new_one_pairs_the_rig
                                   scoring=get_scorer("pearson_delta"))
     np.testing.assert_array_equal(followed, by_position)
     # the adaptation pairs are drawn by row, so the shuffled folds differ a little
-    original = cross_val_score(AdditiveBaseline(), X, Y, cv=cv, scoring=get_scorer("pearson_delta"))
+    original = cross_val_score(AdditiveBaseline(), X, Y, cv=cv,
+                               scoring=get_scorer("pearson_delta"))
     assert followed.mean() == pytest.approx(original.mean(), abs=0.05)
     # what the old advice did: pairs the wrong rows, and the score collapses
     wrong = cross_val_score(AdditiveBaseline(), shuffled.reset_index(drop=True),
