@@ -44,7 +44,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._data import label_examples, segment_means, warn_unknown_contexts
+from ._data import label_examples, leave_one_out_mean, segment_means, warn_unknown_contexts
 from .base import PerturbationRegressorMixin
 from .persistence import PersistenceMixin
 
@@ -105,7 +105,7 @@ class _TransferBaseline(PerturbationRegressorMixin):
         exclude = own & (counts > 1)
         if exclude.any():
             k = counts[exclude][:, None].astype(np.float64)
-            means[exclude] = (means[exclude] * k - self.effects_[rows[exclude]]) / (k - 1.0)
+            means[exclude] = leave_one_out_mean(means[exclude], k, self.effects_[rows[exclude]])
         only_own = own & (counts == 1)
         if only_own.any():
             means[only_own] = self.effects_[rows[only_own]]

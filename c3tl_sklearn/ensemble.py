@@ -47,6 +47,15 @@ _Z95 = 1.959963984540054
 _GP_NOISE = 1.0
 
 
+def _adapts_itself(member) -> bool:
+    """Whether a member has a context read-out of its own (``C3TLRegressor``'s).
+
+    Such a member takes ``observed`` into its read-out itself and offers
+    ``predict_without_fallback`` to predict with the read-out of fit.
+    """
+    return callable(getattr(member, "predict_without_fallback", None))
+
+
 def _fit_member(estimator, X, Y):
     return estimator.fit(X, Y)
 
@@ -424,9 +433,8 @@ gene_names_
                 "ignore", message=".*never observed in fit", category=UserWarning
             )
             for member in self.estimators_:
-                if observed is not None and hasattr(member, "_predict") \
-                        and not self.adapt_observed:
-                    pred = member._predict(X, observed, adapt_observed=False)
+                if observed is not None and _adapts_itself(member) and not self.adapt_observed:
+                    pred = member.predict_without_fallback(X, observed, readout_observed=False)
                 elif observed is not None and self._accepts_observed:
                     pred = member.predict(X, observed=observed)
                 else:
@@ -485,7 +493,7 @@ gene_names_
         Such a member does not use ``observed``, so its residuals on the
         measured pairs are held out as they are.
         """
-        plain = [k for k, m in enumerate(self.estimators_) if not hasattr(m, "readout_")]
+        plain = [k for k, m in enumerate(self.estimators_) if not _adapts_itself(m)]
         if not plain:
             return preds
         X_obs, Y_obs, obs_contexts, obs_p = obs

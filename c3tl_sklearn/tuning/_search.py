@@ -24,8 +24,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._data import match_rows, object_array
 from .._parallel import parallel_map
-from .._serialize import jsonable
 from ..metrics import CONTEXT_METRICS, get_scorer, make_context_scorer
+from ..persistence import jsonable
 from ._budget import _FINISHED, check_slot, run_until_finished
 from ._fingerprint import data_fingerprint, space_fingerprint
 from ._spaces import _check_space, default_search_space, suggest_params
