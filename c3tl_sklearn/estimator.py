@@ -44,6 +44,10 @@ __all__ = ["AUTO_FALLBACK_MAX_PAIRS", "C3TLRegressor"]
 #: every cell of the regime suite (``benchmarks/regimes.py``).
 AUTO_FALLBACK_MAX_PAIRS = 4000
 
+#: Pairs per block when summing the moments outside the basis: bounds the
+#: memory of the (block, n_genes) temporaries, not a model setting.
+_MOMENT_BLOCK_ROWS = 4096
+
 #: AdamW's fused kernel runs on CPU from torch 2.4 on (earlier versions raise).
 _FUSED_ADAMW = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)
 
@@ -647,8 +651,8 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         """
         rows = np.flatnonzero(counts[p_codes] > 1)
         signal = noise = 0.0
-        for start in range(0, len(rows), 4096):
-            block = rows[start:start + 4096]
+        for start in range(0, len(rows), _MOMENT_BLOCK_ROWS):
+            block = rows[start:start + _MOMENT_BLOCK_ROWS]
             k = counts[p_codes[block]][:, None]
             own = Y_arr[block] - self.pca_.inverse_transform(coefs[block])
             other = leave_one_out_mean(self.mean_outside_basis_[p_codes[block]], k, own)
