@@ -44,6 +44,11 @@ __all__ = ["AUTO_FALLBACK_MAX_PAIRS", "C3TLRegressor"]
 #: every cell of the regime suite (``benchmarks/regimes.py``).
 AUTO_FALLBACK_MAX_PAIRS = 4000
 
+#: C3TLNetwork's arguments, in its signature's order, as skorch parameters.
+_MODULE_ARGS = tuple(f"module__{name}" for name in (
+    "n_genes", "n_contexts", "n_perturbations", "latent_dim", "hidden_dims", "dropout",
+    "leave_target_out", "residual", "context_keep_min", "batch_sets"))
+
 #: Pairs per block when summing the moments outside the basis: bounds the
 #: memory of the (block, n_genes) temporaries, not a model setting.
 _MOMENT_BLOCK_ROWS = 4096
@@ -711,33 +716,33 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         of the package and never from a file. ``params`` override the
         estimator's own settings.
         """
-        return C3TLNet(
-            C3TLNetwork,
-            **{
-                "module__latent_dim": self.latent_dim,
-                "module__hidden_dims": check_hidden_dims(self.hidden_dims),
-                "module__dropout": self.dropout,
-                "module__leave_target_out": self.leave_target_out,
-                "module__residual": self.residual,
-                "module__context_keep_min": self.context_keep_min,
-                "optimizer": torch.optim.AdamW,
-                "optimizer__weight_decay": self.weight_decay,
-                # one kernel per step, far faster than the loop on CPU (torch >= 2.4)
-                "optimizer__fused": _FUSED_ADAMW,
-                "lr": self.lr,
-                "max_epochs": self.max_epochs,
-                "batch_size": self.batch_size,
-                "iterator_train": TensorBatchIterator,
-                "iterator_train__shuffle": True,
-                "iterator_valid": TensorBatchIterator,
-                "iterator_valid__batch_size": -1,
-                "callbacks": with_training_guard(self.callbacks) or None,
-                "train_split": None,
-                "device": self.device,
-                "verbose": self.verbose,
-                **params,
-            },
-        )
+        settings = {
+            "module__latent_dim": self.latent_dim,
+            "module__hidden_dims": check_hidden_dims(self.hidden_dims),
+            "module__dropout": self.dropout,
+            "module__leave_target_out": self.leave_target_out,
+            "module__residual": self.residual,
+            "module__context_keep_min": self.context_keep_min,
+            "optimizer": torch.optim.AdamW,
+            "optimizer__weight_decay": self.weight_decay,
+            # one kernel per step, far faster than the loop on CPU (torch >= 2.4)
+            "optimizer__fused": _FUSED_ADAMW,
+            "lr": self.lr,
+            "max_epochs": self.max_epochs,
+            "batch_size": self.batch_size,
+            "iterator_train": TensorBatchIterator,
+            "iterator_train__shuffle": True,
+            "iterator_valid": TensorBatchIterator,
+            "iterator_valid__batch_size": -1,
+            "callbacks": with_training_guard(self.callbacks) or None,
+            "train_split": None,
+            "device": self.device,
+            "verbose": self.verbose,
+            **params,
+        }
+        # the module's arguments in C3TLNetwork's order (messages list them so)
+        module = {key: settings.pop(key) for key in _MODULE_ARGS if key in settings}
+        return C3TLNet(C3TLNetwork, **module, **settings)
 
     # -------------------------------------------------------------- predict
     def predict(self, X, observed=None):
