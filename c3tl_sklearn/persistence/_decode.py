@@ -414,7 +414,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
     >>> path = MeanBaseline().save(pathlib.Path(tempfile.mkdtemp()) / "unfitted")
     >>> info = read_metadata(path)
     >>> info["format_version"], info["estimator"]["class"]
-    (1, 'c3tl_sklearn.MeanBaseline')
+    (2, 'c3tl_sklearn.MeanBaseline')
     """
     return _read(path)[0]
 
