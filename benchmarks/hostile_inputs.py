@@ -190,10 +190,12 @@ def ctrl_c_cv(tmp):
     from sklearn.model_selection import cross_val_score
 
     from c3tl_sklearn import LeaveOneContextOut
+    from c3tl_sklearn.metrics import get_scorer
 
     X, Y = data()
     scores = cross_val_score(tiny(max_epochs=5, callbacks=[ctrl_c_at(2)]), X, Y,
-                             cv=LeaveOneContextOut(random_state=0), scoring="pearson_delta")
+                             cv=LeaveOneContextOut(random_state=0),
+                             scoring=get_scorer("pearson_delta"))
     return f"returned {len(scores)} fold scores"
 
 
@@ -450,11 +452,12 @@ def shuffled_cv(tmp):
     return "scored"
 
 
-@case("scoring='centered_pearson_delta' with context_col='cell'", SILENT)
+@case("get_scorer('centered_pearson_delta') with context_col='cell'", SILENT)
 def scoring_by_name(tmp):
     from sklearn.model_selection import cross_val_score
 
     from c3tl_sklearn import AdditiveBaseline, LeaveOneContextOut
+    from c3tl_sklearn.metrics import get_scorer
 
     X, Y = data()
     cells = X.rename(columns={"context": "cell"})
@@ -462,7 +465,7 @@ def scoring_by_name(tmp):
         warnings.simplefilter("ignore")
         scores = cross_val_score(AdditiveBaseline(context_col="cell"), cells, Y,
                                  cv=LeaveOneContextOut(context_col="cell", random_state=0),
-                                 scoring="centered_pearson_delta")
+                                 scoring=get_scorer("centered_pearson_delta"))
     return f"fold scores {np.round(scores, 3).tolist()}"
 
 

@@ -1,14 +1,12 @@
 """C3TL: predict perturbation effects in unseen cellular contexts, the scikit-learn way.
 
 Heavy modules (torch for ``C3TLRegressor``) load on first use, so the metrics,
-splitters and baselines import quickly on their own. The metrics load with the
-package because they register their scorer names (``scoring="pearson_delta"``)
-with scikit-learn.
+splitters and baselines import quickly on their own. Importing the package
+changes no other library: the scorers are objects to pass as ``scoring=``
+(:func:`c3tl_sklearn.metrics.get_scorer`).
 """
 
 from importlib import import_module
-
-from . import metrics as _metrics  # noqa: F401  (registers the scorer names)
 
 __version__ = "0.1.0"
 

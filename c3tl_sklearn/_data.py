@@ -571,6 +571,25 @@ def warn_unknown_contexts(unseen: np.ndarray, contexts: np.ndarray, consequence:
         )
 
 
+def leave_one_out_mean(mean, count, own):
+    """The mean of ``count`` values without one of them, ``own``: ``(k m - own) / (k - 1)``.
+
+    The one formula of the package's leave-one-out means (baselines, network,
+    read-out). Works on numpy arrays and torch tensors alike (``count``
+    broadcasts); a ``count`` of 1 divides by 1 (nothing is left to average: the
+    caller decides what such a row gets).
+
+    Examples
+    --------
+    >>> from c3tl_sklearn._data import leave_one_out_mean
+    >>> float(leave_one_out_mean(2.0, 3, 4.0))  # mean of (1, 1, 4) without the 4
+    1.0
+    """
+    rest = count - 1
+    rest = rest.clamp(min=1) if hasattr(rest, "clamp") else np.maximum(rest, 1)
+    return (mean * count - own) / rest
+
+
 def segment_means(codes: np.ndarray, n_groups: int, values: np.ndarray):
     """Per-group means of the rows of ``values`` (float64) and the group sizes.
 

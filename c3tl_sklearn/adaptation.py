@@ -25,7 +25,10 @@ __all__ = ["ContextReadout"]
 
 #: Ridge penalties tried for ``W_c`` (the features are standardised).
 ALPHAS = np.logspace(-1, 4, 11)
-#: Penalty used when a context has fewer than three measured pairs.
+#: Fewest measured pairs of a context on which its penalty is chosen (by
+#: leave-one-out); with fewer, a held-out pair leaves too little to fit on.
+MIN_PAIRS_FOR_PENALTY = 3
+#: Penalty used when a context has fewer than ``MIN_PAIRS_FOR_PENALTY`` pairs.
 DEFAULT_ALPHA = 30.0
 #: At most this many principal components of the perturbations' mean effects
 #: are read-out features.
@@ -93,7 +96,7 @@ class ContextReadout:
             rows = contexts == c
             f = np.asarray(F[rows], dtype=np.float64)
             r = np.asarray(R[rows], dtype=np.float64)
-            if self.n_[c] == 0 and len(f) >= 3:
+            if self.n_[c] == 0 and len(f) >= MIN_PAIRS_FOR_PENALTY:
                 self.alpha_[c] = _loo_alpha(f, r)
             self.n_[c] += len(f)
             self.sum_f_[c] += f.sum(axis=0)

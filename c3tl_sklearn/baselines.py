@@ -42,9 +42,11 @@ import pandas as pd
 from sklearn.base import _fit_context
 from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._data import label_examples, segment_means, warn_unknown_contexts
+from ._data import label_examples, leave_one_out_mean, segment_means, warn_unknown_contexts
+from .adaptation import OFFSET_PSEUDOCOUNT
 from .base import PerturbationRegressorMixin
 from .persistence import PersistenceMixin
 
@@ -56,8 +58,9 @@ __all__ = [
 ]
 
 #: Shrinkage of the context offset used by :class:`AdditiveBaseline` by default
-#: and by :class:`LinearTransferBaseline` for its additive fallback.
-_DEFAULT_SHRINKAGE = 1.0
+#: and by :class:`LinearTransferBaseline` for its additive fallback: the one
+#: offset pseudo-count of the package, shared with the read-out.
+_DEFAULT_SHRINKAGE = OFFSET_PSEUDOCOUNT
 
 
 class _TransferBaseline(PerturbationRegressorMixin):
@@ -105,7 +108,7 @@ class _TransferBaseline(PerturbationRegressorMixin):
         exclude = own & (counts > 1)
         if exclude.any():
             k = counts[exclude][:, None].astype(np.float64)
-            means[exclude] = (means[exclude] * k - self.effects_[rows[exclude]]) / (k - 1.0)
+            means[exclude] = leave_one_out_mean(means[exclude], k, self.effects_[rows[exclude]])
         only_own = own & (counts == 1)
         if only_own.any():
             means[only_own] = self.effects_[rows[only_own]]
@@ -600,6 +603,9 @@ class LinearTransferBaseline(PersistenceMixin, _TransferBaseline):
     min_shared : int, default=10
         Minimum number of pairs to fit a context's ridge; below it the context
         falls back to the additive prediction.
+    random_state : int, RandomState instance or None, default=0
+        Seeds the PCA where it is randomized (more than 1,000 genes); below
+        that the PCA is exact and the seed is not used.
 
     Attributes
     ----------
@@ -627,8 +633,8 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
     fallback below ``min_shared`` pairs.
 
     The PCA is the exact covariance eigendecomposition for up to 1,000 genes
-    and sklearn's automatic choice (``random_state=0``) beyond, so fits are
-    deterministic. A training pair whose perturbation was observed only in its
+    and sklearn's automatic choice (seeded by ``random_state``) beyond, so fits
+    are deterministic. A training pair whose perturbation was observed only in its
     own context is predicted as its observed effect. A context never seen in
     fit gets the :class:`MeanBaseline` prediction and a ``UserWarning``.
 
@@ -661,6 +667,7 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "min_shared": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
     }
 
     def __init__(
@@ -671,12 +678,14 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
         n_components: int = 50,
         alpha: float = 10.0,
         min_shared: int = 10,
+        random_state=0,
     ) -> None:
         self.context_col = context_col
         self.perturbation_col = perturbation_col
         self.n_components = n_components
         self.alpha = alpha
         self.min_shared = min_shared
+        self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: pd.DataFrame, Y) -> LinearTransferBaseline:
@@ -704,13 +713,14 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
         # The exact covariance eigendecomposition is the fastest solver for the usual
         # few-hundred-gene tables; beyond that let sklearn choose (randomized, seeded).
         solver = "covariance_eigh" if Y64.shape[1] <= 1000 else "auto"
-        pca = PCA(n_components=k, svd_solver=solver, random_state=0).fit(Y64)
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        pca = PCA(n_components=k, svd_solver=solver, random_state=seed).fit(Y64)
         sv = pca.singular_values_
         # Rank of the centred effects, with a float32 tolerance (the data are float32).
         tol = (sv[0] if sv.size else 0.0) * max(Y64.shape) * np.finfo(np.float32).eps
         rank = max(int(np.sum(sv > tol)), 1)
         if rank < k:
-            pca = PCA(n_components=rank, svd_solver=solver, random_state=0).fit(Y64)
+            pca = PCA(n_components=rank, svd_solver=solver, random_state=seed).fit(Y64)
         self.pca_ = pca
         self.n_components_ = int(pca.n_components_)
 

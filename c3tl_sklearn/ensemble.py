@@ -45,6 +45,17 @@ _PRIOR_PAIRS = 5.0
 _Z95 = 1.959963984540054
 #: Noise variance of the design's Gaussian process, relative to its prior variance.
 _GP_NOISE = 1.0
+#: Relative floor that keeps variances and their divisors strictly positive.
+_TINY = 1e-12
+
+
+def _adapts_itself(member) -> bool:
+    """Whether a member has a context read-out of its own (``C3TLRegressor``'s).
+
+    Such a member takes ``observed`` into its read-out itself and offers
+    ``predict_without_fallback`` to predict with the read-out of fit.
+    """
+    return callable(getattr(member, "predict_without_fallback", None))
 
 
 def _fit_member(estimator, X, Y):
@@ -86,7 +97,7 @@ def _fit_variance_shape(r2: np.ndarray, terms: list[np.ndarray]):
         return value, np.concatenate([grad, grad_b])
 
     b0 = np.maximum(0.5 * r2s.mean(axis=0), 1e-8)
-    w0 = [0.5 * float(r2s.mean()) / max(float(t.mean()), 1e-12) for t in ts]
+    w0 = [0.5 * float(r2s.mean()) / max(float(t.mean()), _TINY) for t in ts]
     theta0 = np.log(np.concatenate([w0, b0]))
     bounds = [(-25.0, 15.0)] * len(theta0)
     res = minimize(nll, theta0, jac=True, method="L-BFGS-B", bounds=bounds)
@@ -300,6 +311,8 @@ gene_names_
             consequence="standard deviations are the raw ensemble spread (not calibrated).",
         )
         seeds = rng.randint(np.iinfo(np.int32).max, size=self.n_estimators)
+        # drawn after the members' seeds, which stay those of earlier versions
+        feature_seed = int(rng.randint(np.iinfo(np.int32).max))
         members = []
         for seed in seeds:
             member = clone(base)
@@ -327,7 +340,7 @@ gene_names_
             (X.iloc[cal_rows], Y_arr[cal_rows]) if cal.any() and self._accepts_observed else None
         )
         self._fit_perturbation_tables(c_codes[~cal], p_codes[~cal], Y_fit)
-        self._fit_member_features(p_codes[~cal], Y_fit)
+        self._fit_member_features(p_codes[~cal], Y_fit, feature_seed)
         self._fit_variance_model(X.iloc[cal_rows], Y_arr[cal_rows], c_codes[cal])
         return self
 
@@ -340,14 +353,14 @@ gene_names_
         spread = np.maximum(sq - means**2, 0.0) * (counts / np.maximum(counts - 1, 1))[:, None]
         once = counts < 2
         if once.all():
-            spread[:] = np.maximum(Y64.var(axis=0), 1e-12)
+            spread[:] = np.maximum(Y64.var(axis=0), _TINY)
         elif once.any():
             spread[once] = np.median(spread[~once], axis=0)
         self.perturbation_spread_ = spread.astype(np.float32)
         offsets, _ = segment_means(c_codes, n_ctx, Y64 - means[p_codes])
         self.zero_shot_variance_ = np.mean(offsets**2, axis=0).astype(np.float32)
 
-    def _fit_member_features(self, p_codes, Y_fit) -> None:
+    def _fit_member_features(self, p_codes, Y_fit, seed: int) -> None:
         """Perturbation features per member: its read-out's, else standardised mean PCs."""
         fallback = None  # only members without a read-out of their own (the baselines) need it
         self._features = []
@@ -355,7 +368,7 @@ gene_names_
             F = getattr(member, "readout_features_", None)
             if F is None:
                 if fallback is None:
-                    fallback = self._mean_components(p_codes, Y_fit)
+                    fallback = self._mean_components(p_codes, Y_fit, seed)
                 self._features.append(fallback)
                 continue
             rows = encode_labels(self.perturbations_, member.perturbations_)
@@ -363,13 +376,13 @@ gene_names_
             out[rows >= 0] = F[rows[rows >= 0]]
             self._features.append(out)
 
-    def _mean_components(self, p_codes, Y_fit) -> np.ndarray:
+    def _mean_components(self, p_codes, Y_fit, seed: int) -> np.ndarray:
         """Standardised principal components of the perturbations' mean effects."""
         n_pert = len(self.perturbations_)
         Y64 = Y_fit.astype(np.float64)
         means, _ = segment_means(p_codes, n_pert, Y64)
         k = int(min(MAX_MEAN_COMPONENTS, n_pert - 1, Y64.shape[1]))
-        pcs = PCA(k, random_state=0).fit(Y64).transform(means) if k >= 1 else means[:, :0]
+        pcs = PCA(k, random_state=seed).fit(Y64).transform(means) if k >= 1 else means[:, :0]
         sd = pcs.std(axis=0)
         return (pcs - pcs.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 
@@ -390,7 +403,7 @@ gene_names_
         spread = self.perturbation_spread_[p_cal].astype(np.float64)
         weights, floors = _fit_variance_shape(r2, [ens_var, spread])
         self.variance_weights_ = weights
-        self.noise_floor_ = np.maximum(floors, 1e-12 * max(float(r2.mean()), 1e-30))
+        self.noise_floor_ = np.maximum(floors, _TINY * max(float(r2.mean()), 1e-30))
         v = self._base_variance(ens_var, spread)
         s = _interval_inflation(r2, v)
         self.interval_inflation_ = s
@@ -424,9 +437,8 @@ gene_names_
                 "ignore", message=".*never observed in fit", category=UserWarning
             )
             for member in self.estimators_:
-                if observed is not None and hasattr(member, "_predict") \
-                        and not self.adapt_observed:
-                    pred = member._predict(X, observed, adapt_observed=False)
+                if observed is not None and _adapts_itself(member) and not self.adapt_observed:
+                    pred = member.predict_without_fallback(X, observed, readout_observed=False)
                 elif observed is not None and self._accepts_observed:
                     pred = member.predict(X, observed=observed)
                 else:
@@ -485,7 +497,7 @@ gene_names_
         Such a member does not use ``observed``, so its residuals on the
         measured pairs are held out as they are.
         """
-        plain = [k for k, m in enumerate(self.estimators_) if not hasattr(m, "readout_")]
+        plain = [k for k, m in enumerate(self.estimators_) if not _adapts_itself(m)]
         if not plain:
             return preds
         X_obs, Y_obs, obs_contexts, obs_p = obs
@@ -552,7 +564,7 @@ gene_names_
         )
         var *= inflation[:, None]
         var[zero_shot] += self.zero_shot_variance_
-        tiny = 1e-12 * max(float(np.mean(self.noise_floor_)), float(np.mean(var)), 1e-20)
+        tiny = _TINY * max(float(np.mean(self.noise_floor_)), float(np.mean(var)), 1e-20)
         return np.maximum(var, tiny)
 
     # ------------------------------------------------------ next experiment

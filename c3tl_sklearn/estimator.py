@@ -22,6 +22,7 @@ from ._data import (
     check_hidden_dims,
     encode_labels,
     holdout_mask,
+    leave_one_out_mean,
     segment_means,
     unique_labels,
     warn_unknown_contexts,
@@ -42,6 +43,15 @@ __all__ = ["AUTO_FALLBACK_MAX_PAIRS", "C3TLRegressor"]
 #: sub-fits cost about two more fits; above it the network alone was first in
 #: every cell of the regime suite (``benchmarks/regimes.py``).
 AUTO_FALLBACK_MAX_PAIRS = 4000
+
+#: C3TLNetwork's arguments, in its signature's order, as skorch parameters.
+_MODULE_ARGS = tuple(f"module__{name}" for name in (
+    "n_genes", "n_contexts", "n_perturbations", "latent_dim", "hidden_dims", "dropout",
+    "leave_target_out", "residual", "context_keep_min", "batch_sets"))
+
+#: Pairs per block when summing the moments outside the basis: bounds the
+#: memory of the (block, n_genes) temporaries, not a model setting.
+_MOMENT_BLOCK_ROWS = 4096
 
 #: AdamW's fused kernel runs on CPU from torch 2.4 on (earlier versions raise).
 _FUSED_ADAMW = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)
@@ -112,26 +122,41 @@ class TensorBatchIterator:
 
 
 class C3TLNet(NeuralNetRegressor):
-    """skorch's regressor for :class:`C3TLNetwork`: observations and a context-weighted loss.
+    """skorch's regressor for :class:`C3TLNetwork`: an observation store and a weighted loss.
 
-    ``observations`` (a tuple ``(x, context, perturbation)``) are what the
-    network encodes from; they are handed to every module skorch
-    initialises, so its own ``fit`` works as for any module.
+    The observations the network encodes from (``(x, context, perturbation)``)
+    are fitted state, not a parameter: :meth:`set_observations` keeps them in
+    ``observations_`` (out of ``get_params()``) and puts them in the module;
+    every module skorch initialises afterwards gets the same ones, so a later
+    ``initialize()`` never brings back an earlier set. A net without a store
+    (one loaded from a file, whose module state holds the observations) keeps
+    those of the module it replaces.
+
     ``context_weight`` (a tensor with one weight per context code, or
     ``None``) rescales each pair's mean squared error over genes by its
     context's weight, so that sparsely measured contexts are not drowned out
     by densely measured ones.
     """
 
-    def __init__(self, *args, observations=None, context_weight=None, **kwargs):
+    def __init__(self, *args, context_weight=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.observations = observations
         self.context_weight = context_weight
 
+    def set_observations(self, x, context, perturbation) -> C3TLNet:
+        """Store the observations and put them in the module (if it exists yet)."""
+        self.observations_ = (x, context, perturbation)
+        if getattr(self, "module_", None) is not None:
+            self.module_.set_observations(*self.observations_)
+        return self
+
     def initialize_module(self):
+        store = getattr(self, "observations_", None)
+        previous = getattr(self, "module_", None)
+        if store is None and isinstance(previous, C3TLNetwork):
+            store = (previous.obs_x, previous.obs_context, previous.obs_perturbation)
         super().initialize_module()
-        if self.observations is not None:
-            self.module_.set_observations(*self.observations)
+        if store is not None:
+            self.module_.set_observations(*store)
         return self
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
@@ -467,17 +492,19 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
             devices = [device.index if device.index is not None else torch.cuda.current_device()]
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            observations = (torch.from_numpy(Y_net[train]), c_codes[train], p_codes[train])
-            self.net_ = self._make_net(hidden_dims, valid, pairs, Y_net, int(targets.sum()),
-                                       observations)
+            self.net_ = self.make_net(**self._net_data_params(hidden_dims, valid, pairs, Y_net,
+                                                              int(targets.sum())))
+            # training encodes from the training pairs only
+            self.net_.set_observations(torch.from_numpy(Y_net[train]), c_codes[train],
+                                       p_codes[train])
             fit_guarded(self, self.net_, pairs[targets], Y_net[targets])
 
         # prediction encodes from every observation, the validation pairs included
-        self.net_.module_.set_observations(torch.from_numpy(Y_net), c_codes, p_codes)
+        self.net_.set_observations(torch.from_numpy(Y_net), c_codes, p_codes)
         self.validation_mask_ = valid
         self.history_ = self.net_.history
         self.n_epochs_ = len(self.history_)
-        self._fit_readout(Y_arr, c_codes, p_codes)
+        self._fit_readout(Y_arr, Y_net, c_codes, p_codes, seed)
         self._fit_fallback_members(X, Y_arr, blend)
         return self
 
@@ -503,16 +530,22 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
                 for m, w in zip(members, blend.weights[1:], strict=True)
             ]
 
-    def _fit_readout(self, Y_genes, c_codes, p_codes) -> None:
-        """Read-out statistics from every fit pair's held-out residual (see ``adaptation``)."""
+    def _fit_readout(self, Y_genes, Y_net, c_codes, p_codes, seed: int) -> None:
+        """Read-out statistics from every fit pair's held-out residual (see ``adaptation``).
+
+        ``Y_net`` holds the effects as the network reads them (the rows in the
+        basis), the observations it encodes from; ``seed`` (fit's) seeds the
+        PCA of the read-out's features where it needs one of its own.
+        """
         self.readout_ = self.readout_features_ = None
         if self.adaptation is None:
             return
         module = self.net_.module_.eval()
         with torch.no_grad():
-            tables = module.codes(return_counts=True)
-            held_out, z_rows = module.held_out_predictions(return_codes=True, tables=tables)
-        F, F_rows = self._readout_features(Y_genes, p_codes, tables[0], z_rows.cpu().numpy())
+            tables = module.codes()
+            held_out, z_rows = module.held_out_fit(tables)
+        F, F_rows = self._readout_features(Y_genes, Y_net, p_codes, tables.z,
+                                           z_rows.cpu().numpy(), seed)
         # standardised over perturbations, so that one penalty suits every feature
         mean, sd = F.mean(axis=0), F.std(axis=0)
         sd = np.where(sd > 0, sd, 1.0)
@@ -526,10 +559,12 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         # Many small dense problems: BLAS threads would only contend with the
         # OpenMP threads torch leaves spinning after training (several times slower).
         with threadpool_limits(1, user_api="blas"):
-            self._add_fit_residuals(held_out, F_rows, Y_genes, c_codes, p_codes, n_p, usable)
+            self._add_fit_residuals(held_out, F_rows, Y_genes, Y_net, (c_codes, p_codes), usable)
 
-    def _add_fit_residuals(self, held_out, F_rows, Y_genes, c_codes, p_codes, n_p, usable):
+    def _add_fit_residuals(self, held_out, F_rows, Y_genes, Y_net, codes, usable):
         """Add each context's held-out residuals; its penalty is chosen on all of them at once."""
+        c_codes, p_codes = codes
+        n_p = np.bincount(p_codes, minlength=len(self.perturbations_))
         for c in np.unique(c_codes[usable]):
             block = usable[c_codes[usable] == c]
             pred = self._to_genes(held_out[block], p_codes[block])
@@ -537,18 +572,16 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
                 # leave the pair out of its perturbation's mean outside the basis
                 # too, (k M - own) / (k - 1), shrunk for k - 1 contexts
                 k = n_p[p_codes[block]]
-                # the network's observations are these rows in the basis already
-                coefs = self.net_.module_.obs_x[block].cpu().numpy()
-                own = Y_genes[block].astype(np.float64) - self.pca_.inverse_transform(coefs)
+                own = Y_genes[block].astype(np.float64) - self.pca_.inverse_transform(Y_net[block])
                 outside = self.mean_outside_basis_[p_codes[block]].astype(np.float64)
-                loo = outside + (outside - own) / (k - 1)[:, None]
+                loo = leave_one_out_mean(outside, k[:, None], own)
                 pred += (
                     self._outside_weight(k - 1)[:, None] * loo
                     - self.outside_shrinkage_[p_codes[block], None] * outside
                 )
             self.readout_.add(F_rows[block], Y_genes[block] - pred, c_codes[block])
 
-    def _readout_features(self, Y_genes, p_codes, z, z_rows):
+    def _readout_features(self, Y_genes, Y_net, p_codes, z, z_rows, seed):
         """Read-out features per perturbation, and per fit pair without the pair.
 
         The features are the latent perturbation codes and the principal
@@ -565,15 +598,14 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         k = int(min(MAX_MEAN_COMPONENTS, n_pert - 1, self.n_genes_))
         basis = self.pca_
         if k >= 1 and (basis is None or basis.n_components_ > k):
-            basis = PCA(k, random_state=0).fit(Y_genes)
+            basis = PCA(k, random_state=seed).fit(Y_genes)
         if k >= 1:
             # the network's observations are already the rows in the basis
-            own = self.net_.module_.obs_x.cpu().numpy() if basis is self.pca_ else None
-            t_own = (basis.transform(Y_genes) if own is None else own)[:, :k]
+            t_own = (Y_net if basis is self.pca_ else basis.transform(Y_genes))[:, :k]
             t_means, _ = segment_means(p_codes, n_pert, t_own)
             n = counts[p_codes][:, None]
             per_pert.append(t_means)
-            per_row.append((n * t_means[p_codes] - t_own) / np.maximum(n - 1, 1))
+            per_row.append(leave_one_out_mean(t_means[p_codes], n, t_own))
         return np.hstack(per_pert), np.hstack(per_row)
 
     def _to_genes(self, pred, p_codes) -> np.ndarray:
@@ -624,11 +656,11 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         """
         rows = np.flatnonzero(counts[p_codes] > 1)
         signal = noise = 0.0
-        for start in range(0, len(rows), 4096):
-            block = rows[start:start + 4096]
+        for start in range(0, len(rows), _MOMENT_BLOCK_ROWS):
+            block = rows[start:start + _MOMENT_BLOCK_ROWS]
             k = counts[p_codes[block]][:, None]
             own = Y_arr[block] - self.pca_.inverse_transform(coefs[block])
-            other = (k * self.mean_outside_basis_[p_codes[block]] - own) / (k - 1)
+            other = leave_one_out_mean(self.mean_outside_basis_[p_codes[block]], k, own)
             signal += float(np.sum(own * other, dtype=np.float64))
             noise += float(np.sum((own - other) ** 2 / (1 + 1 / (k - 1)), dtype=np.float64))
         return np.array([signal, noise]) / max(len(rows), 1)
@@ -646,53 +678,71 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         n_c = np.bincount(c_codes[train], minlength=len(self.contexts_))
         return (n_p[p_codes] > 1) & (n_c[c_codes] > 1)
 
-    def _make_net(self, hidden_dims, valid, pairs, Y_arr, n_targets, observations):
-        callbacks = with_training_guard(self.callbacks)
-        train_split = None
+    def _net_data_params(self, hidden_dims, valid, pairs, Y_arr, n_targets) -> dict:
+        """The net's parameters that depend on the fit data (sizes, split, weights)."""
+        params: dict = {"callbacks": with_training_guard(self.callbacks), "train_split": None}
         if valid.any():
-            train_split = predefined_split(Dataset(pairs[valid], Y_arr[valid]))
-            callbacks.append(
+            params["train_split"] = predefined_split(Dataset(pairs[valid], Y_arr[valid]))
+            params["callbacks"].append(
                 ("early_stopping", EarlyStopping(patience=self.patience, load_best=True))
             )
-        context_weight = None
+        params["callbacks"] = params["callbacks"] or None
+        params["context_weight"] = None
         if self.context_balance > 0:
             n_ctx = np.bincount(pairs[~valid, CONTEXT], minlength=len(self.contexts_)).clip(min=1)
-            context_weight = torch.as_tensor(
+            params["context_weight"] = torch.as_tensor(
                 n_ctx ** -float(self.context_balance), dtype=torch.float32
             )
         batch_size = n_targets if self.batch_size is None else self.batch_size
         batch_sets = batch_size < n_targets
-        return C3TLNet(
-            C3TLNetwork,
-            observations=observations,
-            context_weight=context_weight,
-            module__n_genes=Y_arr.shape[1],
-            module__n_contexts=len(self.contexts_),
-            module__n_perturbations=len(self.perturbations_),
-            module__latent_dim=self.latent_dim,
-            module__hidden_dims=hidden_dims,
-            module__dropout=self.dropout,
-            module__leave_target_out=self.leave_target_out,
-            module__residual=self.residual,
-            module__context_keep_min=self.context_keep_min,
-            module__batch_sets=batch_sets,
-            optimizer=torch.optim.AdamW,
-            optimizer__weight_decay=self.weight_decay,
+        return {
+            **params,
+            "module__n_genes": Y_arr.shape[1],
+            "module__n_contexts": len(self.contexts_),
+            "module__n_perturbations": len(self.perturbations_),
+            "module__hidden_dims": hidden_dims,
+            "module__batch_sets": batch_sets,
+            "batch_size": batch_size,
+            "iterator_train__group_col": PERTURBATION if batch_sets else None,
+        }
+
+    def make_net(self, **params) -> C3TLNet:
+        """A new, uninitialised skorch net of this estimator's configuration.
+
+        ``fit`` calls it with the parameters that depend on the data (the
+        module's sizes, the validation split, the context weights); loading
+        a model file calls it with the saved net's scalar parameters, so the
+        classes (module, optimizer, iterators) always come from this version
+        of the package and never from a file. ``params`` override the
+        estimator's own settings.
+        """
+        settings = {
+            "module__latent_dim": self.latent_dim,
+            "module__hidden_dims": check_hidden_dims(self.hidden_dims),
+            "module__dropout": self.dropout,
+            "module__leave_target_out": self.leave_target_out,
+            "module__residual": self.residual,
+            "module__context_keep_min": self.context_keep_min,
+            "optimizer": torch.optim.AdamW,
+            "optimizer__weight_decay": self.weight_decay,
             # one kernel per step, far faster than the loop on CPU (torch >= 2.4)
-            optimizer__fused=_FUSED_ADAMW,
-            lr=self.lr,
-            max_epochs=self.max_epochs,
-            batch_size=batch_size,
-            iterator_train=TensorBatchIterator,
-            iterator_train__shuffle=True,
-            iterator_train__group_col=PERTURBATION if batch_sets else None,
-            iterator_valid=TensorBatchIterator,
-            iterator_valid__batch_size=-1,
-            train_split=train_split,
-            callbacks=callbacks or None,
-            device=self.device,
-            verbose=self.verbose,
-        )
+            "optimizer__fused": _FUSED_ADAMW,
+            "lr": self.lr,
+            "max_epochs": self.max_epochs,
+            "batch_size": self.batch_size,
+            "iterator_train": TensorBatchIterator,
+            "iterator_train__shuffle": True,
+            "iterator_valid": TensorBatchIterator,
+            "iterator_valid__batch_size": -1,
+            "callbacks": with_training_guard(self.callbacks) or None,
+            "train_split": None,
+            "device": self.device,
+            "verbose": self.verbose,
+            **params,
+        }
+        # the module's arguments in C3TLNetwork's order (messages list them so)
+        module = {key: settings.pop(key) for key in _MODULE_ARGS if key in settings}
+        return C3TLNet(C3TLNetwork, **module, **settings)
 
     # -------------------------------------------------------------- predict
     def predict(self, X, observed=None):
@@ -718,7 +768,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
             The network computes in float32; the read-out and the output are
             float64, like every estimator of the package.
         """
-        Y_pred = self._predict(X, observed)
+        Y_pred = self.predict_without_fallback(X, observed)
         if self.fallback_weights_ is None or self.fallback_weights_[0] == 1.0:
             return Y_pred
         return self._blend(X, Y_pred, observed)
@@ -749,8 +799,27 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
                     out[adapted] += weight * refitted[i].predict(X[adapted])
         return out
 
-    def _predict(self, X, observed=None, adapt_observed: bool = True) -> np.ndarray:
-        """``predict``; ``adapt_observed=False`` keeps ``observed`` out of the read-out."""
+    def predict_without_fallback(self, X, observed=None, *,
+                                 readout_observed: bool = True) -> np.ndarray:
+        """The network's prediction with its read-out, before any blend with the baselines.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame
+            Index table with the context and perturbation columns.
+        observed : tuple (X_obs, Y_obs), optional
+            Post-fit measurements, as in :meth:`predict`: they update the
+            codes of their contexts.
+        readout_observed : bool, default=True
+            Add ``observed`` to the context read-out too (as :meth:`predict`
+            does); ``False`` keeps the read-out of fit, as
+            :class:`~c3tl_sklearn.C3TLEnsemble` does with ``adapt_observed=False``.
+
+        Returns
+        -------
+        Y_pred : ndarray of shape (n_rows, n_genes), float64
+            :meth:`predict`'s output when ``fallback_weights_`` is ``None``.
+        """
         c_codes, p_codes, contexts, perturbations = self._validate_predict_data(X)
         self._raise_unknown_perturbations(p_codes, perturbations)
         extra = None
@@ -764,18 +833,18 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
             "Measure a few perturbations in a context to predict it properly.",
         )
         module = self.net_.module_.eval()
-        device = module.obs_x.device
+        device = module.device
         pairs = torch.from_numpy(query_pairs(c_codes, p_codes))
         extra_t = tables = None
         with torch.no_grad():
             if extra is not None:
                 extra_t = [t.to(device) for t in extra[:3]]
                 # one encoding of every observation serves the prediction and the read-out
-                tables = module.codes(extra_t, return_counts=True)
+                tables = module.codes(extra_t)
             Y_pred = module.predict_pairs(pairs.to(device), extra_t, tables).cpu().numpy()
         Y_pred = self._to_genes(Y_pred, p_codes)
         readout = self.readout_
-        if readout is not None and extra is not None and adapt_observed:
+        if readout is not None and extra is not None and readout_observed:
             readout = self._readout_with(extra, extra_t, tables)
         if readout is not None:
             Y_pred += readout.correction(
@@ -788,7 +857,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         _, c_obs, p_obs, Y_obs = extra
         module = self.net_.module_
         with torch.no_grad():
-            held_out = module.held_out_predictions(extra_t, include_fit=False, tables=tables)
+            held_out = module.held_out_extra(extra_t, tables)
         held_out = held_out.cpu().numpy()
         c_obs = c_obs.numpy()
         p_obs = p_obs.numpy()

@@ -46,15 +46,15 @@ The scorers (``pearson_scorer``, ``centered_pearson_scorer``, ...) plug into
 every row read it from the index table ``X`` they are called with, and all
 match a pandas ``y``'s rows to ``X``'s by index label, as ``fit`` does. ``SCORERS``
 maps names to all of them and can itself be passed as ``scoring=``. Importing
-the package registers the names ``"pearson_delta"``,
-``"centered_pearson_delta"``, ``"discrimination_score"`` and
-``"top_k_overlap"`` with scikit-learn, so ``scoring="pearson_delta"`` works
-like ``scoring="r2"`` (see :func:`register_scorers`).
+the package changes nothing in scikit-learn: its table of scorer names does
+not know ``"pearson_delta"``. :func:`get_scorer` resolves the package's names
+(and scikit-learn's), so ``cross_val_score(..., scoring=get_scorer("pearson_delta"))``
+or ``scoring=pearson_scorer`` is how to pass them; :class:`~c3tl_sklearn.C3TLSearchCV`
+takes the names directly.
 """
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Callable, Hashable
 from numbers import Integral
@@ -63,9 +63,8 @@ import numpy as np
 import pandas as pd
 from scipy.spatial.distance import cdist
 from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import _scorer as _sklearn_scorer
-from sklearn.metrics import get_scorer_names, mean_squared_error
-from sklearn.utils._param_validation import StrOptions
+from sklearn.metrics import get_scorer as _sklearn_get_scorer
+from sklearn.metrics import mean_squared_error
 
 from ._data import (
     check_label_columns,
@@ -78,16 +77,18 @@ from ._data import (
 
 __all__ = [
     "CONTEXT_METRICS",
+    "NAMED_SCORERS",
     "SCORERS",
     "centered_pearson_delta",
     "centered_pearson_scorer",
     "discrimination_score",
     "discrimination_scorer",
+    "get_scorer",
     "make_context_scorer",
+    "make_row_scorer",
     "mse_scorer",
     "pearson_delta",
     "pearson_scorer",
-    "register_scorers",
     "score_table",
     "top_k_overlap",
     "top_k_scorer",
@@ -865,12 +866,21 @@ def make_context_scorer(
     return _IndexTableScorer(score_func, context_col, 1 if greater_is_better else -1, kwargs)
 
 
-def _row_scorer(score_func: Callable, *, greater_is_better: bool = True, **kwargs):
-    """``make_scorer`` for a metric ``score_func(Y_true, Y_pred)``, rows matched by label."""
+def make_row_scorer(score_func: Callable, *, greater_is_better: bool = True, **kwargs):
+    """``make_scorer`` for a metric ``score_func(Y_true, Y_pred)``, rows matched by label.
+
+    ``kwargs`` go to ``score_func`` (for example ``k`` of :func:`top_k_overlap`).
+
+    Examples
+    --------
+    >>> from c3tl_sklearn.metrics import make_row_scorer, top_k_overlap
+    >>> make_row_scorer(top_k_overlap, k=20)
+    make_scorer(top_k_overlap, k=20)
+    """
     return _IndexTableScorer(score_func, None, 1 if greater_is_better else -1, kwargs)
 
 
-pearson_scorer = _row_scorer(pearson_delta)
+pearson_scorer = make_row_scorer(pearson_delta)
 """Scorer for :func:`pearson_delta` (greater is better)."""
 
 centered_pearson_scorer = _IndexTableScorer(centered_pearson_delta, "context", 1, {},
@@ -883,10 +893,10 @@ discrimination_scorer = _IndexTableScorer(discrimination_score, "context", 1, {}
 """Scorer for :func:`discrimination_score`, contexts from the estimator's ``context_col``
 (``X["context"]`` for an estimator without one)."""
 
-top_k_scorer = _row_scorer(top_k_overlap)
+top_k_scorer = make_row_scorer(top_k_overlap)
 """Scorer for :func:`top_k_overlap` with ``k=50``."""
 
-mse_scorer = _row_scorer(mean_squared_error, greater_is_better=False)
+mse_scorer = make_row_scorer(mean_squared_error, greater_is_better=False)
 """Negated mean squared error over all entries (scikit-learn's sign convention)."""
 
 CONTEXT_METRICS: dict[str, Callable] = {
@@ -904,61 +914,47 @@ SCORERS: dict[str, Callable] = {
 }
 """Every scorer of the module by name; ``scoring=SCORERS`` evaluates them all."""
 
-
-def _scoring_name_constraints():
-    """The ``StrOptions`` of scorer names in the ``scoring`` constraints scikit-learn built.
-
-    scikit-learn validates ``scoring="..."`` against a set of names taken from
-    :func:`~sklearn.metrics.get_scorer_names` when each of its modules is
-    imported; the modules already imported hold that set in their constraints.
-    """
-    known = {"r2", "neg_mean_squared_error"}
-    for module in list(sys.modules.values()):
-        if not getattr(module, "__name__", "").startswith("sklearn."):
-            continue
-        for obj in list(vars(module).values()):
-            constraints = getattr(obj, "_skl_parameter_constraints", None)
-            if constraints is None and isinstance(obj, type):
-                constraints = vars(obj).get("_parameter_constraints")
-            if not isinstance(constraints, dict):
-                continue
-            for constraint in constraints.get("scoring", ()):
-                if isinstance(constraint, StrOptions) and known <= constraint.options:
-                    yield constraint
+NAMED_SCORERS: dict[str, Callable] = {
+    name: scorer for name, scorer in SCORERS.items() if name != "neg_mean_squared_error"
+}
+"""The names :func:`get_scorer` resolves to the package's scorers; every other name is
+scikit-learn's (``"neg_mean_squared_error"`` included)."""
 
 
-def register_scorers(scorers: dict[str, Callable] | None = None) -> None:
-    """Make scorer names usable as ``scoring="name"`` everywhere in scikit-learn.
+def get_scorer(scoring: str | Callable) -> Callable:
+    """The scorer behind a name: the package's own, else scikit-learn's.
 
-    scikit-learn has no public registry of scorer names, so the names are added
-    to the table behind :func:`~sklearn.metrics.get_scorer` and to the name
-    sets that its already imported functions and estimators validate
-    ``scoring`` against. The package calls this once on import with its own
-    scorers; a name scikit-learn already uses is never replaced.
+    The package's scorers are plain objects, never written into scikit-learn's
+    table of names: pass them as ``scoring=`` (``scoring=get_scorer("pearson_delta")``
+    or ``scoring=pearson_scorer``). A name the package does not define goes
+    to :func:`sklearn.metrics.get_scorer`; a callable is returned unchanged.
 
     Parameters
     ----------
-    scorers : dict of str to callable, optional
-        Scorers by name; the default registers ``pearson_delta``,
-        ``centered_pearson_delta``, ``discrimination_score`` and
-        ``top_k_overlap``.
+    scoring : str or callable
+        ``"pearson_delta"``, ``"centered_pearson_delta"``,
+        ``"discrimination_score"``, ``"top_k_overlap"``, or any scikit-learn
+        scorer name.
+
+    Returns
+    -------
+    scorer : callable
+        ``scorer(estimator, X, y) -> float``, greater is better.
 
     Examples
     --------
-    >>> from sklearn.metrics import get_scorer
-    >>> import c3tl_sklearn.metrics
+    >>> from c3tl_sklearn.metrics import get_scorer
     >>> get_scorer("centered_pearson_delta")
     make_context_scorer(centered_pearson_delta)
     """
-    if scorers is None:
-        scorers = {name: scorer for name, scorer in SCORERS.items()
-                   if name != "neg_mean_squared_error"}
-    taken = set(get_scorer_names())
-    new = {name: scorer for name, scorer in scorers.items()
-           if name not in taken or _sklearn_scorer._SCORERS[name] is scorer}
-    _sklearn_scorer._SCORERS.update(new)
-    for constraint in _scoring_name_constraints():
-        constraint.options.update(new)
-
-
-register_scorers()
+    if callable(scoring):
+        return scoring
+    if isinstance(scoring, str) and scoring in NAMED_SCORERS:
+        return NAMED_SCORERS[scoring]
+    try:
+        return _sklearn_get_scorer(scoring)
+    except ValueError as exc:
+        raise ValueError(
+            f"Unknown scoring {scoring!r}. Use one of the package's scorers "
+            f"{sorted(NAMED_SCORERS)} or a scikit-learn scorer name."
+        ) from exc

@@ -137,7 +137,8 @@ def test_adaptation_uses_only_the_contexts_own_measurements(small_data):
                                           pd.concat([Y_a.iloc[:10], Y_b])))
     np.testing.assert_allclose(alone, both, atol=1e-5)
     # and the measurements do change that context's prediction
-    codes_only = model._predict(query, (X_a.iloc[:10], Y_a.iloc[:10]), adapt_observed=False)
+    codes_only = model.predict_without_fallback(query, (X_a.iloc[:10], Y_a.iloc[:10]),
+                                                readout_observed=False)
     assert not np.allclose(alone, codes_only)
 
 
@@ -150,11 +151,11 @@ def test_no_leakage_of_test_pairs(small_data):
     # a fit pair's held-out prediction does not move when its own effect does
     module = model.net_.module_.eval()
     with torch.no_grad():
-        before = module.held_out_predictions()
+        before = module.held_out_fit().predictions
         x = module.obs_x.clone()
         x[0] += 5.0
         module.set_observations(x, module.obs_context, module.obs_perturbation)
-        after = module.held_out_predictions()
+        after = module.held_out_fit().predictions
     np.testing.assert_allclose(after[0].numpy(), before[0].numpy(), atol=1e-4)
     assert pred.shape == (len(test), Y.shape[1])
 
@@ -165,7 +166,7 @@ def test_held_out_prediction_equals_prediction_without_the_pair(small_data):
     module = model.net_.module_.eval()
     x, c, p = module.obs_x.clone(), module.obs_context.clone(), module.obs_perturbation.clone()
     with torch.no_grad():
-        held = module.held_out_predictions()
+        held = module.held_out_fit().predictions
         for i in (0, 17, 101):
             keep = torch.arange(len(x)) != i
             module.set_observations(x[keep], c[keep], p[keep])
@@ -192,14 +193,13 @@ def test_a_pairs_own_effect_never_reaches_its_features(small_data):
     p_codes = np.searchsorted(model.perturbations_, X["perturbation"].to_numpy())
     values = Y.to_numpy().astype(np.float32)
     z, z_rows = torch.zeros(len(model.perturbations_), 1), np.zeros((len(X), model.latent_dim))
-    _, rows = model._readout_features(values, p_codes, z, z_rows)
+    # the effects as the network reads them: the rows in the basis
+    x = model.net_.module_.obs_x.numpy().copy()
+    _, rows = model._readout_features(values, x, p_codes, z, z_rows, 0)
     changed = values.copy()
     changed[3] += 10.0
-    module = model.net_.module_
-    x = module.obs_x.clone()
-    x[3] = torch.from_numpy(model.pca_.transform(changed[3:4]).astype(np.float32))[0]
-    module.set_observations(x, module.obs_context, module.obs_perturbation)
-    _, rows_changed = model._readout_features(changed, p_codes, z, z_rows)
+    x[3] = model.pca_.transform(changed[3:4]).astype(np.float32)[0]
+    _, rows_changed = model._readout_features(changed, x, p_codes, z, z_rows, 0)
     np.testing.assert_allclose(rows_changed[3], rows[3], atol=1e-5)
     others = p_codes == p_codes[3]
     others[3] = False

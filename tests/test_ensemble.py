@@ -166,7 +166,7 @@ def test_adapt_observed_false_uses_member_codes_only(fitted, split):
     plain = copy.deepcopy(fitted).set_params(adapt_observed=False)
     members_obs = fitted._members_observed(fitted._check_observed(obs))
     expected = np.mean(
-        [m._predict(X_new.iloc[6:], members_obs, adapt_observed=False)
+        [m.predict_without_fallback(X_new.iloc[6:], members_obs, readout_observed=False)
          for m in fitted.estimators_], 0
     )
     np.testing.assert_allclose(plain.predict(X_new.iloc[6:], observed=obs), expected,

@@ -403,3 +403,19 @@ def test_cuda_matches_cpu(small_data):
     gpu = gpu_model.predict(X)
     assert gpu_model.net_.module_.obs_x.is_cuda
     np.testing.assert_allclose(gpu, cpu, atol=5e-2)
+
+
+def test_observations_are_fitted_state_that_initialize_keeps(small_data):
+    X, Y = small_data
+    model = C3TLRegressor(max_epochs=3, random_state=0).fit(X, Y)
+    net = model.net_
+    # the training data never travels as a parameter of the net
+    assert "observations" not in net.get_params(deep=False)
+    assert all(not isinstance(v, tuple) or len(v) != 3 for v in net.get_params().values())
+    assert net.observations_[0].shape[0] == len(X)  # every row, after training
+    before = model.predict(X)
+    net.initialize()  # new weights, but the observations stay those of the end of fit
+    assert net.module_.obs_x.shape[0] == len(X)
+    assert not np.allclose(model.predict(X), before)
+    np.testing.assert_array_equal(net.module_.obs_context.numpy(),
+                                  torch.as_tensor(net.observations_[1]).numpy())

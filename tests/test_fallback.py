@@ -192,7 +192,7 @@ def test_observed_joins_the_baselines_without_refitting_the_network(blended):
     members = [None if m is None else
                type(m)().fit(pd.concat([X[~new], X_obs]), pd.concat([Y[~new], Y_obs]))
                for m in model.fallback_estimators_]
-    net_part = model._predict(query, (X_obs, Y_obs))
+    net_part = model.predict_without_fallback(query, (X_obs, Y_obs))
     expected = w[0] * net_part + sum(
         wk * m.predict(query) for wk, m in zip(w[1:], members, strict=True) if m is not None)
     np.testing.assert_allclose(pred, expected, rtol=1e-6, atol=1e-6)
@@ -226,7 +226,7 @@ def test_fallback_none_and_the_size_gate(monkeypatch):
     always = C3TLRegressor(**{**QUICK, "fallback": "always"}).fit(X, Y)
     assert always.fallback_weights_ is not None
     # the sub-fits leave the final network as it was without them
-    np.testing.assert_array_equal(always._predict(X), off.predict(X))
+    np.testing.assert_array_equal(always.predict_without_fallback(X), off.predict(X))
 
 
 def test_blended_model_survives_save_and_load(blended, tmp_path):

@@ -20,6 +20,7 @@ from skorch.callbacks import Callback
 from c3tl_sklearn import C3TLEnsemble, C3TLRegressor
 from c3tl_sklearn.callbacks import TrainingDivergedError, TrainingGuard, TrainingInterrupted
 from c3tl_sklearn.datasets import make_synthetic_perturbations
+from c3tl_sklearn.metrics import get_scorer
 
 from .conftest import HANG_TIMEOUT_S
 
@@ -144,7 +145,7 @@ def test_ctrl_c_in_cross_val_score_stops_it(data):
     X, Y = data
     with pytest.raises(KeyboardInterrupt):
         cross_val_score(tiny(max_epochs=5, callbacks=[CtrlCAt(2)]), X, Y,
-                        cv=LeaveOneContextOut(), scoring="pearson_delta")
+                        cv=LeaveOneContextOut(), scoring=get_scorer("pearson_delta"))
 
 
 def test_ctrl_c_in_an_ensemble_member_leaves_the_ensemble_unfitted(data):
@@ -279,21 +280,23 @@ def test_the_misleading_reset_index_advice_is_gone_and_the_new_one_pairs_the_rig
         "align it by label: Y = Y.loc[X.index]; only if row i of Y describes row i of X, "
         "reset both indexes"
     )):
-        cross_val_score(AdditiveBaseline(), shuffled, Y, cv=cv, scoring="pearson_delta",
+        cross_val_score(AdditiveBaseline(), shuffled, Y, cv=cv,
+                        scoring=get_scorer("pearson_delta"),
                         error_score="raise")
     # the advice followed: the same scores as on the rows in their original order
     followed = cross_val_score(AdditiveBaseline(), shuffled, Y.loc[shuffled.index], cv=cv,
-                               scoring="pearson_delta")
+                               scoring=get_scorer("pearson_delta"))
     by_position = cross_val_score(AdditiveBaseline(), shuffled,
                                   Y.loc[shuffled.index].to_numpy(), cv=cv,
-                                  scoring="pearson_delta")
+                                  scoring=get_scorer("pearson_delta"))
     np.testing.assert_array_equal(followed, by_position)
     # the adaptation pairs are drawn by row, so the shuffled folds differ a little
-    original = cross_val_score(AdditiveBaseline(), X, Y, cv=cv, scoring="pearson_delta")
+    original = cross_val_score(AdditiveBaseline(), X, Y, cv=cv,
+                               scoring=get_scorer("pearson_delta"))
     assert followed.mean() == pytest.approx(original.mean(), abs=0.05)
     # what the old advice did: pairs the wrong rows, and the score collapses
     wrong = cross_val_score(AdditiveBaseline(), shuffled.reset_index(drop=True),
-                            Y.reset_index(drop=True), cv=cv, scoring="pearson_delta")
+                            Y.reset_index(drop=True), cv=cv, scoring=get_scorer("pearson_delta"))
     assert wrong.mean() < original.mean() - 0.3
 
 
@@ -308,7 +311,8 @@ def test_scoring_by_name_reads_the_estimators_own_context_column(data):
     cells = X.rename(columns={"context": "cell"})
     model = AdditiveBaseline(context_col="cell")
     cv = LeaveOneContextOut(context_col="cell", random_state=0)
-    by_name = cross_val_score(model, cells, Y, cv=cv, scoring="centered_pearson_delta",
+    by_name = cross_val_score(model, cells, Y, cv=cv,
+                              scoring=get_scorer("centered_pearson_delta"),
                               error_score="raise")
     explicit = cross_val_score(model, cells, Y, cv=cv, error_score="raise",
                                scoring=make_context_scorer(centered_pearson_delta,

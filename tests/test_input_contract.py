@@ -22,8 +22,8 @@ from c3tl_sklearn.baselines import AdditiveBaseline, MeanBaseline
 from c3tl_sklearn.datasets import make_synthetic_perturbations
 from c3tl_sklearn.metrics import (
     SCORERS,
-    _row_scorer,
     centered_pearson_delta,
+    make_row_scorer,
     pearson_delta,
     pearson_scorer,
     score_table,
@@ -205,7 +205,7 @@ def test_score_and_scorers_match_rows_by_label(data):
     assert model.score(X.iloc[order], Y) == pytest.approx(model.score(X, Y))
     assert model.score(X.iloc[order], Y.to_numpy()) < model.score(X, Y) - 0.1  # positional
     # (12 genes here: top-k overlap over the top 5)
-    for name, scorer in {**SCORERS, "top_k_overlap": _row_scorer(top_k_overlap, k=5)}.items():
+    for name, scorer in {**SCORERS, "top_k_overlap": make_row_scorer(top_k_overlap, k=5)}.items():
         assert scorer(model, X.iloc[order], Y) == pytest.approx(scorer(model, X, Y)), name
     # an array is matched by position, as everywhere in the package
     assert pearson_scorer(model, X.iloc[order], Y.to_numpy()) < pearson_scorer(model, X, Y) - 0.05

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 from scipy.stats import pearsonr
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.metrics import get_scorer, get_scorer_names, mean_squared_error
+from sklearn.metrics import get_scorer as sklearn_get_scorer
+from sklearn.metrics import get_scorer_names, mean_squared_error
 from sklearn.model_selection import GridSearchCV, cross_val_score, cross_validate
 
 from c3tl_sklearn.baselines import MeanBaseline
@@ -26,11 +27,12 @@ from c3tl_sklearn.metrics import (
     centered_pearson_scorer,
     discrimination_score,
     discrimination_scorer,
+    get_scorer,
     make_context_scorer,
+    make_row_scorer,
     mse_scorer,
     pearson_delta,
     pearson_scorer,
-    register_scorers,
     score_table,
     top_k_overlap,
     top_k_scorer,
@@ -558,8 +560,10 @@ REGISTERED = {
 def test_scorer_names_work_in_cross_val_score(data, name):
     X, Y = data
     cv = LeaveOneContextOut(adaptation_fraction=0.2, random_state=0)
-    assert name in get_scorer_names()
-    scores = cross_val_score(MeanBaseline(), X, Y, cv=cv, scoring=name, error_score="raise")
+    # the package's names are its own: scikit-learn's table does not know them
+    assert name not in get_scorer_names()
+    scores = cross_val_score(MeanBaseline(), X, Y, cv=cv, scoring=get_scorer(name),
+                             error_score="raise")
     expected = []
     for train, test in cv.split(X):
         pred = MeanBaseline().fit(X.iloc[train], Y.iloc[train]).predict(X.iloc[test])
@@ -572,8 +576,9 @@ def test_scorer_names_work_in_grid_search(data):
     X, Y = data
     cv = LeaveOneContextOut(adaptation_fraction=0.2, random_state=0)
     grid = {"shrink": [0.0, 1.0]}
+    names = ["pearson_delta", "centered_pearson_delta"]
     by_name = GridSearchCV(PerturbationMeanRegressor(), grid, cv=cv,
-                           scoring=["pearson_delta", "centered_pearson_delta"],
+                           scoring={name: get_scorer(name) for name in names},
                            refit="centered_pearson_delta", error_score="raise").fit(X, Y)
     by_object = GridSearchCV(PerturbationMeanRegressor(), grid, cv=cv,
                              scoring={"pearson_delta": pearson_scorer,
@@ -583,32 +588,40 @@ def test_scorer_names_work_in_grid_search(data):
         np.testing.assert_allclose(by_name.cv_results_[key], by_object.cv_results_[key])
     assert by_name.best_params_ == {"shrink": 0.0}
     single = GridSearchCV(PerturbationMeanRegressor(), grid, cv=cv,
-                          scoring="discrimination_score").fit(X, Y)
+                          scoring=get_scorer("discrimination_score")).fit(X, Y)
     assert single.cv_results_["mean_test_score"][1] == pytest.approx(0.5)
 
 
-def test_scorer_names_registered_whatever_the_import_order():
-    # scikit-learn freezes the valid names when its modules are imported, so the
-    # package must also reach the modules imported before it.
+def test_importing_the_package_changes_nothing_in_scikit_learn():
+    # neither the table of scorer names nor the name sets that scikit-learn's
+    # estimators validate `scoring` against (RidgeCV's, for one)
     code = (
+        "import sklearn.metrics._scorer as s\n"
+        "from sklearn.linear_model import RidgeCV\n"
         "from sklearn.model_selection import GridSearchCV, cross_val_score\n"
-        "import c3tl_sklearn\n"
-        "from c3tl_sklearn.datasets import make_synthetic_perturbations\n"
-        "X, Y = make_synthetic_perturbations(3, 12, 8, random_state=0)\n"
-        "cv = c3tl_sklearn.LeaveOneContextOut(adaptation_fraction=0.2, random_state=0)\n"
-        "s = cross_val_score(c3tl_sklearn.MeanBaseline(), X, Y, cv=cv, scoring='pearson_delta')\n"
-        "g = GridSearchCV(c3tl_sklearn.MeanBaseline(), {'exclude_target': [True]}, cv=cv,\n"
-        "                 scoring='centered_pearson_delta').fit(X, Y)\n"
-        "print(len(s), g.best_score_ < 1)\n"
+        "def names():\n"
+        "    return [sorted(getattr(c, 'options', ())) for c in\n"
+        "            RidgeCV._parameter_constraints['scoring']]\n"
+        "n, ridge = len(s._SCORERS), names()\n"
+        "import c3tl_sklearn, c3tl_sklearn.metrics, c3tl_sklearn.tuning\n"
+        "from c3tl_sklearn.metrics import get_scorer\n"
+        "get_scorer('pearson_delta')\n"
+        "print(len(s._SCORERS) == n, names() == ridge, 'pearson_delta' in s._SCORERS)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=False)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["3", "True"]
+    assert out.stdout.split() == ["True", "True", "False"]
 
 
-def test_register_scorers_never_replaces_a_scikit_learn_name():
-    before = get_scorer("r2")
-    register_scorers({"r2": pearson_scorer})
-    assert repr(get_scorer("r2")) == repr(before)
-    assert repr(get_scorer("pearson_delta")) == repr(pearson_scorer)
+def test_get_scorer_resolves_the_package_names_then_scikit_learns():
+    assert get_scorer("pearson_delta") is pearson_scorer
+    assert get_scorer("centered_pearson_delta") is centered_pearson_scorer
+    assert repr(get_scorer("r2")) == repr(sklearn_get_scorer("r2"))
+    # scikit-learn's own name keeps scikit-learn's scorer
+    assert repr(get_scorer("neg_mean_squared_error")) == repr(
+        sklearn_get_scorer("neg_mean_squared_error"))
+    assert get_scorer(top_k_scorer) is top_k_scorer
+    assert repr(make_row_scorer(top_k_overlap, k=20)) == "make_scorer(top_k_overlap, k=20)"
+    with pytest.raises(ValueError, match="Unknown scoring 'nope'"):
+        get_scorer("nope")

@@ -345,8 +345,8 @@ TAMPERED = [
      "or truncated or corrupted): "),
     ("foreign safetensors", "{path} is a safetensors file but not a c3tl-sklearn model file "
      "(no 'c3tl_sklearn' metadata); plain weight files are not estimators."),
-    ("format version 2", "{path} has model format version 2 (saved by c3tl-sklearn 0.1.0); "
-     "this version reads format version 1 only. Load it with the c3tl-sklearn version that "
+    ("format version 99", "{path} has model format version 99 (saved by c3tl-sklearn 0.1.0); "
+     "this version reads format versions [1, 2]. Load it with the c3tl-sklearn version that "
      "saved it, or refit the model."),
     ("no format", "{path} is not a c3tl-sklearn model file (format field missing)."),
     ("edited, old checksum", "{path}: the checksum does not match the contents; the file was "
@@ -377,8 +377,8 @@ def make_tampered(case, good, path, marker):
         path.write_text("import os; os.system('touch pwned')\n")
     elif case == "foreign safetensors":
         save_file({"weight": np.zeros(3, dtype=np.float32)}, str(path))
-    elif case == "format version 2":
-        rewrite(good, path, set_top("format_version", 2))
+    elif case == "format version 99":
+        rewrite(good, path, set_top("format_version", 99))
     elif case == "no format":
         rewrite(good, path, set_top("format", "other"))
     elif case == "edited, old checksum":

@@ -3,9 +3,10 @@
 scikit-learn's suite feeds numeric arrays; the package's estimators take an
 index table (a DataFrame of context and perturbation labels) and refuse
 anything else. So the suite runs on each estimator with tags that claim array
-input (the suite would otherwise skip every check), the checks that need an
-array to be accepted are expected failures with their reason, and the
-data-dependent ones among them are repeated below on a real index table.
+input (the suite would otherwise skip every check); a check that feeds an
+array must stop at exactly the TypeError the contract promises (a crash of
+any other kind fails the test), and the data-dependent ones among them are
+repeated below on a real index table.
 
 To check another estimator, add a factory (a callable returning an unfitted
 instance with a fixed seed) to ``ESTIMATORS``; an estimator whose predictions
@@ -15,6 +16,7 @@ are reproducible only up to float32 reordering goes in ``FLOAT32_ROW_SUMS``.
 from __future__ import annotations
 
 import pickle
+import re
 import warnings
 from collections.abc import Callable
 
@@ -84,18 +86,25 @@ def row_order_tolerance(estimator, Y) -> dict:
     unit = np.finfo(np.float32).eps * np.sqrt(values.shape[0]) * np.abs(values).max()
     return {"rtol": 0.0, "atol": 4 * unit}
 
-_ARRAY = (
-    "the check fits on a numeric array, and the estimator takes an index table (a "
-    "DataFrame of context and perturbation labels) and refuses the array with a TypeError"
+#: What the contract promises for an array where an index table belongs: a
+#: TypeError that names the table, raised by fit (or predict, score) before
+#: anything else is looked at.
+ARRAY_REFUSED = (
+    r"^X must be a pandas DataFrame with the column\(s\) 'context' and 'perturbation' "
+    r"\(one row per \(context, perturbation\) observation\); got \w+\.$"
 )
-_SEE_BELOW = _ARRAY + "; the DataFrame version is {} in tests/test_sklearn_checks.py"
+
+_ARRAY = "the array input itself (its refusal is what the check asserts here)"
+_SEE_BELOW = "the DataFrame version is {} in tests/test_sklearn_checks.py"
 _REFUSED_FIRST = (
-    _ARRAY + ", before reaching the input the check is about; that input is refused "
+    "the array is refused before the input the check is about; that input is refused "
     "through the index-table contract, tested in tests/test_input_contract.py, "
     "test_fuzz_contract.py, test_baselines.py and test_data.py"
 )
 
-EXPECTED_FAILED_CHECKS: dict[str, str] = {
+#: The checks that fit (or predict) on a numeric array, each with what covers
+#: its subject for the index table; each must stop at the contract's TypeError.
+REFUSES_ARRAYS: dict[str, str] = {
     "check_estimators_fit_returns_self": _SEE_BELOW.format("test_fit_returns_self"),
     "check_estimators_overwrite_params": _SEE_BELOW.format(
         "test_fit_changes_no_parameter_nor_the_data"),
@@ -137,6 +146,10 @@ EXPECTED_FAILED_CHECKS: dict[str, str] = {
 }
 
 
+def _check_name(check) -> str:
+    return getattr(check, "func", check).__name__
+
+
 def _array_tags(self):
     tags = super(type(self), self).__sklearn_tags__()
     tags.input_tags.two_d_array = True
@@ -151,14 +164,32 @@ def _claiming_arrays(estimator: BaseEstimator) -> BaseEstimator:
     return adapted(**estimator.get_params(deep=False))
 
 
-@parametrize_with_checks(
-    [_claiming_arrays(factory()) for factory in ESTIMATORS],
-    expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
-)
+@parametrize_with_checks([_claiming_arrays(factory()) for factory in ESTIMATORS])
 def test_sklearn_compatible_estimator(estimator, check):
+    name = _check_name(check)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        check(estimator)
+        if name not in REFUSES_ARRAYS:
+            check(estimator)  # parameters, cloning, tags, ...: no array involved
+            return
+        # an array where the index table belongs: the contract's TypeError, and
+        # nothing else, must stop the check
+        if REFUSES_ARRAYS[name] != _REFUSED_FIRST:
+            with pytest.raises(TypeError, match=ARRAY_REFUSED):
+                check(estimator)
+            return
+        # these checks expect another error for the input they are about, and
+        # report the TypeError that came first as their own AssertionError
+        with pytest.raises(AssertionError) as failure:
+            check(estimator)
+        assert re.match(ARRAY_REFUSED, str(_cause(failure.value, TypeError)))
+
+
+def _cause(error: BaseException, kind: type) -> BaseException | None:
+    """The first exception of type ``kind`` in ``error``'s chain of causes."""
+    while error is not None and not isinstance(error, kind):
+        error = error.__cause__ or error.__context__
+    return error
 
 
 def test_the_real_tags_say_the_input_is_an_index_table():

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .._atomic import atomic_path
-from ._io import BenchmarkDataError, _gene_matrix, _read_frame
+from ._io import BenchmarkDataError, gene_matrix, read_frame
 
 __all__ = ["CommandError", "check_output", "read_effects", "read_pairs", "write_effects"]
 
@@ -118,13 +118,13 @@ def read_effects(
         Y = pd.DataFrame(values, columns=pd.Index([str(g) for g in adata.var_names]))
     elif _suffix(p) in _TABLE_SUFFIXES:
         try:
-            frame = _read_frame(p, what)
+            frame = read_frame(p, what)
         except BenchmarkDataError as exc:
             raise CommandError(str(exc)) from None
         _check_columns(frame, [context_col, perturbation_col], f"the {what} file {str(p)!r}")
         obs = frame
         try:
-            Y = _gene_matrix(
+            Y = gene_matrix(
                 frame.drop(columns=[context_col, perturbation_col]), str(p),
                 "Every column other than the two label columns must be a gene; drop the "
                 "others.",
@@ -181,7 +181,7 @@ def read_pairs(path: str | os.PathLike, context_col: Hashable,
         frame = _read_h5ad(p, "pairs").obs.reset_index(drop=True)
     else:
         try:
-            frame = _read_frame(p, "pairs")
+            frame = read_frame(p, "pairs")
         except BenchmarkDataError as exc:
             raise CommandError(str(exc)) from None
     _check_columns(frame, [context_col, perturbation_col], f"the pairs file {str(p)!r}")

@@ -13,14 +13,15 @@ import pandas as pd
 
 from .._data import check_index_table, check_no_duplicate_pairs, check_response, unique_labels
 
-__all__ = ["BenchmarkDataError", "check_benchmark_data", "load_benchmark_data"]
+__all__ = ["BenchmarkDataError", "check_benchmark_data", "gene_matrix", "load_benchmark_data",
+           "read_frame"]
 
 
 class BenchmarkDataError(ValueError):
     """The benchmark's input data cannot be used; the message says why."""
 
 
-def _read_frame(path, what: str) -> pd.DataFrame:
+def read_frame(path, what: str) -> pd.DataFrame:
     """Read a CSV/TSV/Parquet file into a DataFrame, with clear errors."""
     p = Path(path)
     if not p.exists():
@@ -108,7 +109,7 @@ def _as_numbers(column: pd.Series) -> pd.Series | None:
         return None
 
 
-def _gene_matrix(frame: pd.DataFrame, source: str, hint: str) -> pd.DataFrame:
+def gene_matrix(frame: pd.DataFrame, source: str, hint: str) -> pd.DataFrame:
     numbers = {}
     bad = []
     for position, c in enumerate(frame.columns):
@@ -174,7 +175,7 @@ def check_benchmark_data(
     c3tl_sklearn.cli._io.BenchmarkDataError: data: only one context ('a'); ...
     """
     if isinstance(Y, pd.DataFrame):
-        Y = _gene_matrix(Y, source, "Drop metadata columns from the effect matrix.")
+        Y = gene_matrix(Y, source, "Drop metadata columns from the effect matrix.")
     try:
         contexts, perturbations = check_index_table(
             X, context_col, perturbation_col, name="the index table",
@@ -271,9 +272,9 @@ def load_benchmark_data(
     if (index is None) != (effects is None):
         raise BenchmarkDataError("--index and --effects must be given together.")
     if index is not None:
-        X = _read_frame(index, "index")
-        Y = _gene_matrix(
-            _read_frame(effects, "effects"), str(effects),
+        X = read_frame(index, "index")
+        Y = gene_matrix(
+            read_frame(effects, "effects"), str(effects),
             "The effect matrix must hold only gene columns; put labels in the index file.",
         )
         X, Y = check_benchmark_data(
@@ -294,7 +295,7 @@ def load_benchmark_data(
         c, p, g = (int(v) for v in synthetic_shape)
         X, Y = make_synthetic_perturbations(c, p, g, random_state=seed)
         return X, Y, f"synthetic: {c} contexts x {p} perturbations x {g} genes (seed {seed})"
-    frame = _read_frame(data, "data")
+    frame = read_frame(data, "data")
     missing = [c for c in (context_col, perturbation_col) if c not in frame.columns]
     if missing:
         raise BenchmarkDataError(
@@ -302,7 +303,7 @@ def load_benchmark_data(
             f"{list(frame.columns)[:20]}{' ...' if len(frame.columns) > 20 else ''}. Name the "
             "label columns with --context-col and --perturbation-col."
         )
-    Y = _gene_matrix(
+    Y = gene_matrix(
         frame.drop(columns=[context_col, perturbation_col]), str(data),
         "In a single table every column other than the context and perturbation columns "
         "is a gene; drop metadata columns or use --index and --effects.",

@@ -112,7 +112,7 @@ def _tune_scoring(tune_metric: str, k: int):
     """The search's ``scoring`` for a metric name (``run_benchmark`` validated it)."""
     name = _TUNE_METRICS[tune_metric]
     if name == "top_k_overlap":
-        from ..metrics import _row_scorer, top_k_overlap
+        from ..metrics import make_row_scorer, top_k_overlap
 
-        return {name: _row_scorer(top_k_overlap, k=k)}
+        return {name: make_row_scorer(top_k_overlap, k=k)}
     return name

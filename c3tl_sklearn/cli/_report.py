@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .._atomic import atomic_path, atomic_write_text
-from .._serialize import jsonable
+from ..persistence import jsonable
 from ._registry import _LOWER_IS_BETTER, METRICS, MODELS, _metric_label
 
 __all__ = ["BenchmarkResult"]

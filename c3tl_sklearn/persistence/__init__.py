@@ -39,6 +39,7 @@ True
 from ._decode import load, read_metadata
 from ._encode import save
 from ._format import FORMAT_VERSION
+from ._jsonable import jsonable
 from ._mixin import PersistenceMixin
 
-__all__ = ["FORMAT_VERSION", "PersistenceMixin", "load", "read_metadata", "save"]
+__all__ = ["FORMAT_VERSION", "PersistenceMixin", "jsonable", "load", "read_metadata", "save"]

@@ -17,7 +17,8 @@ from ._format import (
     _FORMAT,
     _META_KEY,
     _PLAIN_OBJECTS,
-    FORMAT_VERSION,
+    READABLE_VERSIONS,
+    V1_NET_CLASS,
     _checksum,
     _resolve,
 )
@@ -150,7 +151,9 @@ class _Decoder:
         if kind == "estimator":
             return self.estimator(spec, where)
         if kind == "skorch_net":
-            _resolve(spec["class"], where)
+            # version 1 named the net's class; the owner's make_net decides it now
+            if "class" in spec and spec["class"] != V1_NET_CLASS:
+                raise ValueError(f"malformed file: network class {spec['class']!r} at {where}")
             history = self.value(spec["history"], f"{where}.history")
             state = {k: self.value(v, f"{where}.module_.{k}")
                      for k, v in spec["state_dict"].items()}
@@ -243,30 +246,28 @@ class _Decoder:
         return est
 
     def rebuild_net(self, owner, pending: _PendingNet, where: str):
-        """The skorch net through the owner's ``_make_net``, then the saved module state.
+        """The skorch net through the owner's public ``make_net``, then the saved module state.
 
-        ``_make_net`` gets one-row placeholders for the training data (it only
-        reads shapes and counts from them); every scalar parameter of the saved
-        net then overrides what it derived from them, so the module is built
-        with the saved sizes before its weights are loaded.
+        ``make_net(**params)`` builds an uninitialised net of the owner's
+        configuration with the saved scalar parameters on top (the module's
+        sizes among them), so the module is built with the saved sizes before
+        its weights are loaded; which classes it uses is the owner's business,
+        never the file's.
         """
         import torch
 
-        make = getattr(owner, "_make_net", None)
-        if make is None:
+        make = getattr(owner, "make_net", None)
+        if not callable(make):
             raise ValueError(f"{type(owner).__name__} cannot rebuild the skorch net at {where}.")
         params = dict(pending.params)
         _check_net_params(params, where)
         hidden = params.get("module__hidden_dims", ())
         if not isinstance(hidden, tuple | list) or len(hidden) > len(pending.state):
             raise ValueError(f"malformed file: module__hidden_dims at {where} refused")
-        hidden = tuple(hidden)
+        params["module__hidden_dims"] = tuple(hidden)
+        params["device"] = str(self.device)
         try:
-            # no observations: the saved module state brings them
-            net = make(hidden, np.zeros(1, dtype=bool), np.zeros((1, 3), dtype=np.int64),
-                       np.zeros((1, 1), dtype=np.float32), 1, None)
-            params["device"] = str(self.device)
-            net.set_params(**params)
+            net = make(**params)
         except (TypeError, ValueError) as exc:
             raise ValueError(
                 f"cannot rebuild the network at {where} with this version of "
@@ -386,11 +387,11 @@ def _read(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     if not isinstance(document, dict) or document.get("format") != _FORMAT:
         raise ValueError(f"{path} is not a c3tl-sklearn model file (format field missing).")
     found = document.get("format_version")
-    if found != FORMAT_VERSION:
+    if found not in READABLE_VERSIONS or isinstance(found, bool):
         saved_by = (document.get("versions") or {}).get("c3tl-sklearn", "unknown")
         raise ValueError(
             f"{path} has model format version {found!r} (saved by c3tl-sklearn {saved_by}); "
-            f"this version reads format version {FORMAT_VERSION} only. Load it with the "
+            f"this version reads format versions {list(READABLE_VERSIONS)}. Load it with the "
             "c3tl-sklearn version that saved it, or refit the model."
         )
     if metadata.get(_CHECKSUM_KEY) != _checksum(payload, arrays):
@@ -413,7 +414,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
     >>> path = MeanBaseline().save(pathlib.Path(tempfile.mkdtemp()) / "unfitted")
     >>> info = read_metadata(path)
     >>> info["format_version"], info["estimator"]["class"]
-    (1, 'c3tl_sklearn.MeanBaseline')
+    (2, 'c3tl_sklearn.MeanBaseline')
     """
     return _read(path)[0]
 

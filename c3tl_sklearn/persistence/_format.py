@@ -11,8 +11,13 @@ from typing import Any
 
 import numpy as np
 
-#: Version of the file layout. A file of another version is refused.
-FORMAT_VERSION = 1
+#: Version of the file layout written. Version 2 no longer names the class of a
+#: skorch net (its owner's ``make_net`` builds it); version 1 files still load.
+FORMAT_VERSION = 2
+#: Versions this version reads.
+READABLE_VERSIONS = (1, 2)
+#: What version 1 files call the net of a C3TLRegressor; only checked, never imported.
+V1_NET_CLASS = "c3tl_sklearn.estimator.C3TLNet"
 _FORMAT = "c3tl-sklearn-model"
 _META_KEY = "c3tl_sklearn"
 _CHECKSUM_KEY = "c3tl_sklearn_sha256"
@@ -28,7 +33,6 @@ _ALLOWED: dict[str, tuple[str, str]] = {
     "c3tl_sklearn.ClosestContextBaseline": ("c3tl_sklearn.baselines", "ClosestContextBaseline"),
     "c3tl_sklearn.LinearTransferBaseline": ("c3tl_sklearn.baselines", "LinearTransferBaseline"),
     "c3tl_sklearn.adaptation.ContextReadout": ("c3tl_sklearn.adaptation", "ContextReadout"),
-    "c3tl_sklearn.estimator.C3TLNet": ("c3tl_sklearn.estimator", "C3TLNet"),
     "sklearn.decomposition.PCA": ("sklearn.decomposition", "PCA"),
     "sklearn.linear_model.Ridge": ("sklearn.linear_model", "Ridge"),
 }
@@ -40,7 +44,7 @@ _REGISTERED: dict[str, type] = {}
 _EXTENSION_DTYPES = {"string", "str", "boolean", "Int8", "Int16", "Int32", "Int64",
                      "UInt8", "UInt16", "UInt32", "UInt64", "Float32", "Float64"}
 #: Scalar params of a skorch net that travel in the file; the rest (module
-#: class, callbacks, iterators) come from the estimator's own ``_make_net``.
+#: class, callbacks, iterators) come from the estimator's public ``make_net``.
 _PLAIN = (type(None), bool, int, float, str)
 
 

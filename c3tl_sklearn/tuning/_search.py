@@ -18,15 +18,14 @@ import pandas as pd
 from joblib import effective_n_jobs
 from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
-from sklearn.metrics import get_scorer
 from sklearn.model_selection import check_cv, cross_validate
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._data import match_rows, object_array
 from .._parallel import parallel_map
-from .._serialize import jsonable
-from ..metrics import CONTEXT_METRICS, SCORERS, make_context_scorer
+from ..metrics import CONTEXT_METRICS, get_scorer, make_context_scorer
+from ..persistence import jsonable
 from ._budget import _FINISHED, check_slot, run_until_finished
 from ._fingerprint import data_fingerprint, space_fingerprint
 from ._spaces import _check_space, default_search_space, suggest_params
@@ -56,8 +55,8 @@ def _context_col_of(estimator) -> Any:
 def _resolve_scoring(scoring, estimator) -> dict[str, Callable]:
     """``{name: scorer}`` from a name, callable, list or dict.
 
-    Names go through scikit-learn's :func:`~sklearn.metrics.get_scorer`, which
-    knows the package's metrics; a metric that reads the contexts reads them
+    Names go through :func:`c3tl_sklearn.metrics.get_scorer` (the package's
+    scorers, then scikit-learn's); a metric that reads the contexts reads them
     from the estimator's ``context_col``.
     """
     context_col = _context_col_of(estimator)
@@ -69,13 +68,7 @@ def _resolve_scoring(scoring, estimator) -> dict[str, Callable]:
             raise TypeError(f"scoring entries must be names or callables; got {item!r}.")
         if item in CONTEXT_METRICS and context_col != "context":
             return make_context_scorer(CONTEXT_METRICS[item], context_col=context_col)
-        try:
-            return get_scorer(item)
-        except ValueError as exc:
-            raise ValueError(
-                f"Unknown scoring {item!r}. Use one of the package's scorers "
-                f"{sorted(SCORERS)} or a scikit-learn scorer name."
-            ) from exc
+        return get_scorer(item)
 
     if scoring is None:
         return {"centered_pearson_delta": one("centered_pearson_delta")}

@@ -253,30 +253,12 @@ def test_command_line_usage_errors(capsys):
     assert "three integers" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [
-    ["c3tl_sklearn.benchmark", "--help"],
-    ["c3tl_sklearn.cli", "benchmark", "--help"],
-    # the form of earlier versions: benchmark options with no subcommand
-    ["c3tl_sklearn.cli", "--data", "synthetic", "--help"],
-])
-def test_module_runs_as_a_command(argv):
-    done = subprocess.run([sys.executable, "-m", *argv],
+def test_module_runs_as_a_command():
+    done = subprocess.run([sys.executable, "-m", "c3tl_sklearn.cli", "benchmark", "--help"],
                           capture_output=True, text=True, cwd=REPO, timeout=HANG_TIMEOUT_S)
     assert done.returncode == 0, done.stderr
     for option in ("--protocol", "--n-trials", "--storage", "--h5ad", "--max-epochs"):
         assert option in done.stdout
-
-
-def test_old_benchmark_module_reexports_with_a_deprecation_warning():
-    import importlib
-
-    import c3tl_sklearn.cli as cli
-
-    sys.modules.pop("c3tl_sklearn.benchmark", None)
-    with pytest.warns(DeprecationWarning, match="import from c3tl_sklearn.cli"):
-        old = importlib.import_module("c3tl_sklearn.benchmark")
-    for name in old.__all__:
-        assert getattr(old, name) is getattr(cli, name)
 
 
 def test_storage_makes_a_stopped_benchmark_resume(tmp_path):

@@ -131,7 +131,8 @@ def test_three_benchmark_workers_share_the_tuning(tmp_path):
     common = ["--data", "synthetic", "--synthetic-shape", "5,20,10", "--models", "c3tl",
               "--max-epochs", "10", "--n-trials", str(n_trials), "--storage", URL,
               "--study-prefix", prefix, "--quiet"]
-    procs = [_spawn(["-m", "c3tl_sklearn.cli", *common, "--threads", "1", "--tune-only",
+    procs = [_spawn(["-m", "c3tl_sklearn.cli", "benchmark", *common, "--threads", "1",
+                     "--tune-only",
                      "--out", str(tmp_path / f"w{i}")]) for i in range(3)]
     try:
         for p in procs:

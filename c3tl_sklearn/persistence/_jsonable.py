@@ -20,7 +20,7 @@ def jsonable(value):
     Examples
     --------
     >>> import numpy as np
-    >>> from c3tl_sklearn._serialize import jsonable
+    >>> from c3tl_sklearn.persistence import jsonable
     >>> jsonable({"dims": (64, np.int64(32)), "alpha": np.float32(0.5), "bad": float("nan")})
     {'dims': [64, 32], 'alpha': 0.5, 'bad': None}
     """
