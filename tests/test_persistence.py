@@ -68,7 +68,7 @@ import sys, warnings
 import numpy as np
 import torch
 sys.path.insert(0, {tests!r})
-from test_persistence import split
+from tests.test_persistence import split
 from c3tl_sklearn.persistence import load
 warnings.simplefilter("ignore")
 torch.set_num_threads(1)
@@ -112,7 +112,7 @@ def fresh_predictions(fitted, tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
     for name, model in fitted.items():
         model.save(folder / f"{name}.safetensors")
-    script = FRESH.format(tests=str(ROOT / "tests"), names=list(fitted), folder=str(folder))
+    script = FRESH.format(tests=str(ROOT), names=list(fitted), folder=str(folder))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=HANG_TIMEOUT_S)
