@@ -2,10 +2,10 @@
 
 Writes, under ``--out``:
 
-- ``data/glioblastoma.h5ad``: the shipped real cells
+- ``data/glioblastoma.h5ad`` (or in ``--data-dir``): the shipped real cells
   (:func:`~c3tl_sklearn.datasets.load_glioblastoma_crispri`, 3 lines x 9
   CRISPRi knockdowns, 500 genes, log-normalised);
-- ``data/synthetic.h5ad``: :func:`~c3tl_sklearn.datasets.make_synthetic_cells`
+- ``data/synthetic-*.h5ad``: :func:`~c3tl_sklearn.datasets.make_synthetic_cells`
   at the paper's Parse shape (24 contexts x 90 perturbations; ``--genes``
   genes, ``--cells`` cells per group), raw counts;
 - ``glioblastoma/`` and ``synthetic/``: the full output of one ``c3tl
@@ -120,6 +120,8 @@ def _plot(summary: pd.DataFrame, path: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--data-dir", help="where the two .h5ad files are written (default: "
+                        "OUT/data; reused when present)")
     parser.add_argument("--state-python", help="State's Python or environment")
     parser.add_argument("--cellflow-python", help="CellFlow's Python or environment")
     parser.add_argument("--genes", type=int, default=1000,
@@ -137,7 +139,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     started = datetime.now(timezone.utc)
-    data = _write_data(out / "data", genes=args.genes, cells=args.cells, seed=args.seed)
+    data = _write_data(Path(args.data_dir) if args.data_dir else out / "data",
+                       genes=args.genes, cells=args.cells, seed=args.seed)
     commands = _commands(data, out, args)
     if args.only:
         commands = {args.only: commands[args.only]}

@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
             try:
                 exe = install_peer(name, prefix, extra_pip_args=args.pip_arg, quiet=args.quiet)
             except subprocess.CalledProcessError as exc:
-                raise CommandError(f"installing {name} failed ({exc}); see pip's output above.")
+                raise CommandError(
+                    f"installing {name} failed ({exc}); see pip's output above.") from exc
             print(f"{name}: {exe}")
         return 0
     for name in names:

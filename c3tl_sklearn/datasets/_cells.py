@@ -172,7 +172,7 @@ def make_synthetic_cells(
         activation[p, chosen] = effect_scale * rng.standard_normal(k_per)
     activation[rng.random_sample(n_perturbations) < null_fraction] = 0.0
 
-    n_inter = max(1, int(round(0.02 * n_genes)))
+    n_inter = max(1, round(0.02 * n_genes))
     blocks, contexts, perturbations = [], [], []
     for c in range(n_contexts):
         groups = [(control_label, np.zeros(n_genes), n_control_cells)]

@@ -114,9 +114,12 @@ class CellFlowPeer(PeerRegressor):
         X = cells.X[rows]
         k = int(min(self.n_components, X.shape[0] - 1, X.shape[1]))
         pca = PCA(n_components=k, svd_solver="randomized", random_state=self.random_state)
-        scores = pca.fit_transform(X).astype(np.float32)
+        pca.fit(X)
         self.pca_components_ = pca.components_.astype(np.float32)
         self.pca_mean_ = pca.mean_.astype(np.float32)
+        # the same linear map as for the query's controls (fit_transform's U * S of a
+        # randomized SVD differs from the projection in the last digits)
+        scores = ((X - self.pca_mean_) @ self.pca_components_.T).astype(np.float32)
         perturbations = cells.perturbations[rows].astype(str)
         contexts = cells.contexts[rows].astype(str)
         is_control = perturbations == cells.control

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["PeerRunError", "RunStats", "run_measured"]
+
+_LAUNCHER = Path(__file__).resolve().parent / "_scripts" / "measure.py"
 
 
 class PeerRunError(RuntimeError):
@@ -33,10 +36,10 @@ def _log_tail(path: Path, n_lines: int = 25) -> str:
     return "\n".join(lines[-n_lines:])
 
 
-def _peak_mib(rusage) -> float:
+def _peak_mib(maxrss: int) -> float:
     # ru_maxrss: kilobytes on Linux, bytes on macOS
     scale = 1.0 if sys.platform == "darwin" else 1024.0
-    return rusage.ru_maxrss * scale / 2**20
+    return maxrss * scale / 2**20
 
 
 def run_measured(command: Sequence[str], *, log: str | os.PathLike,
@@ -44,9 +47,12 @@ def run_measured(command: Sequence[str], *, log: str | os.PathLike,
                  timeout: float | None = None, what: str = "command") -> RunStats:
     """Run ``command``, its output to ``log``; return its wall time and peak RSS.
 
-    The peak is the ``ru_maxrss`` that ``wait4`` reports for this one child:
-    the largest resident set of the child or of any descendant it waited for
-    (a data-loader worker, for example), not of this process. Every model of
+    The peak is the ``ru_maxrss`` that ``wait4`` reports for the command,
+    which a small launcher (``_scripts/measure.py``) runs as its child: the
+    largest resident set of the command or of any descendant it waited for
+    (a data-loader worker, for example), not of this process (a child forked
+    directly from this process would be charged this process's pages until
+    its exec). Every model of
     the head-to-head is measured this way, C3TL and the baselines through
     :mod:`c3tl_sklearn.peers._isolated`, so the figures compare.
 
@@ -78,28 +84,32 @@ def run_measured(command: Sequence[str], *, log: str | os.PathLike,
     full_env = {**os.environ, **(env or {})}
     log = Path(log)
     log.parent.mkdir(parents=True, exist_ok=True)
+    stats = log.with_name(log.name + ".maxrss")
+    stats.unlink(missing_ok=True)
+    launcher = [sys.executable, "-I", "-S", os.fspath(_LAUNCHER), os.fspath(stats), "--"]
     t0 = time.perf_counter()
     with open(log, "w", encoding="utf-8") as out:
-        proc = subprocess.Popen(list(map(os.fspath, command)), stdout=out,
-                                stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
-        deadline = None if timeout is None else t0 + timeout
-        while True:
-            # wait4 (not Popen.wait) so the rusage of this child comes back
-            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if deadline is not None and time.perf_counter() > deadline:
-                proc.kill()
-                os.wait4(proc.pid, 0)
-                proc.returncode = -9
-                raise PeerRunError(f"{what} ran longer than {timeout:.0f} s and was stopped "
-                                   f"(log: {log}).\n{_log_tail(log)}")
-            time.sleep(0.05)
+        # a session of its own, so that a timeout stops the command and its children
+        proc = subprocess.Popen([*launcher, *map(os.fspath, command)], stdout=out,
+                                stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
+                                start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise PeerRunError(f"{what} ran longer than {timeout:.0f} s and was stopped "
+                               f"(log: {log}).\n{_log_tail(log)}") from None
     seconds = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise PeerRunError(
             f"{what} failed with exit status {proc.returncode}: {' '.join(map(str, command))}"
             f"\n(log: {log})\n{_log_tail(log)}"
         )
-    return RunStats(seconds=seconds, peak_rss_mib=_peak_mib(rusage))
+    try:
+        kib = int(stats.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        kib = -1
+    finally:
+        stats.unlink(missing_ok=True)
+    return RunStats(seconds=seconds, peak_rss_mib=_peak_mib(kib) if kib >= 0 else float("nan"))

@@ -32,9 +32,8 @@ def _config(path: str) -> dict:
 
 def train(cfg: dict) -> None:
     import anndata
-    import optax
-
     import cellflow
+    import optax
 
     folder = Path(cfg["folder"])
     adata = anndata.read_h5ad(folder / "train.h5ad")
@@ -68,10 +67,9 @@ def train(cfg: dict) -> None:
 
 def predict(cfg: dict) -> None:
     import anndata
+    import cellflow
     import numpy as np
     import pandas as pd
-
-    import cellflow
 
     folder = Path(cfg["folder"])
     cf = cellflow.model.CellFlow.load(str(folder / "c3tl_CellFlow.pkl"))

@@ -1,0 +1,30 @@
+"""Run a command as this process's child and write its peak resident memory (``wait4``).
+
+Usage: ``python -I -S measure.py STATS_FILE -- COMMAND ...``; exits with the
+command's status. Started from a large process (a benchmark with its data
+in memory), a directly forked child is charged that process's resident pages
+until it calls exec (Linux keeps the pre-exec high-water mark in ``ru_maxrss``),
+so the peak of a command would include its parent. This launcher is a small
+interpreter (no site packages); the command forked from it carries only a few
+MiB of it, and its ``ru_maxrss`` is then the command's own (and that of any
+process it waited for, such as a data-loader worker).
+"""
+
+import os
+import sys
+
+stats, dash, command = sys.argv[1], sys.argv[2], sys.argv[3:]
+if dash != "--" or not command:
+    sys.exit("usage: measure.py STATS_FILE -- COMMAND ...")
+pid = os.fork()
+if pid == 0:  # the child becomes the command
+    try:
+        os.execvp(command[0], command)
+    except OSError as exc:
+        sys.stderr.write(f"cannot run {command[0]}: {exc}\n")
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(stats, "w", encoding="utf-8") as fh:
+    fh.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
