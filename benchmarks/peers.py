@@ -124,10 +124,10 @@ def main(argv=None) -> int:
                         "OUT/data; reused when present)")
     parser.add_argument("--state-python", help="State's Python or environment")
     parser.add_argument("--cellflow-python", help="CellFlow's Python or environment")
-    parser.add_argument("--genes", type=int, default=1000,
-                        help="genes of the synthetic set (default: 1000)")
-    parser.add_argument("--cells", type=int, default=12,
-                        help="cells per (context, perturbation) of the synthetic set (default 12)")
+    parser.add_argument("--genes", type=int, default=2000,
+                        help="genes of the synthetic set (default: 2000, the paper's)")
+    parser.add_argument("--cells", type=int, default=10,
+                        help="cells per (context, perturbation) of the synthetic set (default 10)")
     parser.add_argument("--synthetic-test-contexts", type=int, default=3,
                         help="held-out contexts of the synthetic set (default: 3)")
     parser.add_argument("--state-steps", type=int, default=400, help="State's max_steps")
