@@ -28,7 +28,6 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -75,7 +74,7 @@ def _commands(data: dict, out: Path, args) -> dict[str, list[str]]:
     }
 
 
-def _summary(out: Path, ran: dict, seconds: dict) -> pd.DataFrame:
+def _summary(out: Path, ran, seconds: dict) -> pd.DataFrame:
     rows = []
     for name in ran:
         scores = pd.read_csv(out / name / "scores.csv")
@@ -117,6 +116,62 @@ def _plot(summary: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+_NOTES = """\
+Notes:
+
+- Held-out contexts, one at a time, 10% of each test context's pairs in training; scored
+  only on pairs never seen in the test context (the benchmark's protocol). No tuning
+  (`--n-trials 0`): the peers have no search space here and C3TL keeps its defaults.
+- The peers are CPU-sized: State `state_sm` shrunk to hidden 64, 2 layers, cell sets of 32,
+  {state_steps} steps; CellFlow layers of 128, 30 PCA components, {cellflow_iterations}
+  iterations. The paper trains State on GPUs for far longer; these rows show what each
+  peer gives on a 2-core CPU in minutes, not its best.
+- Every model runs in its own measured subprocess (`--isolate` for C3TL and the
+  baselines): fit and predict seconds include the interpreter start and imports (a few
+  seconds, which dominate the baselines), and Peak MiB is the largest peak resident set
+  of a fit or predict subprocess (`wait4`'s `ru_maxrss`, through a small launcher).
+- The machine (2 cores) was shared with other jobs during the run, so times are noisy.
+- Licences: State (arc-state) CC BY-NC-SA 4.0, CellFlow (cellflow-tools) PolyForm
+  Noncommercial 1.0.0, both non-commercial. They run in their own virtual environments
+  (`c3tl peers install state|cellflow`) and are never dependencies of c3tl-sklearn.
+- CPA (cpa-tools) and PIE (arc-pie) are not carried: CPA runs only with nine hand-found
+  2023 pins (old scvi-tools, numpy 1.26, jax 0.4.30) installed with `--no-deps`; PIE needs
+  Python 3.12, a 7.5 GB CUDA build and knowledge sources from a model hub.
+"""
+
+
+def _report(out: Path, names, argv, started: str, args) -> None:
+    """README.md, summary.csv and peers.png from the benchmark folders of a run."""
+    summary = _summary(out, names, {})
+    summary.to_csv(out / "summary.csv", index=False)
+    _plot(summary, out / "peers.png")
+    lines = [
+        "# Head-to-head: C3TL, State, CellFlow and the baselines",
+        "",
+        f"{started} `benchmarks/peers.py` (`make peers`):",
+        "",
+        "```",
+        shlex.join(["python", "benchmarks/peers.py", *argv]),
+        "```",
+        "",
+        _NOTES.format(state_steps=args.state_steps,
+                      cellflow_iterations=args.cellflow_iterations),
+    ]
+    for name in names:
+        sub = (out / name / "README.md").read_text(encoding="utf-8").splitlines()
+        command = sub[sub.index("```") + 1]
+        facts = [line for line in sub if line.startswith(("- Wall time", "- Data",
+                                                           "- Test contexts", "- Software",
+                                                           "- Peer:", "- Machine"))]
+        table = (out / name / "table.md").read_text(encoding="utf-8")
+        lines += [f"## {name}", "", "```", command, "```", "", *facts, "", table, ""]
+    lines += ["`peers.png`: centred Pearson Δ against fit seconds and peak memory; "
+              "`summary.csv`: the means behind it. Every benchmark folder holds its "
+              "`scores.csv`, `fits.csv`, `params.json`, `scatter.png` and README.", ""]
+    (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
+    print(f"wrote {out / 'README.md'}, {out / 'summary.csv'}, {out / 'peers.png'}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="output folder")
@@ -136,39 +191,29 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", choices=["glioblastoma", "synthetic"],
                         help="run one data set")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: rebuild README.md, summary.csv and peers.png from "
+                        "the benchmark folders already in --out")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     out = Path(args.out)
-    started = datetime.now(timezone.utc)
+    names = [args.only] if args.only else ["glioblastoma", "synthetic"]
+    if args.report_only:
+        started = ("Tables rebuilt from the folders that each data set's command below wrote "
+                   "(its start time and wall time are listed with it), by")
+        _report(out, [n for n in names if (out / n / "table.md").exists()], argv, started,
+                args)
+        return 0
+    started = f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by"
     data = _write_data(Path(args.data_dir) if args.data_dir else out / "data",
                        genes=args.genes, cells=args.cells, seed=args.seed)
     commands = _commands(data, out, args)
-    if args.only:
-        commands = {args.only: commands[args.only]}
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    seconds = {}
-    for name, command in commands.items():
-        full = [sys.executable, "-m", "c3tl_sklearn.cli", "benchmark", *command]
+    for name in names:
+        full = [sys.executable, "-m", "c3tl_sklearn.cli", "benchmark", *commands[name]]
         print("+", shlex.join(full), flush=True)
-        t0 = time.perf_counter()
         subprocess.run(full, check=True, env=env)
-        seconds[name] = time.perf_counter() - t0
-    summary = _summary(out, commands, seconds)
-    summary.to_csv(out / "summary.csv", index=False)
-    _plot(summary, out / "peers.png")
-    lines = [
-        "# Head-to-head: C3TL, State, CellFlow and the baselines",
-        "",
-        f"Run {started:%Y-%m-%d %H:%M} UTC by `benchmarks/peers.py` (`make peers`): "
-        + shlex.join(["python", "benchmarks/peers.py", *(argv if argv is not None
-                                                         else sys.argv[1:])]),
-        "",
-    ]
-    for name, command in commands.items():
-        table = (out / name / "table.md").read_text(encoding="utf-8")
-        lines += [f"## {name} ({seconds[name]:.0f} s)", "", "```",
-                  "c3tl benchmark " + shlex.join(command), "```", "", table, ""]
-    (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
-    print(f"wrote {out / 'README.md'}, {out / 'summary.csv'}, {out / 'peers.png'}")
+    _report(out, names, argv, started, args)
     return 0
 
 

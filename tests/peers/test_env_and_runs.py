@@ -186,3 +186,37 @@ def test_real_peer_trains_and_predicts_effects(name, options, tmp_path):
     assert workdir.exists()
     del model
     assert not workdir.exists()  # removed with the estimator (keep_files=False)
+
+
+def test_c3tl_peers_list_and_install_errors(capsys, no_peer_env):
+    from c3tl_sklearn.cli import c3tl_main
+
+    assert c3tl_main(["peers", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "state: not installed" in out and "c3tl peers install cellflow" in out
+    assert c3tl_main(["peers", "install"]) == 2
+    assert "name the peer(s) to install" in capsys.readouterr().err
+    assert c3tl_main(["peers", "install", "cpa"]) == 2
+    assert "unknown peer(s) ['cpa']" in capsys.readouterr().err
+    assert c3tl_main(["peers", "install", "state", "cellflow", "--prefix", "x"]) == 2
+    assert "one peer at a time" in capsys.readouterr().err
+
+
+def test_install_peer_creates_a_venv_and_pins_the_packages(monkeypatch, tmp_path):
+    from c3tl_sklearn.peers import _env, install_peer
+
+    calls = []
+
+    def fake_run(command, check):
+        calls.append([str(c) for c in command])
+        if "venv" in command:  # what `python -m venv` leaves behind
+            (tmp_path / "env" / "bin").mkdir(parents=True)
+            (tmp_path / "env" / "bin" / "python").symlink_to(sys.executable)
+
+    monkeypatch.setattr(_env.subprocess, "run", fake_run)
+    monkeypatch.setattr(_env, "check_peer_python", lambda name, exe: "0.11.1")
+    exe = install_peer("state", tmp_path / "env", extra_pip_args=["--no-cache-dir"])
+    assert exe == tmp_path / "env" / "bin" / "python"
+    assert calls[0][1:] == ["-m", "venv", str(tmp_path / "env")]
+    assert calls[1][-3:] == ["--no-cache-dir", "torch==2.13.0", "arc-state==0.11.1"]
+    assert calls[1][:4] == [str(exe), "-m", "pip", "install"]
