@@ -37,8 +37,8 @@ class PeerRegressor(RegressorMixin, BaseEstimator):
     ``_predict_peer(cells, X, workdir)`` (the second returns
     ``{(context, perturbation): mean predicted cell}``, labels as strings).
 
-    Fitted attributes
-    -----------------
+    Attributes
+    ----------
     genes_ : pandas.Index
         The genes (the effect matrix's columns).
     control_means_ : dict

@@ -13,18 +13,27 @@ process it waited for, such as a data-loader worker).
 import os
 import sys
 
-stats, dash, command = sys.argv[1], sys.argv[2], sys.argv[3:]
-if dash != "--" or not command:
-    sys.exit("usage: measure.py STATS_FILE -- COMMAND ...")
-pid = os.fork()
-if pid == 0:  # the child becomes the command
-    try:
-        os.execvp(command[0], command)
-    except OSError as exc:
-        sys.stderr.write(f"cannot run {command[0]}: {exc}\n")
-        os._exit(127)
-_, status, usage = os.wait4(pid, 0)
-with open(stats, "w", encoding="utf-8") as fh:
-    fh.write(str(usage.ru_maxrss))
-code = os.waitstatus_to_exitcode(status)
-sys.exit(code if code >= 0 else 128 - code)
+
+def main(argv: list[str]) -> int:
+    """Run ``argv[2:]``, write its ``ru_maxrss`` to ``argv[0]``, return its status."""
+    if len(argv) < 3 or argv[1] != "--":
+        sys.exit("usage: measure.py STATS_FILE -- COMMAND ...")
+    stats, command = argv[0], argv[2:]
+    if not command:
+        sys.exit("usage: measure.py STATS_FILE -- COMMAND ...")
+    pid = os.fork()
+    if pid == 0:  # the child becomes the command
+        try:
+            os.execvp(command[0], command)
+        except OSError as exc:
+            sys.stderr.write(f"cannot run {command[0]}: {exc}\n")
+            os._exit(127)
+    _, status, usage = os.wait4(pid, 0)
+    with open(stats, "w", encoding="utf-8") as fh:
+        fh.write(str(usage.ru_maxrss))
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
