@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 # (the default PyPI wheel on Linux is the CUDA build) or installs their own first.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo test docs lint benchmark scarcity speed clean
+.PHONY: install demo test docs lint benchmark scarcity speed peers peers-install clean
 
 install: $(VENV)/.installed
 
@@ -48,6 +48,28 @@ scarcity: install
 # Regenerates the committed benchmarks/results/speed.md.
 speed: install
 	$(PY) benchmarks/speed.py --threads 2 --full-fit --epochs 15 --out benchmarks/results
+
+# The head-to-head with the paper's peers, State and CellFlow, on the shipped glioblastoma cells
+# and a synthetic set at the Parse shape (24 x 90 x 2,000), every model in a measured
+# subprocess. The peers (non-commercial licences) are never dependencies of the package:
+# `make peers INSTALL=1` (or `make peers-install`) first creates their environments under
+# PEERS_DIR with `c3tl peers install`; without it they must exist there already.
+# Writes PEERS_OUT (default ./c3tl-results/peers, ignored by git); the committed copy is
+# regenerated explicitly with `make peers PEERS_OUT=benchmarks/results/peers
+# PEERS_DATA=/tmp/c3tl-peers-data` (the .h5ad inputs, 400 MB, stay out of the repository).
+# About 30 minutes on one CPU core.
+PEERS_DIR  ?= $(HOME)/.cache/c3tl/peers
+PEERS_OUT  ?= c3tl-results/peers
+PEERS_DATA ?= $(PEERS_OUT)/data
+INSTALL    ?=
+
+peers-install: install
+	$(VENV)/bin/c3tl peers install state --prefix $(PEERS_DIR)/state
+	$(VENV)/bin/c3tl peers install cellflow --prefix $(PEERS_DIR)/cellflow
+
+peers: install $(if $(INSTALL),peers-install)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/peers.py --out $(PEERS_OUT) --data-dir $(PEERS_DATA) \
+		--state-python $(PEERS_DIR)/state --cellflow-python $(PEERS_DIR)/cellflow
 
 lint: install
 	$(VENV)/bin/ruff check .

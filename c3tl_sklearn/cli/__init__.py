@@ -6,13 +6,14 @@ saved in the safe format of :mod:`c3tl_sklearn.persistence`), ``predict``
 (optionally with a new context's measurements, no refit; ``--cell-eval DIR``
 also writes cell-eval's files), ``evaluate`` (every metric per context and
 overall; ``--cell-eval`` scores a pair of cell-eval files), ``export``
-(predictions as cell-eval's ``pred.h5ad``/``real.h5ad``) and ``benchmark``
-(``c3tl-benchmark``). ``fit --split`` and ``benchmark --split`` take a State
-TOML split file. An input it cannot use ends it with status 2 and one line
-naming the problem and the fix. Its modules: ``_c3tl`` (the parser and entry
-point), ``_cmd_*`` (one per subcommand), ``_files`` (reading and writing
-effect files) and ``_reference`` (the documentation's command-line reference,
-generated from the parsers).
+(predictions as cell-eval's ``pred.h5ad``/``real.h5ad``), ``benchmark``
+(``c3tl-benchmark``) and ``peers`` (the environments of State and CellFlow,
+which ``benchmark --models ...,state,cellflow`` runs beside C3TL). ``fit
+--split`` and ``benchmark --split`` take a State TOML split file. An input it
+cannot use ends it with status 2 and one line naming the problem and the fix.
+Its modules: ``_c3tl`` (the parser and entry point), ``_cmd_*`` (one per
+subcommand), ``_files`` (reading and writing effect files) and ``_reference``
+(the documentation's command-line reference, generated from the parsers).
 
 The benchmark application (``c3tl-benchmark --help``, ``c3tl benchmark
 --help``, or :func:`run_benchmark` from Python) compares C3TL with the

@@ -7,13 +7,13 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from . import _cmd_evaluate, _cmd_export, _cmd_fit, _cmd_predict, _cmd_pseudobulk
+from . import _cmd_evaluate, _cmd_export, _cmd_fit, _cmd_peers, _cmd_predict, _cmd_pseudobulk
 from ._files import CommandError
 from ._io import BenchmarkDataError
 
 __all__ = ["build_c3tl_parser", "c3tl_main"]
 
-_COMMANDS = ("pseudobulk", "fit", "predict", "evaluate", "export", "benchmark")
+_COMMANDS = ("pseudobulk", "fit", "predict", "evaluate", "export", "benchmark", "peers")
 
 
 def build_c3tl_parser() -> argparse.ArgumentParser:
@@ -47,10 +47,11 @@ def build_c3tl_parser() -> argparse.ArgumentParser:
     _cmd_predict.add_parser(sub)
     _cmd_evaluate.add_parser(sub)
     _cmd_export.add_parser(sub)
+    _cmd_peers.add_parser(sub)
     # parsed by c3tl-benchmark's own parser (see c3tl_main); listed here for the help
     sub.add_parser("benchmark", add_help=False,
                    help="tune and compare C3TL and the baselines (= c3tl-benchmark)")
-    for name in ("pseudobulk", "fit", "predict", "evaluate", "export"):
+    for name in ("pseudobulk", "fit", "predict", "evaluate", "export", "peers"):
         common = sub.choices[name].add_argument_group("output")
         common.add_argument("--quiet", action="store_true",
                             help="no progress bar, no status lines")

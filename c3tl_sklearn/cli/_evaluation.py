@@ -36,6 +36,10 @@ def _fit_split(model, X: pd.DataFrame, Y: pd.DataFrame, split: _Split, context_c
         "n_epochs": len(history) if history is not None else np.nan,
         "seconds_per_epoch": (float(np.mean(history[:, "dur"])) if history is not None
                               else np.nan),
+        # set by the peers and by IsolatedRegressor, which run in measured subprocesses
+        "fit_peak_rss_mib": float(getattr(model, "fit_peak_rss_mib_", np.nan)),
+        "predict_peak_rss_mib": float(getattr(model, "predict_peak_rss_mib_", np.nan)),
+        "peer_version": getattr(model, "peer_version_", None),
     }
 
 
@@ -85,6 +89,8 @@ class _Evaluation:
             "predict_seconds": outcome["predict_seconds"], "n_epochs": outcome["n_epochs"],
             "seconds_per_epoch": outcome["seconds_per_epoch"],
             "n_train": split.train.size, "n_test": split.test.size,
+            **{key: outcome[key] for key in ("fit_peak_rss_mib", "predict_peak_rss_mib",
+                                             "peer_version") if key in outcome},
         })
         if self.protocol == "heldout":
             rng = np.random.RandomState(self.seed + split.index)

@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from ..peers._env import PeerEnvironmentError
+from ..peers._process import PeerRunError
 from ._io import BenchmarkDataError, _read_params_file, load_benchmark_data
-from ._registry import _TUNE_METRICS, MODELS
+from ._registry import _TUNE_METRICS, MODEL_LABELS, MODELS, PEER_MODELS
 from ._report import BenchmarkResult
 from ._run import run_benchmark
 
@@ -43,12 +45,30 @@ def _model_list(text: str) -> list[str]:
     names = [v.strip().lower() for v in text.split(",") if v.strip()]
     if names == ["all"]:
         return list(MODELS)
-    bad = [n for n in names if n not in MODELS]
+    bad = [n for n in names if n not in MODEL_LABELS]
     if bad or not names:
         raise argparse.ArgumentTypeError(
-            f"unknown model(s) {bad}; choose from {', '.join(MODELS)} (or 'all')"
+            f"unknown model(s) {bad}; choose from {', '.join(MODEL_LABELS)} (or 'all', "
+            f"which means {','.join(MODELS)})"
         )
     return names
+
+
+def _peer_option(text: str) -> tuple[str, str, object]:
+    """``PEER.PARAM=VALUE`` (value parsed as JSON where it can be) for --peer-option."""
+    key, sep, value = text.partition("=")
+    peer, dot, param = key.strip().partition(".")
+    if not sep or not dot or peer not in PEER_MODELS or not param:
+        raise argparse.ArgumentTypeError(
+            f"expected PEER.PARAM=VALUE with PEER one of {', '.join(PEER_MODELS)} (for example "
+            f"state.max_steps=400): {text!r}")
+    import json
+
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = value
+    return peer, param, parsed
 
 
 def build_parser(prog: str = "c3tl-benchmark") -> argparse.ArgumentParser:
@@ -111,7 +131,8 @@ def build_parser(prog: str = "c3tl-benchmark") -> argparse.ArgumentParser:
     proto.add_argument("--protocol", choices=["heldout", "scarcity"], default="heldout")
     proto.add_argument("--models", type=_model_list, default=list(MODELS),
                        metavar="LIST", help=f"comma-separated, from {','.join(MODELS)} "
-                       "(default: all)")
+                       f"(default: all) and the peers {','.join(PEER_MODELS)} (with --h5ad; "
+                       "see the peers options)")
     proto.add_argument("--n-trials", type=int, default=20,
                        help="Optuna trials per model, tuned on the first fold (default: 20; "
                        "0 keeps defaults)")
@@ -145,6 +166,26 @@ def build_parser(prog: str = "c3tl-benchmark") -> argparse.ArgumentParser:
     proto.add_argument("--params", metavar="JSON",
                        help="use these parameters (a params.json of an earlier run) instead "
                        "of tuning the models it lists")
+
+    peers = parser.add_argument_group(
+        "peers", "State and CellFlow (--models ...,state,cellflow) train on the --h5ad cells in "
+        "their own environments (`c3tl peers install state|cellflow`); non-commercial "
+        "licences, never installed with c3tl-sklearn")
+    for name in PEER_MODELS:
+        peers.add_argument(f"--{name}-python", metavar="PATH",
+                           help=f"Python (or virtual environment) with {PEER_MODELS[name]} "
+                           f"(default: $C3TL_{name.upper()}_PYTHON, else "
+                           f"~/.cache/c3tl/peers/{name})")
+    peers.add_argument("--peer-option", type=_peer_option, action="append", default=[],
+                       metavar="PEER.PARAM=VALUE", help="a peer's parameter, e.g. "
+                       "state.max_steps=400 or cellflow.num_iterations=1000 (repeat)")
+    peers.add_argument("--peer-workdir", metavar="DIR", help="where the peers' input, models "
+                       "and logs go (default: a temporary folder, removed afterwards)")
+    peers.add_argument("--keep-peer-files", action="store_true",
+                       help="keep the peers' work folders")
+    peers.add_argument("--isolate", action="store_true",
+                       help="fit and predict C3TL and the baselines in subprocesses too, so "
+                       "that their peak memory is measured as the peers' is")
 
     run = parser.add_argument_group("run")
     run.add_argument("--max-epochs", type=int, help="override C3TL's max_epochs")
@@ -213,7 +254,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "c3tl-benchmark") -> int
     try:
         with limits:
             result = _main_run(args, start_time, out, command)
-    except (BenchmarkDataError, ValueError, ImportError, OSError) as exc:
+    except (BenchmarkDataError, ValueError, ImportError, OSError, PeerEnvironmentError,
+            PeerRunError) as exc:
         if args.traceback:
             raise
         print(f"{prog}: error: {exc}", file=sys.stderr)
@@ -239,6 +281,7 @@ def _main_run(args, start_time: float, out: str, command: str) -> BenchmarkResul
         synthetic_shape=tuple(args.synthetic_shape), seed=args.seed,
     )
     params = _read_params_file(args.params) if args.params else None
+    cells, peer_options = _peer_setup(args, control)
     split = None
     if args.split is not None:
         from ..model_selection import StateSplit
@@ -258,5 +301,34 @@ def _main_run(args, start_time: float, out: str, command: str) -> BenchmarkResul
         study_prefix=args.study_prefix, seed=args.seed, max_points=args.max_points,
         out_dir=out, progress=not args.quiet, command=command,
         data_description=description, start_time=start_time, tune_only=args.tune_only,
-        n_jobs=args.n_jobs, split=split,
+        n_jobs=args.n_jobs, split=split, cells=cells, peer_options=peer_options,
+        isolate=args.isolate,
     )
+
+
+def _peer_setup(args, control):
+    """The cells and options the peers of ``--models`` get (``None, {}`` without peers)."""
+    wanted = [m for m in args.models if m in PEER_MODELS]
+    options: dict[str, dict] = {name: {} for name in PEER_MODELS}
+    for peer, param, value in args.peer_option:
+        options[peer][param] = value
+    if not wanted:
+        return None, options
+    if args.h5ad is None:
+        raise BenchmarkDataError(
+            f"--models {','.join(wanted)}: the peers train on single cells; give them with "
+            "--h5ad cells.h5ad --context-key ... --perturbation-key ... --control ...")
+    from ..peers import PeerCells, find_peer_python
+
+    for name in wanted:
+        python = getattr(args, f"{name}_python")
+        options[name].setdefault("python", python)
+        # fail before any model is fitted, with the command that creates the environment
+        find_peer_python(name, options[name]["python"])
+        if args.peer_workdir:
+            options[name].setdefault("workdir", args.peer_workdir)
+        if args.keep_peer_files:
+            options[name].setdefault("keep_files", True)
+    cells = PeerCells(args.h5ad, args.context_key, args.perturbation_key, control,
+                      layer=args.layer, transform=args.transform)
+    return cells, options

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._registry import MODELS, _metric_label
+from ._registry import MODEL_LABELS, _metric_label
 
 
 def _figure(n_rows: int, n_cols: int, width: float, height: float):
@@ -40,7 +40,7 @@ def _plot_scatter(samples: dict, scores: pd.DataFrame, models: list, path: Path)
         ax.set_ylim(lo, hi)
         ax.set_aspect("equal")
         r = scores[(scores["model"] == name) & (scores["metric"] == "pearson_delta")]["value"]
-        ax.set_title(f"{MODELS[name]}\nPearson Δ {r.mean():.3f}", fontsize=10)
+        ax.set_title(f"{MODEL_LABELS[name]}\nPearson Δ {r.mean():.3f}", fontsize=10)
         ax.set_xlabel("true effect")
         ax.set_ylabel("predicted effect")
     for ax in list(axes.flat)[n:]:
@@ -63,7 +63,7 @@ def _plot_scarcity(scores: pd.DataFrame, models: list, k: int, path: Path) -> No
                 stats = stats.sort_index(ascending=False)
                 ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0.0),
                             marker="o", markersize=3, capsize=2, linewidth=1.2,
-                            label=MODELS[name])
+                            label=MODEL_LABELS[name])
             positive = [f for f in fractions if f > 0]
             if positive and len(positive) == len(fractions):
                 ax.set_xscale("log")

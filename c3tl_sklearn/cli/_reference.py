@@ -99,7 +99,7 @@ def cli_reference_rst() -> str:
     -------
     text : str
         A page with one section per subcommand (``pseudobulk``, ``fit``,
-        ``predict``, ``evaluate``, ``export`` and ``benchmark``): its
+        ``predict``, ``evaluate``, ``export``, ``peers`` and ``benchmark``): its
         description, usage line, options by group (with defaults and
         choices) and example.
 

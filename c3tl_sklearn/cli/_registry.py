@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-__all__ = ["METRICS", "MODELS", "make_model"]
+__all__ = ["METRICS", "MODELS", "PEER_MODELS", "make_model"]
 
 #: Model names accepted by ``--models`` and :func:`run_benchmark`, with labels.
 MODELS: dict[str, str] = {
@@ -14,6 +14,16 @@ MODELS: dict[str, str] = {
     "additive": "Additive",
     "linear": "Linear transfer",
 }
+
+#: The paper's peers (:mod:`c3tl_sklearn.peers`): they train on single cells (``--h5ad``)
+#: in their own environments, so ``--models all`` does not include them; name them.
+PEER_MODELS: dict[str, str] = {
+    "state": "State",
+    "cellflow": "CellFlow",
+}
+
+#: Every model name the benchmark accepts, with its label.
+MODEL_LABELS: dict[str, str] = {**MODELS, **PEER_MODELS}
 
 #: Metrics computed on every split (columns of :func:`~c3tl_sklearn.metrics.score_table`).
 METRICS: tuple[str, ...] = (
@@ -51,6 +61,8 @@ def make_model(
     max_epochs: int | None = None,
     device: str = "cpu",
     random_state: int | None = 0,
+    cells=None,
+    peer_options: dict | None = None,
 ):
     """Build one of the benchmark's models.
 
@@ -67,7 +79,13 @@ def make_model(
     device : str, default="cpu"
         C3TL's torch device.
     random_state : int or None, default=0
-        C3TL's seed.
+        C3TL's seed (and the peers').
+    cells : c3tl_sklearn.peers.PeerCells, optional
+        The single cells behind the effects; the peers (``"state"``,
+        ``"cellflow"``, see :data:`PEER_MODELS`) need them.
+    peer_options : dict, optional
+        ``{peer: {param: value}}`` set on a peer (its environment,
+        ``max_steps``, ...).
 
     Returns
     -------
@@ -81,7 +99,19 @@ def make_model(
     AdditiveBaseline(shrinkage=0.5)
     """
     labels = {"context_col": context_col, "perturbation_col": perturbation_col}
-    if name == "c3tl":
+    if name in PEER_MODELS:
+        from .. import peers
+
+        if cells is None:
+            raise ValueError(
+                f"{PEER_MODELS[name]} trains on single cells: give the cells with --h5ad (and "
+                "--context-key, --perturbation-key, --control), or cells=PeerCells(...) in "
+                "Python."
+            )
+        cls = {"state": peers.StatePeer, "cellflow": peers.CellFlowPeer}[name]
+        model = cls(cells, **labels, random_state=0 if random_state is None else random_state)
+        model.set_params(**(peer_options or {}).get(name, {}))
+    elif name == "c3tl":
         from ..estimator import C3TLRegressor
 
         model = C3TLRegressor(**labels, device=device, random_state=random_state)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from .._atomic import atomic_path, atomic_write_text
 from ..persistence import jsonable
-from ._registry import _LOWER_IS_BETTER, METRICS, MODELS, _metric_label
+from ._registry import _LOWER_IS_BETTER, METRICS, MODEL_LABELS, _metric_label
 
 __all__ = ["BenchmarkResult"]
 
@@ -78,6 +78,10 @@ def _fmt(values: pd.Series, metric: str) -> tuple[str, float]:
 def _heldout_table(scores, fits, params, models, k) -> str:
     header = ["Model", *(_metric_label(m, k) for m in METRICS), "s / epoch", "Fit s / fold",
               "Tuning s"]
+    # measured subprocesses (the peers, --isolate) add their predict time and peak memory
+    measured = "fit_peak_rss_mib" in fits and fits["fit_peak_rss_mib"].notna().any()
+    if measured:
+        header += ["Predict s / fold", "Peak MiB"]
     cells: dict[str, list[str]] = {}
     means: dict[str, list[float]] = {}
     for name in models:
@@ -94,6 +98,10 @@ def _heldout_table(scores, fits, params, models, k) -> str:
         row.append(fit_text)
         tuning = params.get(name, {}).get("tuning_seconds")
         row.append(f"{tuning:.3g}" if tuning else "-")
+        if measured:
+            row.append(_fmt(f["predict_seconds"], "seconds")[0])
+            peak = f[["fit_peak_rss_mib", "predict_peak_rss_mib"]].max(axis=1).dropna()
+            row.append(f"{peak.max():.0f}" if len(peak) else "-")
         cells[name], means[name] = row, row_means
     for j, metric in enumerate(METRICS):  # bold the best model(s) of every metric column
         column = {n: means[n][j] for n in models if not math.isnan(means[n][j])}
@@ -109,7 +117,7 @@ def _heldout_table(scores, fits, params, models, k) -> str:
         "| " + " | ".join(header) + " |",
         "|:--" + "|--:" * (len(header) - 1) + "|",
     ]
-    lines += [f"| {MODELS[n]} | " + " | ".join(cells[n]) + " |" for n in models]
+    lines += [f"| {MODEL_LABELS[n]} | " + " | ".join(cells[n]) + " |" for n in models]
     return "\n".join(lines) + "\n"
 
 
@@ -126,7 +134,7 @@ def _scarcity_tables(scores, models, k) -> str:
         sub = scores[scores["metric"] == metric]
         for name in models:
             for size in sizes:
-                row = [MODELS[name], str(size)]
+                row = [MODEL_LABELS[name], str(size)]
                 for f in fractions:
                     sel = sub[(sub["model"] == name) & (sub["n_train_contexts"] == size)
                               & np.isclose(sub["adaptation_fraction"], f)]
@@ -190,6 +198,11 @@ def _caption(config, result) -> str:
             "per C3TL epoch; Fit s / fold: seconds per fit; Tuning s: seconds for "
             f"{config['n_trials']} Optuna trials on the first split's training data."
         )
+    measured = ""
+    if "fit_peak_rss_mib" in result.fits and result.fits["fit_peak_rss_mib"].notna().any():
+        measured = (" Predict s / fold: seconds per prediction; Peak MiB: the largest peak "
+                    "resident memory of a fit or predict subprocess (measured with wait4; "
+                    "models without a subprocess show -).")
     if config["protocol"] == "heldout":
         return (
             f"Mean ± standard deviation over {n_splits} held-out contexts "
@@ -197,7 +210,7 @@ def _caption(config, result) -> str:
             "scored only on pairs never seen in the test context). Best in bold (lowest "
             "MSE). s / epoch: mean seconds per C3TL epoch; Fit s / fold: seconds per fit; "
             f"Tuning s: seconds for {config['n_trials']} Optuna trials on the first fold's "
-            "training data."
+            "training data." + measured
         )
     return (
         "Mean ± standard deviation over test contexts; columns are the fraction of each "
@@ -256,6 +269,7 @@ def _readme(config, result, started, wall, command, data_description, X, Y, file
         f"- Machine: {platform.platform()}, {os.cpu_count()} CPU(s); threads: torch "
         f"{threads}, {blas}",
         "- Software: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        *_peer_lines(result.fits),
         "",
     ]
     if config["tune_only"]:
@@ -271,6 +285,20 @@ def _readme(config, result, started, wall, command, data_description, X, Y, file
         for message, count in list(result.warnings.items())[:30]:
             lines.append(f"- {count} x {message}")
     return "\n".join(lines) + "\n"
+
+
+def _peer_lines(fits: pd.DataFrame) -> list[str]:
+    """The peers' versions (from their environments) and licences, for the README."""
+    if "peer_version" not in fits or fits["peer_version"].isna().all():
+        return []
+    from ..peers import PEERS
+
+    lines = []
+    for name, version in fits.dropna(subset=["peer_version"]).groupby("model")["peer_version"]:
+        spec = PEERS[name]
+        lines.append(f"- Peer: {spec.label} {', '.join(sorted(set(version)))} ({spec.url}; "
+                     f"licence {spec.licence}, run in its own environment)")
+    return lines
 
 
 def _parameter_lines(models: dict) -> list[str]:

@@ -21,7 +21,7 @@ from .._data import unique_labels
 from ._evaluation import _Evaluation
 from ._io import check_benchmark_data
 from ._progress import _Progress
-from ._registry import _TUNE_METRICS, MODELS, _tune_scoring, make_model
+from ._registry import _TUNE_METRICS, MODEL_LABELS, MODELS, PEER_MODELS, _tune_scoring, make_model
 from ._report import BenchmarkResult, _heldout_table, _scarcity_tables, _write_outputs
 from ._splits import (
     _choose_test_contexts,
@@ -61,7 +61,7 @@ def run_benchmark(
     out_dir: str | os.PathLike | None = None, progress: bool = True,
     command: str | None = None, data_description: str | None = None,
     start_time: float | None = None, tune_only: bool = False, n_jobs: int | None = 1,
-    split=None,
+    split=None, cells=None, peer_options: dict | None = None, isolate: bool = False,
 ) -> BenchmarkResult:
     """Tune and evaluate models with the paper's held-out-context or data-scarcity protocol.
 
@@ -74,7 +74,8 @@ def run_benchmark(
     protocol : {"heldout", "scarcity"}, default="heldout"
         See the module documentation.
     models : sequence of str, default=all of :data:`MODELS`
-        Models to compare, in table order.
+        Models to compare, in table order; also the peers ``"state"`` and
+        ``"cellflow"`` (:data:`PEER_MODELS`), which need ``cells``.
     n_trials : int, default=20
         Optuna trials per model (the same for every model); ``0`` keeps the
         default parameters. A model without a search space is not searched.
@@ -148,6 +149,17 @@ def run_benchmark(
         split in the scores; the models are tuned on the first one's
         training rows, the inner cross-validation holding out training
         contexts that are not test contexts of that split.
+    cells : c3tl_sklearn.peers.PeerCells, optional
+        The single cells behind ``Y``, for the peers.
+    peer_options : dict, optional
+        ``{peer: {param: value}}`` for the peers (see
+        :class:`~c3tl_sklearn.peers.StatePeer`,
+        :class:`~c3tl_sklearn.peers.CellFlowPeer`).
+    isolate : bool, default=False
+        Fit and predict C3TL and the baselines in subprocesses
+        (:class:`~c3tl_sklearn.peers.IsolatedRegressor`), so that their peak
+        memory is measured as the peers' is; ``fits.csv`` and the table then
+        report it for every model.
 
     Returns
     -------
@@ -182,7 +194,8 @@ def run_benchmark(
         n_trials=n_trials, inner_folds=inner_folds, storage=storage,
         study_prefix=f"{study_prefix}-{protocol}", protocol=protocol, seed=seed,
         max_epochs=max_epochs, device=device, tune_only=tune_only, progress=progress,
-        max_points=max_points, n_jobs=n_jobs,
+        max_points=max_points, n_jobs=n_jobs, cells=cells, peer_options=peer_options,
+        isolate=isolate,
     )
     scores, fits = evaluation.tables()
     table = "" if tune_only else (
@@ -198,7 +211,7 @@ def run_benchmark(
             "n_trials": n_trials, "tune_metric": tune_metric, "inner_folds": inner_folds,
             "adaptation_fraction": adaptation_fraction, "test_contexts": plan.test_contexts,
             "seed": seed, "max_epochs": max_epochs, "device": device, "top_k": k,
-            "tune_only": tune_only,
+            "tune_only": tune_only, "isolate": isolate,
         }
         if split is not None:
             config["split_file"] = _describe(split)
@@ -218,14 +231,24 @@ def run_benchmark(
 
 def _tune_and_evaluate(X, Y, plan: _RunPlan, models, *, labels, k, scoring, given, n_trials,
                        inner_folds, storage, study_prefix, protocol, seed, max_epochs, device,
-                       tune_only, progress, max_points, n_jobs):
+                       tune_only, progress, max_points, n_jobs, cells=None, peer_options=None,
+                       isolate=False):
     """Tune the models on the plan's tuning split, then evaluate them on every split.
 
     Returns the params.json entries, the evaluation, the progress display and
     the warnings raised meanwhile.
     """
     make = partial(make_model, **labels, max_epochs=max_epochs, device=device,
-                   random_state=seed)
+                   random_state=seed, cells=cells, peer_options=peer_options)
+
+    def evaluated(name, params):
+        model = make(name, params)
+        if isolate and name not in PEER_MODELS:  # the peers are subprocesses already
+            from ..peers import IsolatedRegressor
+
+            model = IsolatedRegressor(model)
+        return model
+
     to_tune = _models_to_tune(models, given, n_trials, make)
     splits = plan.splits
     bar = _Progress(len(to_tune) * n_trials + (0 if tune_only else len(models) * len(splits)),
@@ -252,7 +275,7 @@ def _tune_and_evaluate(X, Y, plan: _RunPlan, models, *, labels, k, scoring, give
             for name in models
         }
         if not tune_only:
-            evaluation.run_all([(name, make(name, model_info[name]["params"]), split)
+            evaluation.run_all([(name, evaluated(name, model_info[name]["params"]), split)
                                 for name in models for split in splits], n_jobs)
     bar.close()
     return model_info, evaluation, bar, caught
@@ -272,9 +295,9 @@ def _count_warnings(caught, bar, *, written: bool) -> dict[str, int]:
 
 def _check_models(models: Sequence[str]) -> list[str]:
     models = list(models)
-    unknown = [m for m in models if m not in MODELS]
+    unknown = [m for m in models if m not in MODEL_LABELS]
     if unknown or not models:
-        raise ValueError(f"Unknown model(s) {unknown}; choose from {sorted(MODELS)}.")
+        raise ValueError(f"Unknown model(s) {unknown}; choose from {sorted(MODEL_LABELS)}.")
     if len(set(models)) != len(models):
         raise ValueError(f"models lists a model twice: {models}.")
     return models
@@ -337,7 +360,7 @@ def _describe(cv) -> str:
 
 def _model_params(name, given, to_tune, n_trials, make, tune, *, study_name) -> dict:
     """The params.json entry of one model: given, defaults, or tuned now."""
-    info: dict = {"label": MODELS[name]}
+    info: dict = {"label": MODEL_LABELS[name]}
     if name in given:
         info.update(params=dict(given[name]), source="given")
     elif name not in to_tune:
@@ -354,8 +377,10 @@ def _models_to_tune(models, given, n_trials, make) -> list[str]:
         return []
     from ..tuning import default_search_space
 
+    # the peers have no search space: they run with their (CPU-sized) parameters
     return [name for name in models
-            if name not in given and default_search_space(make(name))]
+            if name not in given and name not in PEER_MODELS
+            and default_search_space(make(name))]
 
 
 def _tune_model(name, base, X, Y, split, fraction, *, n_trials, inner_folds, scoring,

@@ -1,0 +1,68 @@
+"""``c3tl peers``: create or show the environments of the paper's peers (State, CellFlow)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+
+from ._files import CommandError
+
+
+def add_parser(subparsers) -> None:
+    """Register ``c3tl peers``."""
+    p = subparsers.add_parser(
+        "peers", help="install or show the peers' environments (State, CellFlow)",
+        description="The peers of the head-to-head (c3tl benchmark --models c3tl,state,cellflow) "
+        "run in their own virtual environments. `install` creates one and pip-installs the "
+        "pinned peer (State: torch 2.13.0 + arc-state 0.11.1, about 2.5 GB; CellFlow: "
+        "cellflow-tools 0.0.9 + requests, about 1.6 GB); `list` shows where they are. Both "
+        "peers are licensed for non-commercial use only (State CC BY-NC-SA 4.0, CellFlow "
+        "PolyForm Noncommercial): installing them is your decision.",
+        epilog="Example: c3tl peers install state --prefix /opt/peers/state",
+    )
+    p.add_argument("action", choices=["install", "list"], help="what to do")
+    p.add_argument("peer", nargs="*", metavar="NAME",
+                   help="state and/or cellflow (install: at least one; list: default both)")
+    p.add_argument("--prefix", metavar="DIR",
+                   help="install: the environment's folder (one peer; default "
+                   "$C3TL_PEERS_DIR/NAME or ~/.cache/c3tl/peers/NAME)")
+    p.add_argument("--pip-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument for pip install (repeat), e.g. --pip-arg=--no-cache-dir")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Install the named peers, or print where each environment is."""
+    from ..peers import PEERS, PeerEnvironmentError, find_peer_python, install_peer, peer_home
+    from ..peers._env import check_peer_python
+
+    names = args.peer or ([] if args.action == "install" else list(PEERS))
+    unknown = [n for n in names if n not in PEERS]
+    if unknown:
+        raise CommandError(f"unknown peer(s) {unknown}; choose from {', '.join(PEERS)}.")
+    if args.action == "install":
+        if not names:
+            raise CommandError("name the peer(s) to install: c3tl peers install state cellflow")
+        if args.prefix and len(names) > 1:
+            raise CommandError("--prefix names one environment; install one peer at a time.")
+        for name in names:
+            prefix = args.prefix or peer_home(name)
+            if not args.quiet:
+                print(f"installing {PEERS[name].label} ({' '.join(PEERS[name].packages)}; "
+                      f"licence {PEERS[name].licence}) into {prefix}")
+            try:
+                exe = install_peer(name, prefix, extra_pip_args=args.pip_arg, quiet=args.quiet)
+            except subprocess.CalledProcessError as exc:
+                raise CommandError(
+                    f"installing {name} failed ({exc}); see pip's output above.") from exc
+            print(f"{name}: {exe}")
+        return 0
+    for name in names:
+        try:
+            exe = find_peer_python(name)
+            version = check_peer_python(name, exe)
+            print(f"{name}: {PEERS[name].label} {version} at {exe} (licence "
+                  f"{PEERS[name].licence})")
+        except PeerEnvironmentError as exc:
+            print(f"{name}: not installed ({exc})")
+    return 0
