@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -462,12 +463,11 @@ def check_response(
     # NaN and infinity are judged on the values as given; the cast to ``dtype``
     # may only add infinities for finite values beyond its range, reported apart
     wide = np.array(values, dtype=np.float64, copy=True)
-    finite = np.isfinite(wide)
-    if not finite.all():
-        bad = np.argwhere(~finite)[0]
+    bad = first_non_finite(wide)
+    if bad is not None:
         raise ValueError(
-            f"{name} contains {int((~finite).sum())} NaN or infinite value(s) "
-            f"(first at row {int(bad[0])}, column {int(bad[1])}); impute or drop them first."
+            f"{name} contains {bad[0]} NaN or infinite value(s) "
+            f"(first at row {bad[1]}, column {bad[2]}); impute or drop them first."
         )
     with np.errstate(over="ignore"):
         out = wide.astype(dtype)
@@ -483,21 +483,86 @@ def check_response(
     return out, gene_names
 
 
+@dataclass(frozen=True)
+class GeneMatch:
+    """How the columns of an effect table match the genes of fit, by name.
+
+    Attributes
+    ----------
+    positions : ndarray of int or None
+        The column of each fit gene (-1 where a gene has none); ``None`` when
+        the columns repeat a name, so that a name does not say which column.
+    missing : list
+        Fit genes that no column names.
+    extra : list
+        Columns that name no fit gene.
+    repeated : bool
+        Whether names repeat, among the columns or among the fit genes.
+    """
+
+    positions: np.ndarray | None
+    missing: list
+    extra: list
+    repeated: bool
+
+
+def match_genes(columns, genes) -> GeneMatch:
+    """Match the column names of an effect table to the fit genes ``genes``.
+
+    The one place that pairs columns with genes by name: the estimators'
+    ``observed`` and the command line's observed file state their own
+    rules (same count, or a superset) on the result.
+    """
+    columns = pd.Index(columns, dtype=object, tupleize_cols=False)
+    genes = pd.Index(genes, dtype=object, tupleize_cols=False)
+    positions = None if columns.has_duplicates else columns.get_indexer(genes)
+    known_columns, known_genes = set(columns), set(genes)
+    return GeneMatch(
+        positions=positions,
+        missing=[g for g in genes if g not in known_columns],
+        extra=[c for c in columns if c not in known_genes],
+        repeated=bool(columns.has_duplicates or genes.has_duplicates),
+    )
+
+
 def check_no_duplicate_pairs(contexts: np.ndarray, perturbations: np.ndarray) -> None:
     """Raise if a (context, perturbation) pair occurs more than once.
 
     The model treats each pair as one effect vector. Replicates should be
     averaged first, for example ``Y.groupby([X.context, X.perturbation]).mean()``.
     """
-    pairs = pd.MultiIndex.from_arrays([contexts, perturbations])
-    dup = pairs.duplicated()
-    if dup.any():
-        examples = list(pairs[dup].unique()[:3])
+    n_repeated, examples = repeated_pairs(contexts, perturbations)
+    if n_repeated:
         raise ValueError(
-            f"{int(dup.sum())} duplicated (context, perturbation) pair(s), e.g. {examples}. "
+            f"{n_repeated} duplicated (context, perturbation) pair(s), e.g. {examples}. "
             "Average replicates first, e.g. "
             "Y.groupby([X['context'], X['perturbation']]).mean()."
         )
+
+
+def repeated_pairs(contexts, perturbations, k: int = 3) -> tuple[int, list[tuple]]:
+    """Rows that repeat an earlier (context, perturbation) pair: their count and ``k`` pairs.
+
+    The one test of "one row per pair", shared by the estimators' contract
+    and the command line's effect files (which word the error for a file).
+    """
+    pairs = pd.MultiIndex.from_arrays([np.asarray(contexts, dtype=object),
+                                       np.asarray(perturbations, dtype=object)])
+    dup = pairs.duplicated()
+    return int(dup.sum()), list(pairs[dup].unique()[:k])
+
+
+def first_non_finite(values: np.ndarray) -> tuple[int, int, int] | None:
+    """``(count, row, column)`` of the NaN or infinite values of a 2-D array, else ``None``.
+
+    The one test of finite effects, shared by the estimators' contract and
+    the command line's effect files.
+    """
+    finite = np.isfinite(values)
+    if finite.all():
+        return None
+    row, col = np.argwhere(~finite)[0]
+    return int((~finite).sum()), int(row), int(col)
 
 
 def encode_labels(values: np.ndarray, categories: Sequence) -> np.ndarray:

@@ -13,6 +13,7 @@ from ._data import (
     check_response,
     encode_labels,
     label_examples,
+    match_genes,
     match_rows,
     unique_labels,
 )
@@ -111,19 +112,18 @@ class PerturbationRegressorMixin(RegressorMixin, BaseEstimator):
             return Y_obs  # a different count is reported by the gene-count check
         fix = ("give the effects of the fit genes, Y_obs[model.gene_names_], or pass Y_obs "
                "as an array to match genes by position.")
-        known = set(fitted)
-        unknown = [c for c in columns if c not in known][:5]
-        if unknown:
+        match = match_genes(columns, fitted)
+        if match.extra:
             raise ValueError(
                 f"Y_obs's columns are not the {len(fitted)} genes the model was fitted on "
-                f"(e.g. {unknown} are not among them); {fix}"
+                f"(e.g. {match.extra[:5]} are not among them); {fix}"
             )
-        if columns.has_duplicates or fitted.has_duplicates:
+        if match.repeated:
             raise ValueError(
                 "Y_obs's columns differ from the fit genes and gene names repeat (in Y_obs "
                 f"or in fit), so they cannot be matched by name; {fix}"
             )
-        return Y_obs.iloc[:, columns.get_indexer(fitted)]
+        return Y_obs.iloc[:, match.positions]
 
     def score(self, X, y, sample_weight=None) -> float:
         """R² of ``predict(X)`` against ``y``, averaged over genes.
