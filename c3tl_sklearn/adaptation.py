@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.decomposition import PCA
 
-from ._data import leave_one_out_mean, segment_means
+from ._groups import leave_one_out_mean, segment_means
 
 __all__ = [
     "ContextReadout",

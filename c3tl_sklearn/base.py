@@ -7,16 +7,14 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._data import (
+from ._contract import (
     check_index_table,
     check_no_duplicate_pairs,
     check_response,
-    encode_labels,
-    label_examples,
     match_genes,
     match_rows,
-    unique_labels,
 )
+from ._labels import encode_labels, label_examples, unique_labels
 
 __all__ = ["PerturbationRegressorMixin"]
 
@@ -34,7 +32,7 @@ class PerturbationRegressorMixin(RegressorMixin, BaseEstimator):
 
     Rows of ``Y`` (and of ``Y_obs`` in ``observed=(X_obs, Y_obs)``) are matched
     to the rows of the index table by index label when ``Y`` is a DataFrame or
-    Series, by position when it is an array (see :func:`~c3tl_sklearn._data.match_rows`).
+    Series, by position when it is an array (see :func:`~c3tl_sklearn._contract.match_rows`).
     """
 
     _min_contexts = 2

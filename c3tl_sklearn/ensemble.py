@@ -28,9 +28,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
-from ._data import encode_labels, holdout_mask, segment_means, unique_labels, warn_unknown_contexts
 from ._fitted import discard_fitted
+from ._groups import segment_means
+from ._holdout import holdout_mask
+from ._labels import encode_labels, unique_labels
 from ._parallel import parallel_map
+from ._warnings import warn_unknown_contexts
 from .adaptation import (
     ContextReadout,
     apply_readout,

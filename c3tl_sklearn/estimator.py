@@ -18,17 +18,13 @@ from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from threadpoolctl import threadpool_limits
 
-from ._data import (
-    check_hidden_dims,
-    encode_labels,
-    holdout_mask,
-    leave_one_out_mean,
-    segment_means,
-    unique_labels,
-    warn_unknown_contexts,
-)
+from ._contract import check_hidden_dims
 from ._device import check_device
 from ._fitted import discard_fitted
+from ._groups import leave_one_out_mean, segment_means
+from ._holdout import holdout_mask
+from ._labels import encode_labels, unique_labels
+from ._warnings import warn_unknown_contexts
 from .adaptation import (
     ContextReadout,
     apply_readout,

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from .._data import match_genes
+from .._contract import match_genes
 from ._cmd_export import _check_folder, add_truth_arguments, export
 from ._cmd_fit import check_threads, thread_limits
 from ._files import (

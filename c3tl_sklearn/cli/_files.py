@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .._atomic import atomic_path
-from .._data import first_non_finite, repeated_pairs
+from .._contract import first_non_finite, repeated_pairs
 from ._io import BenchmarkDataError, gene_matrix, read_frame
 
 __all__ = ["CommandError", "check_output", "read_effects", "read_pairs", "write_effects"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_params
 
-from .._data import unique_labels
+from .._labels import unique_labels
 from ._evaluation import _Evaluation
 from ._io import check_benchmark_data
 from ._progress import _Progress

@@ -22,7 +22,8 @@ from sklearn.model_selection import check_cv, cross_validate
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._data import match_rows, object_array
+from .._contract import match_rows
+from .._labels import object_array
 from .._parallel import parallel_map
 from ..metrics import CONTEXT_METRICS, get_scorer, make_context_scorer
 from ..persistence import jsonable
