@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from ._config import BenchmarkConfig
 from ._io import BenchmarkDataError, _read_params_file, load_benchmark_data
 from ._registry import _TUNE_METRICS, MODELS
 from ._report import BenchmarkResult
@@ -247,8 +248,8 @@ def _main_run(args, start_time: float, out: str, command: str) -> BenchmarkResul
             raise BenchmarkDataError(f"--split {args.split!r}: the file does not exist.")
         # the loaded data carry the standard label names, whatever the file called them
         split = StateSplit(args.split, dataset=args.split_dataset)
-    return run_benchmark(
-        X, Y, protocol=args.protocol, models=args.models, n_trials=args.n_trials,
+    config = BenchmarkConfig(
+        protocol=args.protocol, models=args.models, n_trials=args.n_trials,
         tune_metric=args.tune_metric, inner_folds=args.inner_folds,
         adaptation_fraction=args.adaptation_fraction,
         n_test_contexts=args.n_test_contexts, n_train_contexts=args.n_train_contexts,
@@ -256,7 +257,7 @@ def _main_run(args, start_time: float, out: str, command: str) -> BenchmarkResul
         scarcity_test_set=args.scarcity_test_set, params=params,
         max_epochs=args.max_epochs, device=args.device, storage=args.storage,
         study_prefix=args.study_prefix, seed=args.seed, max_points=args.max_points,
-        out_dir=out, progress=not args.quiet, command=command,
-        data_description=description, start_time=start_time, tune_only=args.tune_only,
-        n_jobs=args.n_jobs, split=split,
+        tune_only=args.tune_only, n_jobs=args.n_jobs, split=split,
     )
+    return run_benchmark(X, Y, config, out_dir=out, progress=not args.quiet, command=command,
+                         data_description=description, start_time=start_time)
