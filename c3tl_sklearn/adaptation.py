@@ -19,9 +19,20 @@ after fit are added to those of fit by summation, without refitting anything.
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
-__all__ = ["ContextReadout"]
+import numpy as np
+from sklearn.decomposition import PCA
+
+from ._groups import leave_one_out_mean, segment_means
+
+__all__ = [
+    "ContextReadout",
+    "MeanComponents",
+    "apply_readout",
+    "mean_effect_components",
+    "standardise_features",
+]
 
 #: Ridge penalties tried for ``W_c`` (the features are standardised).
 ALPHAS = np.logspace(-1, 4, 11)
@@ -150,6 +161,99 @@ class ContextReadout:
             if features:
                 out[rows] += (np.asarray(F[rows], dtype=np.float64) - f_bar) @ W
         return out
+
+
+@dataclass(frozen=True)
+class MeanComponents:
+    """Principal components of the perturbations' mean effects, the read-out's shared features.
+
+    Attributes
+    ----------
+    per_perturbation : ndarray of shape (n_perturbations, k)
+        Each perturbation's mean over its rows.
+    per_row : ndarray of shape (n_rows, k)
+        Each row's perturbation mean without the row itself, what a fit pair
+        is regressed on (its own effect would otherwise leak into its
+        features, a signal unmeasured pairs never have).
+    """
+
+    per_perturbation: np.ndarray
+    per_row: np.ndarray
+
+
+def mean_effect_components(Y, p_codes, n_perturbations: int, *, random_state=None,
+                           basis=None) -> MeanComponents:
+    """The principal components of the perturbations' mean effects, per perturbation and per row.
+
+    Parameters
+    ----------
+    Y : ndarray of shape (n_rows, n_genes)
+        Effects, one row per measured pair.
+    p_codes : ndarray of shape (n_rows,)
+        Perturbation code of each row.
+    n_perturbations : int
+        Number of perturbation codes.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the PCA fitted here.
+    basis : tuple (PCA, ndarray) or None, default=None
+        A fitted PCA and ``Y``'s rows in it, reused when it has no more than
+        :data:`MAX_MEAN_COMPONENTS` components (the estimator's own basis).
+
+    Returns
+    -------
+    MeanComponents
+        At most :data:`MAX_MEAN_COMPONENTS` components (none for a single
+        perturbation).
+    """
+    k = int(min(MAX_MEAN_COMPONENTS, n_perturbations - 1, Y.shape[1]))
+    if k < 1:
+        return MeanComponents(np.zeros((n_perturbations, 0)), np.zeros((len(Y), 0)))
+    if basis is not None and basis[0].n_components_ <= k:
+        rows = basis[1][:, :k]
+    else:
+        rows = PCA(k, random_state=random_state).fit(Y).transform(Y)[:, :k]
+    means, counts = segment_means(p_codes, n_perturbations, rows)
+    per_row = leave_one_out_mean(means[p_codes], counts[p_codes][:, None], rows)
+    return MeanComponents(means, per_row)
+
+
+def standardise_features(F: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``F`` centred and scaled per column (constant columns unscaled), its mean and scale.
+
+    Standardised features let one grid of penalties (:data:`ALPHAS`) suit
+    every feature, and one kernel width suit every member of an ensemble.
+    """
+    mean, scale = F.mean(axis=0), F.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    return (F - mean) / scale, mean, scale
+
+
+def apply_readout(readout: ContextReadout, features: np.ndarray, query, observed=None, *,
+                  use_features: bool = True) -> np.ndarray:
+    """The read-out's correction of the ``query`` pairs, after it adds the ``observed`` ones.
+
+    Parameters
+    ----------
+    readout : ContextReadout
+        Statistics so far (fit's, or empty); ``observed`` is added to it in place.
+    features : ndarray of shape (n_perturbations, n_features)
+        The read-out's features of every perturbation code.
+    query : tuple (c_codes, p_codes)
+        Context and perturbation codes of the pairs to correct.
+    observed : tuple (c_codes, p_codes, residuals) or None, default=None
+        Measured pairs and their residuals, added first.
+    use_features : bool, default=True
+        ``False`` applies the contexts' offsets alone.
+
+    Returns
+    -------
+    correction : ndarray of shape (n_query, n_outputs)
+    """
+    if observed is not None:
+        c_obs, p_obs, residuals = observed
+        readout.add(features[p_obs], residuals, c_obs)
+    c_codes, p_codes = query
+    return readout.correction(c_codes, features[p_codes], features=use_features)
 
 
 def _loo_alpha(F: np.ndarray, R: np.ndarray) -> float:

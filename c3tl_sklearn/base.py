@@ -7,15 +7,14 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._data import (
+from ._contract import (
     check_index_table,
     check_no_duplicate_pairs,
     check_response,
-    encode_labels,
-    label_examples,
+    match_genes,
     match_rows,
-    unique_labels,
 )
+from ._labels import encode_labels, label_examples, unique_labels
 
 __all__ = ["PerturbationRegressorMixin"]
 
@@ -33,7 +32,7 @@ class PerturbationRegressorMixin(RegressorMixin, BaseEstimator):
 
     Rows of ``Y`` (and of ``Y_obs`` in ``observed=(X_obs, Y_obs)``) are matched
     to the rows of the index table by index label when ``Y`` is a DataFrame or
-    Series, by position when it is an array (see :func:`~c3tl_sklearn._data.match_rows`).
+    Series, by position when it is an array (see :func:`~c3tl_sklearn._contract.match_rows`).
     """
 
     _min_contexts = 2
@@ -111,19 +110,18 @@ class PerturbationRegressorMixin(RegressorMixin, BaseEstimator):
             return Y_obs  # a different count is reported by the gene-count check
         fix = ("give the effects of the fit genes, Y_obs[model.gene_names_], or pass Y_obs "
                "as an array to match genes by position.")
-        known = set(fitted)
-        unknown = [c for c in columns if c not in known][:5]
-        if unknown:
+        match = match_genes(columns, fitted)
+        if match.extra:
             raise ValueError(
                 f"Y_obs's columns are not the {len(fitted)} genes the model was fitted on "
-                f"(e.g. {unknown} are not among them); {fix}"
+                f"(e.g. {match.extra[:5]} are not among them); {fix}"
             )
-        if columns.has_duplicates or fitted.has_duplicates:
+        if match.repeated:
             raise ValueError(
                 "Y_obs's columns differ from the fit genes and gene names repeat (in Y_obs "
                 f"or in fit), so they cannot be matched by name; {fix}"
             )
-        return Y_obs.iloc[:, columns.get_indexer(fitted)]
+        return Y_obs.iloc[:, match.positions]
 
     def score(self, X, y, sample_weight=None) -> float:
         """R² of ``predict(X)`` against ``y``, averaged over genes.

@@ -45,7 +45,9 @@ from sklearn.linear_model import Ridge
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._data import label_examples, leave_one_out_mean, segment_means, warn_unknown_contexts
+from ._groups import leave_one_out_mean, segment_means
+from ._labels import label_examples
+from ._warnings import warn_unknown_contexts
 from .adaptation import OFFSET_PSEUDOCOUNT
 from .base import PerturbationRegressorMixin
 from .persistence import PersistenceMixin

@@ -24,15 +24,22 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 from sklearn.base import _fit_context, clone
-from sklearn.decomposition import PCA
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
-from ._data import encode_labels, holdout_mask, segment_means, unique_labels, warn_unknown_contexts
 from ._fitted import discard_fitted
+from ._groups import segment_means
+from ._holdout import holdout_mask
+from ._labels import encode_labels, unique_labels
 from ._parallel import parallel_map
-from .adaptation import MAX_MEAN_COMPONENTS, ContextReadout
+from ._warnings import warn_unknown_contexts
+from .adaptation import (
+    ContextReadout,
+    apply_readout,
+    mean_effect_components,
+    standardise_features,
+)
 from .base import PerturbationRegressorMixin
 from .persistence import PersistenceMixin
 
@@ -378,13 +385,9 @@ gene_names_
 
     def _mean_components(self, p_codes, Y_fit, seed: int) -> np.ndarray:
         """Standardised principal components of the perturbations' mean effects."""
-        n_pert = len(self.perturbations_)
-        Y64 = Y_fit.astype(np.float64)
-        means, _ = segment_means(p_codes, n_pert, Y64)
-        k = int(min(MAX_MEAN_COMPONENTS, n_pert - 1, Y64.shape[1]))
-        pcs = PCA(k, random_state=seed).fit(Y64).transform(means) if k >= 1 else means[:, :0]
-        sd = pcs.std(axis=0)
-        return (pcs - pcs.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+        means = mean_effect_components(Y_fit.astype(np.float64), p_codes,
+                                       len(self.perturbations_), random_state=seed)
+        return standardise_features(means.per_perturbation)[0]
 
     def _fit_variance_model(self, X_cal, Y_cal, c_cal) -> None:
         n_ctx = len(self.contexts_)
@@ -510,8 +513,8 @@ gene_names_
         for k in plain:
             F = self._features[k]
             readout = ContextReadout(len(labels), F.shape[1], self.n_genes_)
-            readout.add(F[obs_p], Y_obs - obs_preds[k], obs_c)
-            preds[k] += readout.correction(query_c, F[p_codes])
+            preds[k] += apply_readout(readout, F, (query_c, p_codes),
+                                      (obs_c, obs_p, Y_obs - obs_preds[k]))
         return preds
 
     # -------------------------------------------------------------- predict

@@ -18,18 +18,19 @@ from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from threadpoolctl import threadpool_limits
 
-from ._data import (
-    check_hidden_dims,
-    encode_labels,
-    holdout_mask,
-    leave_one_out_mean,
-    segment_means,
-    unique_labels,
-    warn_unknown_contexts,
-)
+from ._contract import check_hidden_dims
 from ._device import check_device
 from ._fitted import discard_fitted
-from .adaptation import MAX_MEAN_COMPONENTS, ContextReadout
+from ._groups import leave_one_out_mean, segment_means
+from ._holdout import holdout_mask
+from ._labels import encode_labels, unique_labels
+from ._warnings import warn_unknown_contexts
+from .adaptation import (
+    ContextReadout,
+    apply_readout,
+    mean_effect_components,
+    standardise_features,
+)
 from .base import PerturbationRegressorMixin
 from .callbacks import TrainingDivergedError, fit_guarded, with_training_guard
 from .fallback import baselines as fallback_baselines
@@ -547,9 +548,8 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         F, F_rows = self._readout_features(Y_genes, Y_net, p_codes, tables.z,
                                            z_rows.cpu().numpy(), seed)
         # standardised over perturbations, so that one penalty suits every feature
-        mean, sd = F.mean(axis=0), F.std(axis=0)
-        sd = np.where(sd > 0, sd, 1.0)
-        self.readout_features_ = ((F - mean) / sd).astype(np.float32)
+        F, mean, sd = standardise_features(F)
+        self.readout_features_ = F.astype(np.float32)
         F_rows = (F_rows - mean) / sd
         held_out = held_out.cpu().numpy()
         n_p = np.bincount(p_codes, minlength=len(self.perturbations_))
@@ -591,22 +591,14 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         and the read-out would learn from a signal that unmeasured pairs
         never have).
         """
-        n_pert = len(self.perturbations_)
-        per_pert = [z[:, : self.latent_dim].cpu().numpy().astype(np.float64)]
-        per_row = [z_rows.astype(np.float64)]
-        counts = np.bincount(p_codes, minlength=n_pert)
-        k = int(min(MAX_MEAN_COMPONENTS, n_pert - 1, self.n_genes_))
-        basis = self.pca_
-        if k >= 1 and (basis is None or basis.n_components_ > k):
-            basis = PCA(k, random_state=seed).fit(Y_genes)
-        if k >= 1:
-            # the network's observations are already the rows in the basis
-            t_own = (Y_net if basis is self.pca_ else basis.transform(Y_genes))[:, :k]
-            t_means, _ = segment_means(p_codes, n_pert, t_own)
-            n = counts[p_codes][:, None]
-            per_pert.append(t_means)
-            per_row.append(leave_one_out_mean(t_means[p_codes], n, t_own))
-        return np.hstack(per_pert), np.hstack(per_row)
+        means = mean_effect_components(
+            Y_genes, p_codes, len(self.perturbations_), random_state=seed,
+            # the network's observations are already the rows in its basis
+            basis=None if self.pca_ is None else (self.pca_, Y_net),
+        )
+        latent = z[:, : self.latent_dim].cpu().numpy().astype(np.float64)
+        return (np.hstack([latent, means.per_perturbation]),
+                np.hstack([z_rows.astype(np.float64), means.per_row]))
 
     def _to_genes(self, pred, p_codes) -> np.ndarray:
         """Network outputs in gene space (float64), with the mean outside the basis added."""
@@ -843,17 +835,17 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
                 tables = module.codes(extra_t)
             Y_pred = module.predict_pairs(pairs.to(device), extra_t, tables).cpu().numpy()
         Y_pred = self._to_genes(Y_pred, p_codes)
-        readout = self.readout_
-        if readout is not None and extra is not None and readout_observed:
-            readout = self._readout_with(extra, extra_t, tables)
-        if readout is not None:
-            Y_pred += readout.correction(
-                c_codes, self.readout_features_[p_codes], features=self.adaptation == "ridge"
-            )
+        if self.readout_ is None:
+            return Y_pred
+        readout, added = self.readout_, None
+        if extra is not None and readout_observed:
+            readout, added = self._observed_residuals(extra, extra_t, tables)
+        Y_pred += apply_readout(readout, self.readout_features_, (c_codes, p_codes), added,
+                                use_features=self.adaptation == "ridge")
         return Y_pred
 
-    def _readout_with(self, extra, extra_t, tables) -> ContextReadout:
-        """The fit read-out plus the held-out residuals of post-fit measurements."""
+    def _observed_residuals(self, extra, extra_t, tables):
+        """Room in the fit read-out for post-fit measurements, and their held-out residuals."""
         _, c_obs, p_obs, Y_obs = extra
         module = self.net_.module_
         with torch.no_grad():
@@ -862,8 +854,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         c_obs = c_obs.numpy()
         p_obs = p_obs.numpy()
         residuals = Y_obs - self._to_genes(held_out, p_obs)
-        readout = self.readout_.extended(int(c_obs.max()) + 1)
-        return readout.add(self.readout_features_[p_obs], residuals, c_obs)
+        return self.readout_.extended(int(c_obs.max()) + 1), (c_obs, p_obs, residuals)
 
     def _encode_observed(self, observed):
         """Validate post-fit measurements.

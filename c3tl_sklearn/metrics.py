@@ -66,14 +66,9 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import get_scorer as _sklearn_get_scorer
 from sklearn.metrics import mean_squared_error
 
-from ._data import (
-    check_label_columns,
-    check_labels,
-    check_response,
-    match_rows,
-    segment_means,
-    sorted_codes,
-)
+from ._contract import check_label_columns, check_labels, check_response, match_rows
+from ._groups import segment_means
+from ._labels import sorted_codes
 
 __all__ = [
     "CONTEXT_METRICS",
@@ -168,7 +163,7 @@ def _match_genes(Y_true, Y_pred):
 def _check_pair(Y_true, Y_pred, X=None) -> tuple[np.ndarray, np.ndarray]:
     """Validate two response matrices; return float64 copies.
 
-    Rows follow the package's rule (:func:`~c3tl_sklearn._data.match_rows`): a
+    Rows follow the package's rule (:func:`~c3tl_sklearn._contract.match_rows`): a
     DataFrame or Series is matched to the index table ``X`` (or, without
     ``X``, ``Y_pred`` to a pandas ``Y_true``) by index label, arrays by position.
     Genes are matched by name when both are DataFrames with named columns, by

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._data import leave_one_out_mean
+from ._groups import leave_one_out_mean
 
 __all__ = ["CONTEXT", "PERTURBATION", "ROW", "C3TLNetwork", "CodeTables", "HeldOut",
            "mlp", "query_pairs"]

@@ -6,10 +6,18 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.decomposition import PCA
 from skorch.callbacks import Callback
 
 from c3tl_sklearn import AdditiveBaseline, C3TLRegressor
-from c3tl_sklearn.adaptation import ALPHAS, ContextReadout, _loo_alpha
+from c3tl_sklearn.adaptation import (
+    ALPHAS,
+    ContextReadout,
+    _loo_alpha,
+    apply_readout,
+    mean_effect_components,
+    standardise_features,
+)
 
 from .conftest import holdout_context
 
@@ -216,3 +224,36 @@ def test_ridge_readout_beats_no_adaptation(small_data, keep):
         pred = model.fit(X.iloc[train], Y.iloc[train]).predict(X.iloc[test])
         errors[adaptation] = float(np.mean((pred - Y.iloc[test].to_numpy()) ** 2))
     assert errors["ridge"] < errors[None]
+
+
+def test_mean_effect_components_leave_each_row_out_of_its_own_mean():
+    rng = np.random.default_rng(0)
+    Y = rng.normal(size=(12, 6))
+    p_codes = np.repeat(np.arange(4), 3)
+    means = mean_effect_components(Y, p_codes, 4, random_state=0)
+    assert means.per_perturbation.shape == (4, 3)  # n_perturbations - 1 components
+    for i in range(len(Y)):
+        others = np.flatnonzero(p_codes == p_codes[i])
+        others = others[others != i]
+        rows = PCA(3, random_state=0).fit(Y).transform(Y)
+        np.testing.assert_allclose(means.per_row[i], rows[others].mean(axis=0), atol=1e-12)
+    single = mean_effect_components(Y, np.zeros(12, dtype=int), 1)
+    assert single.per_perturbation.shape == (1, 0) and single.per_row.shape == (12, 0)
+
+
+def test_standardise_features_leaves_constant_columns_unscaled():
+    F = np.array([[1.0, 5.0], [3.0, 5.0]])
+    Z, mean, scale = standardise_features(F)
+    np.testing.assert_allclose(Z, [[-1.0, 0.0], [1.0, 0.0]])
+    np.testing.assert_allclose(mean, [2.0, 5.0])
+    np.testing.assert_allclose(scale, [1.0, 1.0])
+
+
+def test_apply_readout_adds_the_observed_pairs_then_corrects_the_query():
+    F = np.eye(4)
+    c_obs, p_obs = np.array([0, 0, 0, 0]), np.array([0, 1, 2, 3])
+    R = np.ones((4, 1))
+    direct = ContextReadout(1, 4, 1).add(F[p_obs], R, c_obs).correction(np.array([0]), F[[1]])
+    applied = apply_readout(ContextReadout(1, 4, 1), F, (np.array([0]), np.array([1])),
+                            (c_obs, p_obs, R))
+    np.testing.assert_array_equal(applied, direct)

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from c3tl_sklearn import C3TLEnsemble, C3TLRegressor
-from c3tl_sklearn._data import check_response, match_rows
+from c3tl_sklearn._contract import check_response, match_rows
 from c3tl_sklearn.baselines import AdditiveBaseline, MeanBaseline
 from c3tl_sklearn.datasets import make_synthetic_perturbations
 from c3tl_sklearn.metrics import (

@@ -99,7 +99,7 @@ _SEE_BELOW = "the DataFrame version is {} in tests/test_sklearn_checks.py"
 _REFUSED_FIRST = (
     "the array is refused before the input the check is about; that input is refused "
     "through the index-table contract, tested in tests/test_input_contract.py, "
-    "test_fuzz_contract.py, test_baselines.py and test_data.py"
+    "test_fuzz_contract.py, test_baselines.py and test_contract.py"
 )
 
 #: The checks that fit (or predict) on a numeric array, each with what covers

@@ -130,10 +130,11 @@ Outputs (in ``--out``)
 
 Examples
 --------
->>> from c3tl_sklearn.cli import run_benchmark
+>>> from c3tl_sklearn.cli import BenchmarkConfig, run_benchmark
 >>> from c3tl_sklearn.datasets import make_synthetic_perturbations
 >>> X, Y = make_synthetic_perturbations(4, 30, 20, random_state=0)
->>> result = run_benchmark(X, Y, models=["mean", "additive"], n_trials=0, progress=False)
+>>> config = BenchmarkConfig(models=["mean", "additive"], n_trials=0)
+>>> result = run_benchmark(X, Y, config, progress=False)
 >>> sorted(result.scores["model"].unique())
 ['additive', 'mean']
 >>> result.scores.groupby("model")["split"].nunique().tolist()
@@ -141,6 +142,7 @@ Examples
 """
 
 from ._c3tl import build_c3tl_parser, c3tl_main
+from ._config import BenchmarkConfig, RunRecord
 from ._io import BenchmarkDataError, check_benchmark_data, load_benchmark_data
 from ._main import build_parser, main
 from ._registry import METRICS, MODELS, make_model
@@ -150,8 +152,10 @@ from ._run import run_benchmark
 __all__ = [
     "METRICS",
     "MODELS",
+    "BenchmarkConfig",
     "BenchmarkDataError",
     "BenchmarkResult",
+    "RunRecord",
     "build_c3tl_parser",
     "build_parser",
     "c3tl_main",

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from .._contract import match_genes
 from ._cmd_export import _check_folder, add_truth_arguments, export
 from ._cmd_fit import check_threads, thread_limits
 from ._files import (
@@ -117,16 +118,17 @@ def _observed(args: argparse.Namespace, model, ccol, pcol):
             "measurements instead."
         )
     X_obs, Y_obs = read_effects(args.observed, ccol, pcol, what="observed")
-    genes = [str(g) for g in model.gene_names_] if model.gene_names_ is not None else None
-    if genes is not None:
-        missing = [g for g in genes if g not in Y_obs.columns]
-        if missing:
+    if model.gene_names_ is not None:
+        # a file's column names are text: the model's genes are matched as text
+        genes = [str(g) for g in model.gene_names_]
+        match = match_genes(Y_obs.columns, genes)  # the file's columns are unique
+        if match.missing:
             raise CommandError(
-                f"the observed file {args.observed!r} lacks {len(missing)} of the model's "
-                f"{len(genes)} genes (e.g. {missing[:3]}); give measurements of the genes the "
-                "model was fitted on."
+                f"the observed file {args.observed!r} lacks {len(match.missing)} of the model's "
+                f"{len(genes)} genes (e.g. {match.missing[:3]}); give measurements of the genes "
+                "the model was fitted on."
             )
-        Y_obs = Y_obs[genes]
+        Y_obs = Y_obs.iloc[:, match.positions]  # extra columns are other measurements
     elif Y_obs.shape[1] != model.n_genes_:
         raise CommandError(f"the observed file has {Y_obs.shape[1]} genes; the model has "
                            f"{model.n_genes_}.")

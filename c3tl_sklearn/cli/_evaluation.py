@@ -46,15 +46,16 @@ def _fit_split(model, X: pd.DataFrame, Y: pd.DataFrame, split: _Split, context_c
 class _Evaluation:
     """Fit, predict and score models on splits; collect scores, timings and plot samples."""
 
-    def __init__(self, X, Y, *, protocol, k, seed, bar, context_col, n_splits, max_points):
+    def __init__(self, X, Y, config, *, k, bar, n_splits):
+        # ``config`` is the run's BenchmarkConfig: protocol, seed, label and plot options
         self.X, self.Y = X, Y
-        self.protocol = protocol
+        self.protocol = config.protocol
         self.k = k
-        self.seed = seed
+        self.seed = config.seed
         self.bar = bar
-        self.context_col = context_col
+        self.context_col = config.context_col
         self.n_splits = n_splits
-        self.per_split_points = max(1, max_points // max(1, n_splits))
+        self.per_split_points = max(1, config.max_points // max(1, n_splits))
         self.score_rows: list[dict] = []
         self.fit_rows: list[dict] = []
         self.samples: dict[str, list] = {}

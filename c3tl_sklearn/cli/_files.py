@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .._atomic import atomic_path
+from .._contract import first_non_finite, repeated_pairs
 from ._io import BenchmarkDataError, gene_matrix, read_frame
 
 __all__ = ["CommandError", "check_output", "read_effects", "read_pairs", "write_effects"]
@@ -150,19 +151,19 @@ def _check_effects(X, Y, source, context_col, perturbation_col) -> None:
             or X[[context_col, perturbation_col]].isin([""]).any().any()):
         raise CommandError(f"{source}: some rows have no context or perturbation label; "
                            "fill or drop them.")
-    repeated = X.duplicated([context_col, perturbation_col])
-    if repeated.any():
-        first = X.loc[repeated].iloc[0]
+    n_repeated, examples = repeated_pairs(X[context_col], X[perturbation_col], k=1)
+    if n_repeated:
+        context, perturbation = examples[0]
         raise CommandError(
-            f"{source} has {int(repeated.sum())} repeated (context, perturbation) pair(s), e.g. "
-            f"({first[context_col]!r}, {first[perturbation_col]!r}); an effect file has one row "
+            f"{source} has {n_repeated} repeated (context, perturbation) pair(s), e.g. "
+            f"({context!r}, {perturbation!r}); an effect file has one row "
             "per pair. Single cells? Run `c3tl pseudobulk` on them first."
         )
     if not Y.columns.is_unique:
         raise CommandError(f"{source}: gene names are repeated; make them unique.")
-    values = Y.to_numpy(dtype=np.float64, na_value=np.nan)
-    if not np.isfinite(values).all():
-        row, col = np.argwhere(~np.isfinite(values))[0]
+    bad = first_non_finite(Y.to_numpy(dtype=np.float64, na_value=np.nan))
+    if bad is not None:
+        _, row, col = bad
         raise CommandError(
             f"{source}: the effects hold NaN or infinite values (first at row {row}, gene "
             f"{Y.columns[col]!r}); remove or impute them."

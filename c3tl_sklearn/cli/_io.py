@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._data import check_index_table, check_no_duplicate_pairs, check_response, unique_labels
+from .._contract import check_index_table, check_no_duplicate_pairs, check_response
+from .._labels import unique_labels
 
 __all__ = ["BenchmarkDataError", "check_benchmark_data", "gene_matrix", "load_benchmark_data",
            "read_frame"]

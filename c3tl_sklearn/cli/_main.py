@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..peers._env import PeerEnvironmentError
 from ..peers._process import PeerRunError
+from ._config import BenchmarkConfig
 from ._io import BenchmarkDataError, _read_params_file, load_benchmark_data
 from ._registry import _TUNE_METRICS, MODEL_LABELS, MODELS, PEER_MODELS
 from ._report import BenchmarkResult
@@ -290,8 +291,8 @@ def _main_run(args, start_time: float, out: str, command: str) -> BenchmarkResul
             raise BenchmarkDataError(f"--split {args.split!r}: the file does not exist.")
         # the loaded data carry the standard label names, whatever the file called them
         split = StateSplit(args.split, dataset=args.split_dataset)
-    return run_benchmark(
-        X, Y, protocol=args.protocol, models=args.models, n_trials=args.n_trials,
+    config = BenchmarkConfig(
+        protocol=args.protocol, models=args.models, n_trials=args.n_trials,
         tune_metric=args.tune_metric, inner_folds=args.inner_folds,
         adaptation_fraction=args.adaptation_fraction,
         n_test_contexts=args.n_test_contexts, n_train_contexts=args.n_train_contexts,
@@ -299,11 +300,11 @@ def _main_run(args, start_time: float, out: str, command: str) -> BenchmarkResul
         scarcity_test_set=args.scarcity_test_set, params=params,
         max_epochs=args.max_epochs, device=args.device, storage=args.storage,
         study_prefix=args.study_prefix, seed=args.seed, max_points=args.max_points,
-        out_dir=out, progress=not args.quiet, command=command,
-        data_description=description, start_time=start_time, tune_only=args.tune_only,
-        n_jobs=args.n_jobs, split=split, cells=cells, peer_options=peer_options,
-        isolate=args.isolate,
+        tune_only=args.tune_only, n_jobs=args.n_jobs, split=split, cells=cells,
+        peer_options=peer_options, isolate=args.isolate,
     )
+    return run_benchmark(X, Y, config, out_dir=out, progress=not args.quiet, command=command,
+                         data_description=description, start_time=start_time)
 
 
 def _peer_setup(args, control):

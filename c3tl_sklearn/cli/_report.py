@@ -144,8 +144,9 @@ def _scarcity_tables(scores, models, k) -> str:
     return "\n".join(parts)
 
 
-def _write_outputs(out: Path, result: BenchmarkResult, plots: dict, *, config, started,
-                   command, data_description, X, Y, bar, t_start) -> dict:
+def _write_outputs(out: Path, result: BenchmarkResult, plots: dict, *, config, record,
+                   data, bar) -> dict:
+    """Write the run's files to ``out``; ``record`` is its RunRecord, ``data`` its (X, Y)."""
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     caption = ""
@@ -178,9 +179,9 @@ def _write_outputs(out: Path, result: BenchmarkResult, plots: dict, *, config, s
                               "(pip install c3tl-sklearn[plots]).")
             continue
         files[name] = out / name
-    wall = time.perf_counter() - t_start
-    readme = _readme(config, result, started, wall, command, data_description, X, Y,
-                     files, plot_notes, caption)
+    wall = time.perf_counter() - record.t_start
+    readme = _readme(config, result, record, data,
+                     _Written(files=files, plot_notes=plot_notes, caption=caption, wall=wall))
     path = out / "README.md"
     atomic_write_text(path, readme)
     files["README.md"] = path
@@ -219,8 +220,21 @@ def _caption(config, result) -> str:
     )
 
 
-def _readme(config, result, started, wall, command, data_description, X, Y, files,
-            plot_notes, caption) -> str:
+@dataclass(frozen=True)
+class _Written:
+    """What the README reports of the files written before it, and the wall time then."""
+
+    files: dict
+    plot_notes: list
+    caption: str
+    wall: float
+
+
+def _readme(config, result, record, data, written: _Written) -> str:
+    X, Y = data
+    started, command, data_description = record.started, record.command, record.data_description
+    wall, files, plot_notes, caption = (written.wall, written.files, written.plot_notes,
+                                        written.caption)
     versions = _versions()
     threads = "n/a"
     if "torch" in sys.modules:

@@ -7,21 +7,20 @@ import os
 import time
 import warnings
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
-from numbers import Integral
 from pathlib import Path
 
 import pandas as pd
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_params
 
-from .._data import unique_labels
+from .._labels import unique_labels
+from ._config import BenchmarkConfig, RunRecord
 from ._evaluation import _Evaluation
 from ._io import check_benchmark_data
 from ._progress import _Progress
-from ._registry import _TUNE_METRICS, MODEL_LABELS, MODELS, PEER_MODELS, _tune_scoring, make_model
+from ._registry import MODEL_LABELS, PEER_MODELS, _tune_scoring, make_model
 from ._report import BenchmarkResult, _heldout_table, _scarcity_tables, _write_outputs
 from ._splits import (
     _choose_test_contexts,
@@ -35,33 +34,11 @@ from ._splits import (
 __all__ = ["run_benchmark"]
 
 
-@validate_params(
-    {
-        "protocol": [StrOptions({"heldout", "scarcity"})],
-        "models": ["array-like"],
-        "n_trials": [Interval(Integral, 0, None, closed="left")],
-        "tune_metric": [StrOptions(set(_TUNE_METRICS))],
-        "inner_folds": [Interval(Integral, 1, None, closed="left")],
-        "scarcity_test_set": [StrOptions({"common", "complement"})],
-        "max_points": [Interval(Integral, 1, None, closed="left")],
-        "split": [HasMethods(["split"]), None],
-    },
-    prefer_skip_nested_validation=False,
-)
 def run_benchmark(
-    X: pd.DataFrame, Y, *, protocol: str = "heldout", models: Sequence[str] = tuple(MODELS),
-    n_trials: int = 20, tune_metric: str = "centered_pearson_delta", inner_folds: int = 2,
-    adaptation_fraction: float = 0.1, n_test_contexts: int | None = None,
-    n_train_contexts: Sequence[int] = (5, 3, 2),
-    adaptation_fractions: Sequence[float] = (0.5, 0.2, 0.1, 0.05, 0.02),
-    scarcity_test_set: str = "common", params: dict[str, dict] | None = None,
-    max_epochs: int | None = None, device: str = "cpu", storage=None,
-    study_prefix: str = "c3tl-benchmark", seed: int = 0, context_col: Hashable = "context",
-    perturbation_col: Hashable = "perturbation", max_points: int = 20_000,
+    X: pd.DataFrame, Y, config: BenchmarkConfig | None = None, *,
     out_dir: str | os.PathLike | None = None, progress: bool = True,
     command: str | None = None, data_description: str | None = None,
-    start_time: float | None = None, tune_only: bool = False, n_jobs: int | None = 1,
-    split=None, cells=None, peer_options: dict | None = None, isolate: bool = False,
+    start_time: float | None = None,
 ) -> BenchmarkResult:
     """Tune and evaluate models with the paper's held-out-context or data-scarcity protocol.
 
@@ -71,49 +48,9 @@ def run_benchmark(
         Index table.
     Y : array-like or DataFrame of shape (n_rows, n_genes)
         Effects.
-    protocol : {"heldout", "scarcity"}, default="heldout"
-        See the module documentation.
-    models : sequence of str, default=all of :data:`MODELS`
-        Models to compare, in table order; also the peers ``"state"`` and
-        ``"cellflow"`` (:data:`PEER_MODELS`), which need ``cells``.
-    n_trials : int, default=20
-        Optuna trials per model (the same for every model); ``0`` keeps the
-        default parameters. A model without a search space is not searched.
-    tune_metric : str, default="centered_pearson_delta"
-        Objective of the search: a metric of :data:`METRICS`.
-    inner_folds : int, default=2
-        Training contexts held out, one at a time, by the tuning's inner
-        cross-validation.
-    adaptation_fraction : float, default=0.1
-        heldout: fraction of the test context in training. scarcity: the
-        cell nearest to it is tuned on, and the inner cross-validation uses it.
-    n_test_contexts : int, optional
-        Test contexts, drawn with ``seed``; ``None``: every context with up
-        to 10 contexts, else 5.
-    n_train_contexts : sequence of int, default=(5, 3, 2)
-        scarcity: nested training-set sizes.
-    adaptation_fractions : sequence of float, default=(0.5, 0.2, 0.1, 0.05, 0.02)
-        scarcity: nested adaptation fractions.
-    scarcity_test_set : {"common", "complement"}, default="common"
-        scarcity: see :class:`~c3tl_sklearn.model_selection.ScarcitySplit`.
-    params : dict, optional
-        ``{model: {param: value}}`` to use instead of tuning those models.
-    max_epochs : int, optional
-        Overrides C3TL's ``max_epochs``.
-    device : str, default="cpu"
-        C3TL's torch device.
-    storage : str or optuna storage, optional
-        Optuna storage for the searches (one study per model named
-        ``"{study_prefix}-{protocol}-{model}"``), so a stopped benchmark
-        resumes its tuning, and several processes can share it.
-    study_prefix : str, default="c3tl-benchmark"
-        Prefix of the study names.
-    seed : int, default=0
-        Seeds the splits, the samplers and C3TL.
-    context_col, perturbation_col : hashable
-        Label columns of ``X``.
-    max_points : int, default=20000
-        Points per panel of ``scatter.png``.
+    config : BenchmarkConfig, optional
+        What to run: protocol, models, tuning, seed, label columns (see
+        :class:`BenchmarkConfig`); ``None`` is ``BenchmarkConfig()``.
     out_dir : path, optional
         Folder for the files; ``None`` writes nothing.
     progress : bool, default=True
@@ -126,40 +63,6 @@ def run_benchmark(
         ``time.perf_counter()`` when the run began, so that the reported wall
         time includes loading the data (the command line passes it); ``None``
         starts the clock here.
-    tune_only : bool, default=False
-        Only tune (and write ``params.json`` and ``README.md``). With a shared
-        ``storage``, several ``tune_only`` workers fill the studies up to
-        ``n_trials`` each; a final run with the same storage then finds them
-        complete and only evaluates.
-    n_jobs : int or None, default=1
-        Fits at once, through joblib: the evaluation's (model, split) fits,
-        and the folds of every tuning trial (see
-        :class:`~c3tl_sklearn.tuning.C3TLSearchCV`). Inside
-        ``joblib.parallel_config(backend="dask")`` they run on a Dask cluster
-        (``"ray"``: Ray). Each job's torch and BLAS threads are the machine's
-        cores divided by ``n_jobs``, so workers do not oversubscribe the cores.
-        The scores equal those of ``n_jobs=1``.
-    split : splitter, optional
-        Splits to use instead of the protocol's (``protocol`` must be
-        ``"heldout"``), for example a
-        :class:`~c3tl_sklearn.model_selection.StateSplit` of a State TOML
-        file over ``X`` (its context and perturbation columns are
-        ``"context"`` and ``"perturbation"`` when ``X`` comes from
-        :func:`load_benchmark_data`). Every split is one row per model and
-        split in the scores; the models are tuned on the first one's
-        training rows, the inner cross-validation holding out training
-        contexts that are not test contexts of that split.
-    cells : c3tl_sklearn.peers.PeerCells, optional
-        The single cells behind ``Y``, for the peers.
-    peer_options : dict, optional
-        ``{peer: {param: value}}`` for the peers (see
-        :class:`~c3tl_sklearn.peers.StatePeer`,
-        :class:`~c3tl_sklearn.peers.CellFlowPeer`).
-    isolate : bool, default=False
-        Fit and predict C3TL and the baselines in subprocesses
-        (:class:`~c3tl_sklearn.peers.IsolatedRegressor`), so that their peak
-        memory is measured as the peers' is; ``fits.csv`` and the table then
-        report it for every model.
 
     Returns
     -------
@@ -167,83 +70,88 @@ def run_benchmark(
 
     Examples
     --------
-    >>> from c3tl_sklearn.cli import run_benchmark
+    >>> from c3tl_sklearn.cli import BenchmarkConfig, run_benchmark
     >>> from c3tl_sklearn.datasets import make_synthetic_perturbations
     >>> X, Y = make_synthetic_perturbations(5, 30, 20, random_state=0)
-    >>> result = run_benchmark(X, Y, protocol="scarcity", models=["additive"],
-    ...                        n_train_contexts=(3, 2), adaptation_fractions=(0.5, 0.2),
-    ...                        n_test_contexts=2, n_trials=2, progress=False)
+    >>> config = BenchmarkConfig(protocol="scarcity", models=["additive"],
+    ...                          n_train_contexts=(3, 2), adaptation_fractions=(0.5, 0.2),
+    ...                          n_test_contexts=2, n_trials=2)
+    >>> result = run_benchmark(X, Y, config, progress=False)
     >>> len(result.scores)  # 2 test contexts x 2 sizes x 2 fractions x 5 metrics
     40
     >>> result.params["additive"]["n_trials"]
     2
     """
-    started = datetime.now(timezone.utc)
-    t_start = time.perf_counter() if start_time is None else start_time
-    models = _check_models(models)
-    labels = {"context_col": context_col, "perturbation_col": perturbation_col}
-    X, Y = check_benchmark_data(X, Y, **labels)
+    config = BenchmarkConfig() if config is None else config
+    record = RunRecord(started=datetime.now(timezone.utc),
+                       t_start=time.perf_counter() if start_time is None else start_time,
+                       command=command, data_description=data_description)
+    models = _check_models(config.models)
+    config = config.replace(models=models)
+    X, Y = check_benchmark_data(X, Y, **config.labels)
     k = min(50, Y.shape[1])
-    scoring = _tune_scoring(tune_metric, k) if n_trials else None
-    plan = _plan(X, protocol, labels, seed=seed, n_test_contexts=n_test_contexts,
-                 adaptation_fraction=adaptation_fraction, n_train_contexts=n_train_contexts,
-                 adaptation_fractions=adaptation_fractions, test_set=scarcity_test_set,
-                 given=split)
-    model_info, evaluation, bar, caught = _tune_and_evaluate(
-        X, Y, plan, models, labels=labels, k=k, scoring=scoring, given=dict(params or {}),
-        n_trials=n_trials, inner_folds=inner_folds, storage=storage,
-        study_prefix=f"{study_prefix}-{protocol}", protocol=protocol, seed=seed,
-        max_epochs=max_epochs, device=device, tune_only=tune_only, progress=progress,
-        max_points=max_points, n_jobs=n_jobs, cells=cells, peer_options=peer_options,
-        isolate=isolate,
+    scoring = _tune_scoring(config.tune_metric, k) if config.n_trials else None
+    plan = _plan(X, config)
+    run = _tune_and_evaluate(X, Y, plan, config, k=k, scoring=scoring, progress=progress)
+    scores, fits = run.evaluation.tables()
+    table = "" if config.tune_only else (
+        _heldout_table(scores, fits, run.model_info, models, k)
+        if config.protocol == "heldout" else _scarcity_tables(scores, models, k)
     )
-    scores, fits = evaluation.tables()
-    table = "" if tune_only else (
-        _heldout_table(scores, fits, model_info, models, k) if protocol == "heldout"
-        else _scarcity_tables(scores, models, k)
-    )
-    counts = _count_warnings(caught, bar, written=out_dir is not None)
-    result = BenchmarkResult(scores=scores, fits=fits, params=model_info, table=table,
-                             wall_seconds=time.perf_counter() - t_start, warnings=counts)
+    counts = _count_warnings(run.caught, run.bar, written=out_dir is not None)
+    result = BenchmarkResult(scores=scores, fits=fits, params=run.model_info, table=table,
+                             wall_seconds=time.perf_counter() - record.t_start,
+                             warnings=counts)
     if out_dir is not None:
-        config = {
-            "protocol": protocol, "design": plan.design, "models": models,
-            "n_trials": n_trials, "tune_metric": tune_metric, "inner_folds": inner_folds,
-            "adaptation_fraction": adaptation_fraction, "test_contexts": plan.test_contexts,
-            "seed": seed, "max_epochs": max_epochs, "device": device, "top_k": k,
-            "tune_only": tune_only, "isolate": isolate,
+        report = {
+            "protocol": config.protocol, "design": plan.design, "models": models,
+            "n_trials": config.n_trials, "tune_metric": config.tune_metric,
+            "inner_folds": config.inner_folds,
+            "adaptation_fraction": config.adaptation_fraction,
+            "test_contexts": plan.test_contexts, "seed": config.seed,
+            "max_epochs": config.max_epochs, "device": config.device, "top_k": k,
+            "tune_only": config.tune_only, "isolate": config.isolate,
         }
-        if split is not None:
-            config["split_file"] = _describe(split)
-            config["split_adaptation"] = [round(s.adaptation_fraction, 4) for s in plan.splits]
-        if protocol == "scarcity":
-            config.update(n_train_contexts=list(n_train_contexts),
-                          adaptation_fractions=list(adaptation_fractions),
-                          scarcity_test_set=scarcity_test_set)
+        if config.split is not None:
+            report["split_file"] = _describe(config.split)
+            report["split_adaptation"] = [round(s.adaptation_fraction, 4) for s in plan.splits]
+        if config.protocol == "scarcity":
+            report.update(n_train_contexts=list(config.n_train_contexts),
+                          adaptation_fractions=list(config.adaptation_fractions),
+                          scarcity_test_set=config.scarcity_test_set)
         result.files = _write_outputs(
-            Path(out_dir), result, evaluation.plots(models, tune_only), config=config,
-            started=started, command=command, data_description=data_description, X=X, Y=Y,
-            bar=bar, t_start=t_start,
+            Path(out_dir), result, run.evaluation.plots(models, config.tune_only),
+            config=report, record=record, data=(X, Y), bar=run.bar,
         )
-        result.wall_seconds = time.perf_counter() - t_start
+        result.wall_seconds = time.perf_counter() - record.t_start
     return result
 
 
-def _tune_and_evaluate(X, Y, plan: _RunPlan, models, *, labels, k, scoring, given, n_trials,
-                       inner_folds, storage, study_prefix, protocol, seed, max_epochs, device,
-                       tune_only, progress, max_points, n_jobs, cells=None, peer_options=None,
-                       isolate=False):
+@dataclass(frozen=True)
+class _TunedRun:
+    """What tuning and evaluation leave: params.json entries, the evaluation, its display."""
+
+    model_info: dict
+    evaluation: _Evaluation
+    bar: _Progress
+    caught: list
+
+
+def _tune_and_evaluate(X, Y, plan: _RunPlan, config: BenchmarkConfig, *, k, scoring,
+                       progress) -> _TunedRun:
     """Tune the models on the plan's tuning split, then evaluate them on every split.
 
-    Returns the params.json entries, the evaluation, the progress display and
-    the warnings raised meanwhile.
+    The warnings raised meanwhile are recorded, for the report.
     """
-    make = partial(make_model, **labels, max_epochs=max_epochs, device=device,
-                   random_state=seed, cells=cells, peer_options=peer_options)
+    models, n_trials = config.models, config.n_trials
+    given = dict(config.params or {})
+    make = partial(make_model, **config.labels, max_epochs=config.max_epochs,
+                   device=config.device, random_state=config.seed, cells=config.cells,
+                   peer_options=config.peer_options)
 
     def evaluated(name, params):
         model = make(name, params)
-        if isolate and name not in PEER_MODELS:  # the peers are subprocesses already
+        if config.isolate and name not in PEER_MODELS:  # the peers are subprocesses already
             from ..peers import IsolatedRegressor
 
             model = IsolatedRegressor(model)
@@ -251,34 +159,31 @@ def _tune_and_evaluate(X, Y, plan: _RunPlan, models, *, labels, k, scoring, give
 
     to_tune = _models_to_tune(models, given, n_trials, make)
     splits = plan.splits
-    bar = _Progress(len(to_tune) * n_trials + (0 if tune_only else len(models) * len(splits)),
-                    progress)
+    bar = _Progress(len(to_tune) * n_trials
+                    + (0 if config.tune_only else len(models) * len(splits)), progress)
     bar.note(
-        f"{protocol} protocol: {len(models)} model(s) x {len(splits)} split(s), "
+        f"{config.protocol} protocol: {len(models)} model(s) x {len(splits)} split(s), "
         f"{n_trials} trial(s) per tuned model; {X.shape[0]} pairs, "
         f"{plan.n_contexts} contexts, {Y.shape[1]} genes"
     )
-    evaluation = _Evaluation(X, Y, protocol=protocol, k=k, seed=seed, bar=bar,
-                             context_col=labels["context_col"], n_splits=len(splits),
-                             max_points=max_points)
+    evaluation = _Evaluation(X, Y, config, k=k, bar=bar, n_splits=len(splits))
+    study_prefix = f"{config.study_prefix}-{config.protocol}"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        tune = partial(
-            _tune_model, X=X, Y=Y, split=plan.tune_split, fraction=plan.tune_fraction,
-            n_trials=n_trials, inner_folds=inner_folds, scoring=scoring, storage=storage,
-            seed=seed, labels=labels, bar=bar, n_jobs=n_jobs,
-        )
+        task = _TuningTask(X=X, Y=Y, split=plan.tune_split, fraction=plan.tune_fraction,
+                           scoring=scoring, config=config, bar=bar)
         model_info = {
-            name: _model_params(name, given, to_tune, n_trials, make, tune,
+            name: _model_params(name, given, to_tune, n_trials, make,
+                                partial(_tune_model, task=task),
                                 study_name=f"{study_prefix}-{name}")
             for name in models
         }
-        if not tune_only:
+        if not config.tune_only:
             evaluation.run_all([(name, evaluated(name, model_info[name]["params"]), split)
-                                for name in models for split in splits], n_jobs)
+                                for name in models for split in splits], config.n_jobs)
     bar.close()
-    return model_info, evaluation, bar, caught
+    return _TunedRun(model_info, evaluation, bar, caught)
 
 
 def _count_warnings(caught, bar, *, written: bool) -> dict[str, int]:
@@ -315,34 +220,35 @@ class _RunPlan:
     n_contexts: int
 
 
-def _plan(X, protocol, labels, *, seed, n_test_contexts, adaptation_fraction,
-          n_train_contexts, adaptation_fractions, test_set, given=None) -> _RunPlan:
+def _plan(X, config: BenchmarkConfig) -> _RunPlan:
+    labels, given = config.labels, config.split
+    fraction = config.adaptation_fraction
     context_labels = unique_labels(X[labels["context_col"]])
     if given is not None:
-        if protocol != "heldout":
+        if config.protocol != "heldout":
             raise ValueError(f"A given split replaces the held-out protocol's folds; use "
-                             f"protocol='heldout' with it, not {protocol!r}.")
+                             f"protocol='heldout' with it, not {config.protocol!r}.")
         splits = _given_splits(X, given, labels=labels)
         held = list(dict.fromkeys(c for s in splits for c in s.held_out))
         return _RunPlan(splits, f"the split(s) of {_describe(given)}", splits[0],
-                        adaptation_fraction, held, len(context_labels))
-    test_contexts = _choose_test_contexts(context_labels, n_test_contexts, seed)
-    if protocol == "heldout":
+                        fraction, held, len(context_labels))
+    test_contexts = _choose_test_contexts(context_labels, config.n_test_contexts, config.seed)
+    if config.protocol == "heldout":
         splits = _heldout_splits(X, test_contexts=test_contexts,
-                                 adaptation_fraction=adaptation_fraction, seed=seed,
+                                 adaptation_fraction=fraction, seed=config.seed,
                                  labels=labels)
         return _RunPlan(splits, "one test context at a time; all other contexts train",
-                        splits[0], adaptation_fraction, test_contexts, len(context_labels))
+                        splits[0], fraction, test_contexts, len(context_labels))
     splits, design = _scarcity_splits(
-        X, test_contexts=test_contexts, n_train_contexts=n_train_contexts,
-        adaptation_fractions=adaptation_fractions, test_set=test_set, seed=seed,
-        labels=labels,
+        X, test_contexts=test_contexts, n_train_contexts=config.n_train_contexts,
+        adaptation_fractions=config.adaptation_fractions, test_set=config.scarcity_test_set,
+        seed=config.seed, labels=labels,
     )
     # tuned on the first test context, the largest training set and the adaptation
     # fraction nearest adaptation_fraction
     first = splits[0].test_context
-    largest = max(n_train_contexts)
-    nearest = min(adaptation_fractions, key=lambda f: (abs(f - adaptation_fraction), -f))
+    largest = max(config.n_train_contexts)
+    nearest = min(config.adaptation_fractions, key=lambda f: (abs(f - fraction), -f))
     tune_split = next(
         s for s in splits
         if s.test_context == first and s.n_train_contexts == largest
@@ -377,22 +283,36 @@ def _models_to_tune(models, given, n_trials, make) -> list[str]:
         return []
     from ..tuning import default_search_space
 
-    # the peers have no search space: they run with their (CPU-sized) parameters
     return [name for name in models
             if name not in given and name not in PEER_MODELS
             and default_search_space(make(name))]
 
 
-def _tune_model(name, base, X, Y, split, fraction, *, n_trials, inner_folds, scoring,
-                storage, study_name, seed, labels, bar, n_jobs=1) -> dict:
-    """Tune one model on the training rows of ``split``; return its params.json entry."""
+@dataclass(frozen=True)
+class _TuningTask:
+    """What every model's search shares: the data, the split tuned on, the scorers."""
+
+    X: pd.DataFrame
+    Y: pd.DataFrame
+    split: _Split
+    fraction: float
+    scoring: object
+    config: BenchmarkConfig
+    bar: _Progress
+
+
+def _tune_model(name, base, *, study_name, task: _TuningTask) -> dict:
+    """Tune one model on the training rows of the task's split; return its params.json entry."""
     from ..tuning import C3TLSearchCV
 
-    X_tr = X.iloc[split.train].reset_index(drop=True)
-    Y_tr = Y.iloc[split.train].reset_index(drop=True)
+    split, fraction, scoring, bar = task.split, task.fraction, task.scoring, task.bar
+    storage, seed, n_trials = task.config.storage, task.config.seed, task.config.n_trials
+    X_tr = task.X.iloc[split.train].reset_index(drop=True)
+    Y_tr = task.Y.iloc[split.train].reset_index(drop=True)
     inner, inner_contexts = _inner_cv(
-        X_tr, exclude=set(split.held_out) or {split.test_context}, n_folds=inner_folds,
-        adaptation_fraction=fraction, seed=seed, labels=labels,
+        X_tr, exclude=set(split.held_out) or {split.test_context},
+        n_folds=task.config.inner_folds, adaptation_fraction=fraction, seed=seed,
+        labels=task.config.labels,
     )
     objective = scoring if isinstance(scoring, str) else next(iter(scoring))
 
@@ -410,7 +330,8 @@ def _tune_model(name, base, X, Y, split, fraction, *, n_trials, inner_folds, sco
         cv=inner, scoring=scoring, refit=False, storage=storage,
         study_name=study_name if storage is not None else None,
         # workers sharing a stored study must not propose the same candidates
-        random_state=seed if storage is None else None, callbacks=[report], n_jobs=n_jobs,
+        random_state=seed if storage is None else None, callbacks=[report],
+        n_jobs=task.config.n_jobs,
     )
     t0 = time.perf_counter()
     search.fit(X_tr, Y_tr)

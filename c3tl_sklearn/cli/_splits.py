@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .._data import unique_labels
+from .._labels import unique_labels
 
 _MAX_ALL_TEST_CONTEXTS = 10  # up to this many contexts, every context is a test context
 _PAPER_N_TEST_CONTEXTS = 5

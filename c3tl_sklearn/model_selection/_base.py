@@ -16,14 +16,13 @@ from sklearn.utils._param_validation import (
     validate_parameter_constraints,
 )
 
-from .._data import (
+from .._contract import (
     check_index_table,
     check_label_columns,
     check_labels,
     check_no_duplicate_pairs,
-    object_array,
-    sorted_codes,
 )
+from .._labels import object_array, sorted_codes
 
 #: A fraction of rows that may be 0 but must leave something: [0, 1).
 FRACTION = Interval(Real, 0, 1, closed="left")

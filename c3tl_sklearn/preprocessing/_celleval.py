@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._data import check_index_table, check_no_duplicate_pairs, check_response, sorted_codes
+from .._contract import check_index_table, check_no_duplicate_pairs, check_response
+from .._labels import sorted_codes
 from ._h5ad import _import_anndata
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._data import check_index_table, check_response
+from .._contract import check_index_table, check_response
 
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData

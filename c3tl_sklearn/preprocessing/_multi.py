@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._data import sorted_codes, user_stacklevel
+from .._labels import sorted_codes
 from .._parallel import parallel_map
+from .._warnings import user_stacklevel
 from ._h5ad import _open_source
 from ._hvg import _expm1_squares
 from ._pseudobulk import (

@@ -14,7 +14,8 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
-from .._data import sorted_codes, user_stacklevel
+from .._labels import sorted_codes
+from .._warnings import user_stacklevel
 from ._h5ad import (
     _VALUES_PER_BLOCK,
     _check_dtype,

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from optuna.distributions import BaseDistribution, distribution_to_json
 
-from .._data import match_rows
+from .._contract import match_rows
 
 __all__ = ["data_fingerprint", "space_fingerprint"]
 

@@ -7,7 +7,7 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from contextlib import contextmanager
 from numbers import Integral, Real
 from typing import Any, ClassVar
@@ -22,7 +22,8 @@ from sklearn.model_selection import check_cv, cross_validate
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._data import match_rows, object_array
+from .._contract import match_rows
+from .._labels import object_array
 from .._parallel import parallel_map
 from ..metrics import CONTEXT_METRICS, get_scorer, make_context_scorer
 from ..persistence import jsonable
@@ -86,22 +87,28 @@ def _resolve_scoring(scoring, estimator) -> dict[str, Callable]:
     return {i: one(i) for i in items}
 
 
-def _default_cv(X, groups, random_state):
+def _default_cv(X, groups, random_state, context_col: Hashable = "context"):
+    """Leave-one-context-out over at most three contexts, on the estimator's context column."""
     from ..model_selection import LeaveOneContextOut
 
     if groups is not None:
         n = len(pd.unique(pd.Series(np.asarray(groups, dtype=object))))
-    elif isinstance(X, pd.DataFrame) and "context" in X.columns:
-        n = X["context"].nunique()
+    elif isinstance(X, pd.DataFrame) and context_col in X.columns:
+        n = X[context_col].nunique()
     else:
         raise ValueError(
-            "cv=None needs the contexts: pass groups=..., an index table with a 'context' "
+            f"cv=None needs the contexts: pass groups=..., an index table with a {context_col!r} "
             "column, or an explicit cv splitter."
         )
-    seed = random_state if isinstance(random_state, Integral) else 0
     return LeaveOneContextOut(
-        adaptation_fraction=0.1, n_test_contexts=min(3, n), random_state=seed
+        adaptation_fraction=0.1, n_test_contexts=min(3, n), context_col=context_col,
+        random_state=_split_seed(random_state),
     )
+
+
+def _split_seed(random_state) -> int:
+    """The splitters' seed: an integer ``random_state`` itself, else 0 (folds stay fixed)."""
+    return random_state if isinstance(random_state, Integral) else 0
 
 
 @contextmanager
@@ -250,7 +257,8 @@ class C3TLSearchCV(MetaEstimatorMixin, BaseEstimator):
         an int is :class:`~c3tl_sklearn.model_selection.ContextKFold` with
         that many folds. ``None``:
         ``LeaveOneContextOut(adaptation_fraction=0.1, n_test_contexts=3)``
-        seeded with ``random_state``. Splits are computed once per ``fit``, so
+        seeded with ``random_state``. Both split on the estimator's
+        ``context_col``. Splits are computed once per ``fit``, so
         all trials of a fit score the same folds.
     scoring : str, callable, list or dict, default=None
         Scorer(s): names of :data:`c3tl_sklearn.metrics.SCORERS` (context
@@ -571,13 +579,14 @@ class C3TLSearchCV(MetaEstimatorMixin, BaseEstimator):
     def _splits(self, X, Y, groups) -> list[tuple[np.ndarray, np.ndarray]]:
         """The folds, computed once so that every trial of a fit scores the same ones."""
         cv = self.cv
+        context_col = _context_col_of(self.estimator)
         if cv is None:
-            cv = _default_cv(X, groups, self.random_state)
+            cv = _default_cv(X, groups, self.random_state, context_col)
         elif isinstance(cv, Integral):
             from ..model_selection import ContextKFold
 
-            seed = self.random_state if isinstance(self.random_state, Integral) else 0
-            cv = ContextKFold(n_splits=int(cv), random_state=seed)
+            cv = ContextKFold(n_splits=int(cv), context_col=context_col,
+                              random_state=_split_seed(self.random_state))
         else:
             cv = check_cv(cv)
         splits = [(np.asarray(tr), np.asarray(te)) for tr, te in cv.split(X, Y, groups)]

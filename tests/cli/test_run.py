@@ -18,6 +18,7 @@ matplotlib_image = pytest.importorskip("matplotlib.image")
 from c3tl_sklearn.cli import (  # noqa: E402
     METRICS,
     MODELS,
+    BenchmarkConfig,
     main,
     run_benchmark,
 )
@@ -179,15 +180,16 @@ def test_scarcity_protocol(tmp_path, capsys):
 
 def test_scarcity_with_few_contexts_draws_training_sets_per_test_context(tmp_path):
     X, Y = make_synthetic_perturbations(4, 25, 12, random_state=3)
-    result = run_benchmark(X, Y, protocol="scarcity", models=["additive"], n_trials=0,
-                           n_train_contexts=(3, 2), adaptation_fractions=(0.4, 0.1),
+    result = run_benchmark(X, Y, BenchmarkConfig(protocol="scarcity", models=["additive"],
+                                                 n_trials=0, n_train_contexts=(3, 2),
+                                                 adaptation_fractions=(0.4, 0.1)),
                            progress=False, out_dir=tmp_path)
     assert result.scores["test_context"].nunique() == 4  # every context is tested
     assert len(result.scores) == 4 * 2 * 2 * len(METRICS)
     assert "each test context draws its own" in (tmp_path / "README.md").read_text()
     with pytest.raises(ValueError, match="at most 3 can train"):
-        run_benchmark(X, Y, protocol="scarcity", models=["mean"], n_trials=0,
-                      n_train_contexts=(4,), progress=False)
+        run_benchmark(X, Y, BenchmarkConfig(protocol="scarcity", models=["mean"], n_trials=0,
+                                            n_train_contexts=(4,)), progress=False)
 
 
 def test_csv_and_parquet_inputs_give_the_same_scores(tmp_path):
@@ -238,8 +240,9 @@ def test_h5ad_input_is_pseudobulked(tmp_path):
 def test_tuning_needs_three_contexts():
     X, Y = make_synthetic_perturbations(2, 20, 6, random_state=0)
     with pytest.raises(ValueError, match="at least 3 contexts"):
-        run_benchmark(X, Y, models=["additive"], n_trials=2, progress=False)
-    result = run_benchmark(X, Y, models=["additive"], n_trials=0, progress=False)
+        run_benchmark(X, Y, BenchmarkConfig(models=["additive"], n_trials=2), progress=False)
+    result = run_benchmark(X, Y, BenchmarkConfig(models=["additive"], n_trials=0),
+                           progress=False)
     assert len(result.scores) == 2 * len(METRICS)
 
 
@@ -264,15 +267,15 @@ def test_module_runs_as_a_command():
 def test_storage_makes_a_stopped_benchmark_resume(tmp_path):
     X, Y = make_synthetic_perturbations(4, 20, 10, random_state=1)
     storage = str(tmp_path / "bench.log")
-    kw = dict(models=["additive"], n_test_contexts=2, storage=storage, progress=False)
-    first = run_benchmark(X, Y, n_trials=3, **kw)
+    config = BenchmarkConfig(models=["additive"], n_test_contexts=2, storage=storage)
+    first = run_benchmark(X, Y, config.replace(n_trials=3), progress=False)
     assert first.params["additive"]["n_trials"] == 3
     # the same run again finds the study complete and runs no new trial
-    again = run_benchmark(X, Y, n_trials=3, **kw)
+    again = run_benchmark(X, Y, config.replace(n_trials=3), progress=False)
     assert again.params["additive"]["n_trials"] == 3
     assert again.params["additive"]["params"] == first.params["additive"]["params"]
     # a larger budget tops the study up
-    more = run_benchmark(X, Y, n_trials=5, **kw)
+    more = run_benchmark(X, Y, config.replace(n_trials=5), progress=False)
     assert more.params["additive"]["n_trials"] == 5
     assert more.params["additive"]["study_name"] == "c3tl-benchmark-heldout-additive"
 

@@ -106,6 +106,17 @@ def test_default_cv_and_integer_cv(data):
     assert kfold.n_splits_ == 2
 
 
+def test_default_and_integer_cv_split_on_the_estimators_context_column(data):
+    X, Y = data
+    Xr = X.rename(columns={"context": "cell"})
+    default = C3TLSearchCV(AdditiveBaseline(context_col="cell"), n_trials=1,
+                           random_state=0).fit(Xr, Y)
+    assert default.n_splits_ == 3
+    kfold = C3TLSearchCV(AdditiveBaseline(context_col="cell"), n_trials=1, cv=2,
+                         random_state=0).fit(Xr, Y)
+    assert kfold.n_splits_ == 2
+
+
 def test_package_scorers_follow_the_estimators_context_column(data):
     X, Y = data
     Xr = X.rename(columns={"context": "cell"})

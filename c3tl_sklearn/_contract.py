@@ -1,11 +1,12 @@
-"""The package's one input contract: index-table and response checks, label coding, group means.
+"""The package's one input contract: index-table and response checks, rows and genes matched.
 
 The data contract is an *index table* ``X`` (a DataFrame with a context column
 and a perturbation column, one row per observation) plus a response matrix
 ``Y`` of shape ``(n_rows, n_genes)``. Every estimator, splitter, metric and the
 command-line application funnel their inputs through these functions, so bad
 input fails early with a message that names the problem (never deep inside
-torch), labels are coded and sorted one way, and group means are taken one way.
+torch). Labels are coded and sorted one way (``_labels``) and group means
+taken one way (``_groups``).
 
 Rows: a DataFrame or Series ``Y`` is matched to ``X`` by index label (reordered
 when the labels are the same, an error when they differ), an array by position
@@ -15,46 +16,28 @@ when the labels are the same, an error when they differ), an array by position
 from __future__ import annotations
 
 import warnings
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from ._labels import object_array
+
 __all__ = [
+    "GeneMatch",
+    "check_hidden_dims",
     "check_index_table",
     "check_label_columns",
     "check_labels",
     "check_no_duplicate_pairs",
     "check_response",
-    "encode_labels",
-    "label_examples",
+    "first_non_finite",
+    "match_genes",
     "match_rows",
-    "object_array",
-    "segment_means",
-    "sorted_codes",
-    "transfer_holdout_mask",
-    "unique_labels",
-    "user_stacklevel",
-    "warn_unknown_contexts",
+    "repeated_pairs",
 ]
-
-
-def user_stacklevel() -> int:
-    """``warnings.warn``'s ``stacklevel`` that points at the caller's code.
-
-    Called from the function that warns, it counts the frames up to the
-    first one outside this package and scikit-learn (whose ``validate_params``
-    wraps public functions), so the warning names the user's line however
-    deep inside the package it is raised.
-    """
-    import sys
-
-    frame, level = sys._getframe(1), 1
-    while frame is not None and \
-            frame.f_globals.get("__name__", "").split(".")[0] in ("c3tl_sklearn", "sklearn"):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def check_index_table(
@@ -205,15 +188,6 @@ def _check_no_missing(labels: np.ndarray, name: str) -> None:
             f"{name} has {int(isna.sum())} missing label(s), the first in row "
             f"{int(np.flatnonzero(isna)[0])}."
         )
-
-
-def object_array(values: Iterable) -> np.ndarray:
-    """1-D object array of labels; tuples stay single labels."""
-    values = list(values)
-    out = np.empty(len(values), dtype=object)
-    for i, value in enumerate(values):
-        out[i] = value
-    return out
 
 
 def check_labels(labels, n_rows: int, *, name: str, against: str) -> np.ndarray:
@@ -462,12 +436,11 @@ def check_response(
     # NaN and infinity are judged on the values as given; the cast to ``dtype``
     # may only add infinities for finite values beyond its range, reported apart
     wide = np.array(values, dtype=np.float64, copy=True)
-    finite = np.isfinite(wide)
-    if not finite.all():
-        bad = np.argwhere(~finite)[0]
+    bad = first_non_finite(wide)
+    if bad is not None:
         raise ValueError(
-            f"{name} contains {int((~finite).sum())} NaN or infinite value(s) "
-            f"(first at row {int(bad[0])}, column {int(bad[1])}); impute or drop them first."
+            f"{name} contains {bad[0]} NaN or infinite value(s) "
+            f"(first at row {bad[1]}, column {bad[2]}); impute or drop them first."
         )
     with np.errstate(over="ignore"):
         out = wide.astype(dtype)
@@ -483,171 +456,83 @@ def check_response(
     return out, gene_names
 
 
+@dataclass(frozen=True)
+class GeneMatch:
+    """How the columns of an effect table match the genes of fit, by name.
+
+    Attributes
+    ----------
+    positions : ndarray of int or None
+        The column of each fit gene (-1 where a gene has none); ``None`` when
+        the columns repeat a name, so that a name does not say which column.
+    missing : list
+        Fit genes that no column names.
+    extra : list
+        Columns that name no fit gene.
+    repeated : bool
+        Whether names repeat, among the columns or among the fit genes.
+    """
+
+    positions: np.ndarray | None
+    missing: list
+    extra: list
+    repeated: bool
+
+
+def match_genes(columns, genes) -> GeneMatch:
+    """Match the column names of an effect table to the fit genes ``genes``.
+
+    The one place that pairs columns with genes by name: the estimators'
+    ``observed`` and the command line's observed file state their own
+    rules (same count, or a superset) on the result.
+    """
+    columns = pd.Index(columns, dtype=object, tupleize_cols=False)
+    genes = pd.Index(genes, dtype=object, tupleize_cols=False)
+    positions = None if columns.has_duplicates else columns.get_indexer(genes)
+    known_columns, known_genes = set(columns), set(genes)
+    return GeneMatch(
+        positions=positions,
+        missing=[g for g in genes if g not in known_columns],
+        extra=[c for c in columns if c not in known_genes],
+        repeated=bool(columns.has_duplicates or genes.has_duplicates),
+    )
+
+
 def check_no_duplicate_pairs(contexts: np.ndarray, perturbations: np.ndarray) -> None:
     """Raise if a (context, perturbation) pair occurs more than once.
 
     The model treats each pair as one effect vector. Replicates should be
     averaged first, for example ``Y.groupby([X.context, X.perturbation]).mean()``.
     """
-    pairs = pd.MultiIndex.from_arrays([contexts, perturbations])
-    dup = pairs.duplicated()
-    if dup.any():
-        examples = list(pairs[dup].unique()[:3])
+    n_repeated, examples = repeated_pairs(contexts, perturbations)
+    if n_repeated:
         raise ValueError(
-            f"{int(dup.sum())} duplicated (context, perturbation) pair(s), e.g. {examples}. "
+            f"{n_repeated} duplicated (context, perturbation) pair(s), e.g. {examples}. "
             "Average replicates first, e.g. "
             "Y.groupby([X['context'], X['perturbation']]).mean()."
         )
 
 
-def encode_labels(values: np.ndarray, categories: Sequence) -> np.ndarray:
-    """Integer codes of ``values`` in ``categories``; -1 for labels not in it."""
-    index = pd.Index(categories, dtype=object, tupleize_cols=False)
-    query = pd.Index(values, dtype=object, tupleize_cols=False)
-    return np.asarray(index.get_indexer(query), dtype=np.int64)
+def repeated_pairs(contexts, perturbations, k: int = 3) -> tuple[int, list[tuple]]:
+    """Rows that repeat an earlier (context, perturbation) pair: their count and ``k`` pairs.
 
-
-def sorted_codes(labels) -> tuple[np.ndarray, np.ndarray]:
-    """Integer codes of ``labels`` and the distinct labels, sorted when comparable.
-
-    The one ordering rule of the package: distinct labels in sorted order, or in
-    first-seen order when they cannot be compared with each other. Missing
-    labels get code -1. Tuples stay single labels.
-
-    Examples
-    --------
-    >>> from c3tl_sklearn._data import sorted_codes
-    >>> codes, uniques = sorted_codes(["b", "a", "b", None])
-    >>> codes.tolist(), uniques.tolist()
-    ([1, 0, 1, -1], ['a', 'b'])
+    The one test of "one row per pair", shared by the estimators' contract
+    and the command line's effect files (which word the error for a file).
     """
-    if not isinstance(labels, np.ndarray) or labels.dtype != object:
-        labels = (labels.to_numpy(dtype=object) if isinstance(labels, (pd.Series, pd.Index))
-                  else object_array(labels))
-    codes, uniques = pd.factorize(labels)
-    uniques = object_array(uniques)
-    try:
-        order = np.array(sorted(range(uniques.size), key=uniques.__getitem__), dtype=np.intp)
-    except TypeError:
-        order = np.arange(uniques.size)
-    position = np.empty(uniques.size + 1, dtype=np.intp)
-    position[order] = np.arange(uniques.size)
-    position[-1] = -1  # code -1 (missing) indexes the last slot
-    return position[np.asarray(codes, dtype=np.intp)], uniques[order]
+    pairs = pd.MultiIndex.from_arrays([np.asarray(contexts, dtype=object),
+                                       np.asarray(perturbations, dtype=object)])
+    dup = pairs.duplicated()
+    return int(dup.sum()), list(pairs[dup].unique()[:k])
 
 
-def unique_labels(values) -> np.ndarray:
-    """Distinct labels, sorted when comparable (see :func:`sorted_codes`)."""
-    return sorted_codes(values)[1]
+def first_non_finite(values: np.ndarray) -> tuple[int, int, int] | None:
+    """``(count, row, column)`` of the NaN or infinite values of a 2-D array, else ``None``.
 
-
-def label_examples(values, k: int = 5) -> list:
-    """The first ``k`` distinct labels of ``values``, for error messages."""
-    return list(pd.unique(pd.Series(values, dtype=object))[:k])
-
-
-def warn_unknown_contexts(unseen: np.ndarray, contexts: np.ndarray, consequence: str,
-                          *, stacklevel: int = 3) -> None:
-    """Warn that rows ask for contexts never observed in fit, and what they get instead.
-
-    Parameters
-    ----------
-    unseen : ndarray of bool, shape (n_rows,)
-        Rows whose context was not seen in fit.
-    contexts : ndarray of shape (n_rows,)
-        The context label of every row.
-    consequence : str
-        What those rows get, e.g. ``"they get the mean baseline prediction."``.
-    stacklevel : int, default=3
-        Passed to :func:`warnings.warn`; 3 points at the caller of ``predict``
-        when called from a method ``predict`` calls.
+    The one test of finite effects, shared by the estimators' contract and
+    the command line's effect files.
     """
-    if unseen.any():
-        warnings.warn(
-            f"{int(unseen.sum())} row(s) ask for context(s) never observed in fit, "
-            f"e.g. {label_examples(contexts[unseen])}; {consequence}",
-            UserWarning,
-            stacklevel=stacklevel + 1,
-        )
-
-
-def leave_one_out_mean(mean, count, own):
-    """The mean of ``count`` values without one of them, ``own``: ``(k m - own) / (k - 1)``.
-
-    The one formula of the package's leave-one-out means (baselines, network,
-    read-out). Works on numpy arrays and torch tensors alike (``count``
-    broadcasts); a ``count`` of 1 divides by 1 (nothing is left to average: the
-    caller decides what such a row gets).
-
-    Examples
-    --------
-    >>> from c3tl_sklearn._data import leave_one_out_mean
-    >>> float(leave_one_out_mean(2.0, 3, 4.0))  # mean of (1, 1, 4) without the 4
-    1.0
-    """
-    rest = count - 1
-    rest = rest.clamp(min=1) if hasattr(rest, "clamp") else np.maximum(rest, 1)
-    return (mean * count - own) / rest
-
-
-def segment_means(codes: np.ndarray, n_groups: int, values: np.ndarray):
-    """Per-group means of the rows of ``values`` (float64) and the group sizes.
-
-    One sparse indicator-matrix product, no Python loop over rows. Groups without
-    rows get a mean of 0.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from c3tl_sklearn._data import segment_means
-    >>> means, counts = segment_means(np.array([0, 0, 2]), 3, np.array([[1.0], [3.0], [5.0]]))
-    >>> means.ravel().tolist(), counts.tolist()
-    ([2.0, 0.0, 5.0], [2, 0, 1])
-    """
-    n = len(codes)
-    indicator = sparse.csr_matrix(
-        (np.ones(n, dtype=np.float64), (codes, np.arange(n))), shape=(n_groups, n)
-    )
-    sums = np.asarray(indicator @ np.asarray(values, dtype=np.float64))
-    counts = np.bincount(codes, minlength=n_groups)
-    means = sums / np.maximum(counts, 1)[:, None]
-    return means, counts
-
-
-def transfer_holdout_mask(c_codes, p_codes, fraction: float, rng) -> np.ndarray:
-    """Hold out ``fraction`` of each context's pairs whose perturbation stays observed.
-
-    Pairs held out this way look like the prediction task: their perturbation
-    is still measured in some other context. A perturbation's last
-    observation is never taken and every context keeps at least one pair.
-    """
-    n = len(c_codes)
-    held = np.zeros(n, dtype=bool)
-    if fraction == 0:
-        return held
-    frame = pd.DataFrame({"c": c_codes, "p": p_codes, "u": rng.random_sample(n)})
-    p_rank = frame.groupby("p")["u"].rank(method="first").to_numpy() - 1
-    p_size = frame.groupby("p")["p"].transform("size").to_numpy()
-    eligible = p_rank < p_size - 1
-    n_c = np.bincount(c_codes)
-    quota = np.minimum(np.round(fraction * n_c), n_c - 1).astype(int)
-    c_rank = frame[eligible].groupby("c")["u"].rank(method="first").to_numpy() - 1
-    held[np.flatnonzero(eligible)[c_rank < quota[c_codes[eligible]]]] = True
-    return held
-
-
-def holdout_mask(c_codes, p_codes, fraction: float, rng, *, name: str,
-                 consequence: str) -> np.ndarray:
-    """:func:`transfer_holdout_mask`, with a warning when a positive fraction holds out nothing.
-
-    ``name`` is the parameter that set ``fraction``; ``consequence`` says what
-    the estimator does without held-out pairs.
-    """
-    held = transfer_holdout_mask(c_codes, p_codes, fraction, rng)
-    if fraction > 0 and not held.any():
-        warnings.warn(
-            f"{name} is too small for this data: no pair was held out, so {consequence}",
-            UserWarning,
-            stacklevel=3,
-        )
-    return held
+    finite = np.isfinite(values)
+    if finite.all():
+        return None
+    row, col = np.argwhere(~finite)[0]
+    return int((~finite).sum()), int(row), int(col)
