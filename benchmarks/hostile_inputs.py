@@ -452,20 +452,25 @@ def shuffled_cv(tmp):
     return "scored"
 
 
-@case("get_scorer('centered_pearson_delta') with context_col='cell'", SILENT)
+@case("the scorer named 'centered_pearson_delta' with context_col='cell'", SILENT)
 def scoring_by_name(tmp):
     from sklearn.model_selection import cross_val_score
 
     from c3tl_sklearn import AdditiveBaseline, LeaveOneContextOut
-    from c3tl_sklearn.metrics import get_scorer
 
+    try:
+        from c3tl_sklearn.metrics import get_scorer
+    except ImportError:  # before the scorers were objects, the name went to scikit-learn
+        scoring = "centered_pearson_delta"
+    else:
+        scoring = get_scorer("centered_pearson_delta")
     X, Y = data()
     cells = X.rename(columns={"context": "cell"})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scores = cross_val_score(AdditiveBaseline(context_col="cell"), cells, Y,
                                  cv=LeaveOneContextOut(context_col="cell", random_state=0),
-                                 scoring=get_scorer("centered_pearson_delta"))
+                                 scoring=scoring)
     return f"fold scores {np.round(scores, 3).tolist()}"
 
 
