@@ -151,6 +151,16 @@ class BenchmarkConfig:
         "scarcity_test_set": [StrOptions({"common", "complement"})],
         "max_points": [Interval(Integral, 1, None, closed="left")],
         "split": [HasMethods(["split"]), None],
+        "n_test_contexts": [Interval(Integral, 1, None, closed="left"), None],
+        "params": [dict, None],
+        "max_epochs": [Interval(Integral, 1, None, closed="left"), None],
+        "device": [str],
+        "study_prefix": [str],
+        "seed": [Interval(Integral, 0, None, closed="left")],
+        "tune_only": ["boolean"],
+        "n_jobs": [Integral, None],
+        "peer_options": [dict, None],
+        "isolate": ["boolean"],
     }
 
     def __post_init__(self):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.utils._param_validation import InvalidParameterError
 
 from ..conftest import HANG_TIMEOUT_S
 
@@ -190,6 +191,17 @@ def test_scarcity_with_few_contexts_draws_training_sets_per_test_context(tmp_pat
     with pytest.raises(ValueError, match="at most 3 can train"):
         run_benchmark(X, Y, BenchmarkConfig(protocol="scarcity", models=["mean"], n_trials=0,
                                             n_train_contexts=(4,)), progress=False)
+
+
+@pytest.mark.parametrize("option, value", [
+    ("isolate", "no"), ("tune_only", "yes"), ("seed", -1), ("n_jobs", "2"),
+    ("max_epochs", 0), ("peer_options", [("state", "max_steps", 4)]), ("device", 0),
+])
+def test_a_config_option_of_the_wrong_kind_is_refused_by_name(option, value):
+    # a truthy string for a flag would otherwise switch it on without a word
+    with pytest.raises(InvalidParameterError, match=f"The '{option}' parameter of "
+                       "BenchmarkConfig must be"):
+        BenchmarkConfig(**{option: value})
 
 
 def test_csv_and_parquet_inputs_give_the_same_scores(tmp_path):
