@@ -57,6 +57,12 @@ series, that epoch time grew at most 10% more than the size did (``time ratio
 runs ``--rounds`` times (each configuration once per round, in a fresh
 subprocess) and quotes the median over rounds.
 
+Read-out memory cases (``--memory``, on by default) fit one default model on a
+sparse design, each context measuring a few pairs: 1,000 contexts x 10 pairs x
+20,000 genes (an atlas of donors) and 100 x 2 x 10,000, and report fit and
+predict time, peak RSS, the context read-out's size beside what the dense
+per-context sums of model format 2 took, and the saved file's size.
+
 The paper's figures are GPU figures (1.7, 0.25 and 0.11 s per epoch, 2.1 GB of
 GPU memory); the table shows our/paper ratios beside them. On a machine with
 CUDA, a Tahoe-shape row on ``device="cuda"`` is added (``--cuda-row``), with the
@@ -125,6 +131,18 @@ TINY_SCALING = {
     "contexts": ((3, 6, 12), lambda n: (n, 20, 16)),
     "genes": ((4, 8, 16), lambda n: (12, 20, n)),
 }
+# read-out memory cases: (contexts, perturbations, genes, measured pairs per context);
+# each context is predicted for one perturbation it did not measure
+MEMORY_CASES: dict[str, tuple[int, int, int, int]] = {
+    "atlas": (1000, 200, 20000, 10),
+    "wide": (100, 40, 10000, 2),
+}
+TINY_MEMORY_CASES: dict[str, tuple[int, int, int, int]] = {
+    "atlas": (30, 12, 50, 4),
+    "wide": (10, 6, 40, 2),
+}
+# the issue's targets for them: peak RSS GB and model file MiB
+MEMORY_TARGETS = {"atlas": (4.0, 1e9 / 2**20), "wide": (None, 30.0)}
 # the paper's GPU figures (seconds per epoch) and the issue's CPU targets
 PAPER_EPOCH_S = {"tahoe": 1.7, "replogle": 0.25, "parse": 0.11}
 PAPER_GPU_GB = 2.1
@@ -285,6 +303,83 @@ def run_config(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def memory_data(shape: tuple[int, int, int, int], seed: int):
+    """Fit rows and query rows of a sparse design: each context measures ``per`` pairs.
+
+    Effects are a perturbation's own profile plus a context's offset in a few
+    shared directions plus noise, float32, drawn in blocks so that generating
+    them never holds more than the effects themselves.
+    """
+    import numpy as np
+    import pandas as pd
+
+    n_ctx, n_p, n_genes, per = shape
+    rng = np.random.default_rng(seed)
+    chosen = np.stack([rng.choice(n_p, per + 1, replace=False) for _ in range(n_ctx)])
+    profile = rng.normal(size=(n_p, n_genes)).astype(np.float32)
+    offset = rng.normal(size=(n_ctx, 8)).astype(np.float32)
+    mix = (0.3 * rng.normal(size=(8, n_genes))).astype(np.float32)
+
+    def table(c, p):
+        Y = np.empty((len(c), n_genes), dtype=np.float32)
+        for start in range(0, len(c), 1000):
+            block = slice(start, start + 1000)
+            noise = rng.standard_normal(size=(len(Y[block]), n_genes), dtype=np.float32)
+            Y[block] = profile[p[block]] + offset[c[block]] @ mix + 0.5 * noise
+        X = pd.DataFrame({"context": [f"ctx{i}" for i in c],
+                          "perturbation": [f"pert{i}" for i in p]})
+        return X, Y
+
+    c_fit = np.repeat(np.arange(n_ctx), per)
+    X_fit, Y_fit = table(c_fit, chosen[:, 1:].ravel())
+    X_query, _ = table(np.arange(n_ctx), chosen[:, 0])
+    return X_fit, Y_fit, X_query
+
+
+def run_memory_case(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Fit, predict and save one read-out memory case; return sizes and memory (in the worker)."""
+    import tempfile
+
+    import numpy as np
+
+    from c3tl_sklearn import C3TLRegressor
+
+    X_fit, Y_fit, X_query = memory_data(tuple(cfg["shape"]), cfg.get("seed", SEED))
+    gc.collect()
+    rss_before = _proc_status_kib("VmRSS")
+    exact_peak = _reset_peak_rss()
+    model = C3TLRegressor(random_state=cfg.get("seed", SEED))
+    t0 = time.perf_counter()
+    model.fit(X_fit, Y_fit)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    Y_pred = model.predict(X_query)
+    predict_s = time.perf_counter() - t0
+    if not np.isfinite(Y_pred).all():
+        raise RuntimeError("bad predictions: not all finite")
+    peak = _proc_status_kib("VmHWM") if exact_peak else None
+    if peak is None:
+        peak, exact_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, False
+    readout = model.readout_
+    readout_bytes = sum(a.nbytes + b.nbytes
+                        for a, b in zip(readout.factor_f_, readout.factor_r_, strict=True))
+    # what format 2's dense per-context sums took: F^T R in float32, F^T F, the sums
+    k, d, n_ctx = readout.n_features, readout.n_outputs, readout.n_contexts
+    dense_bytes = n_ctx * (4 * k * d + 8 * k * k + 8 * (k + d + 2))
+    with tempfile.TemporaryDirectory() as folder:
+        path = model.save(Path(folder) / "model")
+        file_bytes = os.path.getsize(path)
+    return {
+        "key": cfg["key"], "kind": "memory", "shape": cfg["shape"],
+        "n_fit_pairs": len(X_fit), "n_query_pairs": len(X_query),
+        "fit_s": fit_s, "n_epochs": int(model.n_epochs_), "predict_s": predict_s,
+        "peak_rss_gb": _gb(peak), "peak_exact": exact_peak,
+        "rss_before_fit_gb": _gb(rss_before),
+        "readout_mib": readout_bytes / 2**20, "dense_readout_mib": dense_bytes / 2**20,
+        "file_mib": file_bytes / 2**20,
+    }
+
+
 def worker(configs_json: str) -> int:
     """Run configurations one after another, printing one JSON line per result."""
     configs = json.loads(configs_json)
@@ -295,6 +390,8 @@ def worker(configs_json: str) -> int:
     for cfg in configs:
         if cfg.get("optional") and cfg["device"] == "cuda" and not torch.cuda.is_available():
             result = {"key": cfg["key"], "skipped": "torch sees no CUDA device"}
+        elif cfg.get("kind") == "memory":
+            result = run_memory_case(cfg)
         else:
             result = run_config(cfg)
         print("RESULT " + json.dumps(result), flush=True)
@@ -353,6 +450,11 @@ def build_configs(args: argparse.Namespace) -> tuple[list[dict], list[tuple[str,
     if args.scaling:
         for what, (sizes, make) in scaling.items():
             series[what] = [(n, add(make(n), args.device, False)) for n in sizes]
+    if args.memory:
+        for name, shape in (TINY_MEMORY_CASES if args.tiny else MEMORY_CASES).items():
+            key = f"memory-{name}-" + "x".join(map(str, shape))
+            configs[key] = {"key": key, "kind": "memory", "shape": list(shape),
+                            "device": "cpu", "threads": args.threads, "seed": SEED}
     return list(configs.values()), rows, series
 
 
@@ -385,6 +487,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "configuration once, and the tables quote the median over "
                              "rounds, so a burst of load on a shared machine hits one "
                              "round rather than one size (default: 3)")
+    parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the read-out memory cases: 1,000 contexts x 10 measured "
+                             "pairs x 20,000 genes and 100 x 2 x 10,000 (default: yes)")
     parser.add_argument("--tiny", action="store_true",
                         help="miniature shapes for smoke tests (seconds)")
     parser.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
@@ -434,6 +539,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {key}: FAILED {res['error']}", flush=True)
             elif "skipped" in res:
                 print(f"  {key}: skipped ({res['skipped']})", flush=True)
+            elif res.get("kind") == "memory":
+                print(f"  {key}: fit {res['fit_s']:.1f} s, peak RSS {res['peak_rss_gb']:.2f} GB,"
+                      f" read-out {res['readout_mib']:.1f} MiB, file {res['file_mib']:.1f} MiB",
+                      flush=True)
             else:
                 print(f"  {key}: {res['epoch_s']:.3f} s/epoch, fit {res['fit_s']:.1f} s "
                       f"({res['n_epochs']} epochs), predict {res['predict_s']:.3f} s, "
@@ -592,6 +701,51 @@ def render(args: argparse.Namespace, argv: list[str], rows: list[tuple[str, str]
         lines += ["", *targets(args, rows, results)]
     if series:
         lines += ["", *render_scaling(series, results)]
+    memory = [r for key, r in results.items() if key.startswith("memory-")]
+    if memory:
+        lines += ["", *render_memory(memory, args.tiny)]
+    return lines
+
+
+def render_memory(results: list[dict], tiny: bool) -> list[str]:
+    """The read-out memory cases: what a model of many sparsely measured contexts costs."""
+    lines = [
+        "## Read-out memory with many contexts",
+        "",
+        "Each context measures a few pairs (one more per context is predicted): effects "
+        "are a perturbation profile plus a context offset in 8 shared directions plus "
+        "noise, float32. Default `C3TLRegressor`, one model per case, run like the "
+        "shapes above. *peak RSS*: from just before `fit` to the end of `predict` (kernel "
+        "`VmHWM`), the caller's data and the libraries included; *read-out MiB*: the "
+        "context read-out's factors in memory; *dense read-out MiB*: what the dense "
+        "per-context sums of model format 2 took for the same model (contexts x "
+        "features x genes, computed); *file MiB*: the saved model.",
+        "",
+        "| case | contexts x perturbations x genes | measured pairs per context | fit s "
+        "| epochs | predict s | peak RSS GB | RSS before fit GB | read-out MiB "
+        "| dense read-out MiB | file MiB | targets |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for res in results:
+        name = res["key"].split("-")[1]
+        if "error" in res:
+            lines.append(f"| {name} | FAILED: {res['error'].replace('|', '/')} |")
+            continue
+        n_ctx, n_p, n_genes, per = res["shape"]
+        max_gb, max_mib = MEMORY_TARGETS.get(name, (None, None))
+        met = []
+        if not tiny and max_gb is not None:
+            met.append(f"RSS <= {max_gb:g} GB: {_met(res['peak_rss_gb'] <= max_gb)}")
+        if not tiny and max_mib is not None:
+            met.append(f"file <= {max_mib:.0f} MiB: {_met(res['file_mib'] <= max_mib)}")
+        peak = _fmt(res["peak_rss_gb"], 2) + ("" if res["peak_exact"] else " (process)")
+        lines.append(
+            f"| {name} | {n_ctx:,} x {n_p:,} x {n_genes:,} | {per} | {_fmt(res['fit_s'], 1)} "
+            f"| {res['n_epochs']} | {_fmt(res['predict_s'])} | {peak} "
+            f"| {_fmt(res['rss_before_fit_gb'], 2)} | {_fmt(res['readout_mib'], 1)} "
+            f"| {_fmt(res['dense_readout_mib'], 1)} | {_fmt(res['file_mib'], 1)} "
+            f"| {'; '.join(met) or '-'} |"
+        )
     return lines
 
 

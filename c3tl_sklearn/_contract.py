@@ -434,24 +434,24 @@ def check_response(
             "for a DataFrame, by position for an array)."
         )
     # NaN and infinity are judged on the values as given; the cast to ``dtype``
-    # may only add infinities for finite values beyond its range, reported apart
-    wide = np.array(values, dtype=np.float64, copy=True)
-    bad = first_non_finite(wide)
+    # may only add infinities for finite values beyond its range, reported apart.
+    # Neither check copies the values to a wider type (an atlas's Y is gigabytes).
+    bad = first_non_finite(values)
     if bad is not None:
         raise ValueError(
             f"{name} contains {bad[0]} NaN or infinite value(s) "
             f"(first at row {bad[1]}, column {bad[2]}); impute or drop them first."
         )
     with np.errstate(over="ignore"):
-        out = wide.astype(dtype)
+        out = np.array(values, dtype=dtype, copy=True)
     overflow = ~np.isfinite(out)
     if overflow.any():
         bad = np.argwhere(overflow)[0]
         raise ValueError(
             f"{name} has {int(overflow.sum())} value(s) beyond the {np.dtype(dtype).name} "
-            f"range (largest magnitude {np.abs(wide).max():g}, first at row {int(bad[0])}, "
-            f"column {int(bad[1])}); the model computes in {np.dtype(dtype).name}: rescale "
-            "the effects."
+            f"range (largest magnitude {float(np.abs(values).max()):g}, first at row "
+            f"{int(bad[0])}, column {int(bad[1])}); the model computes in "
+            f"{np.dtype(dtype).name}: rescale the effects."
         )
     return out, gene_names
 

@@ -6,7 +6,9 @@ import numpy as np
 from scipy import sparse
 
 __all__ = [
+    "BLOCK_VALUES",
     "leave_one_out_mean",
+    "row_blocks",
     "segment_means",
 ]
 
@@ -30,11 +32,23 @@ def leave_one_out_mean(mean, count, own):
     return (mean * count - own) / rest
 
 
+#: Values per block when rows are summed in blocks: bounds the float64 copy of a
+#: block (32 MB) whatever the number of genes, rather than copying all the rows.
+BLOCK_VALUES = 1 << 22
+
+
+def row_blocks(n_rows: int, n_columns: int):
+    """Slices of at most :data:`BLOCK_VALUES` values (at least one row) covering ``n_rows``."""
+    step = max(1, BLOCK_VALUES // max(n_columns, 1))
+    return (slice(start, start + step) for start in range(0, n_rows, step))
+
+
 def segment_means(codes: np.ndarray, n_groups: int, values: np.ndarray):
     """Per-group means of the rows of ``values`` (float64) and the group sizes.
 
-    One sparse indicator-matrix product, no Python loop over rows. Groups without
-    rows get a mean of 0.
+    Sparse indicator-matrix products over blocks of rows, no Python loop over
+    rows and no float64 copy of all of ``values``. Groups without rows get a
+    mean of 0.
 
     Examples
     --------
@@ -45,10 +59,13 @@ def segment_means(codes: np.ndarray, n_groups: int, values: np.ndarray):
     ([2.0, 0.0, 5.0], [2, 0, 1])
     """
     n = len(codes)
-    indicator = sparse.csr_matrix(
+    values = np.asarray(values)
+    indicator = sparse.csc_matrix(
         (np.ones(n, dtype=np.float64), (codes, np.arange(n))), shape=(n_groups, n)
     )
-    sums = np.asarray(indicator @ np.asarray(values, dtype=np.float64))
+    sums = np.zeros((n_groups, values.shape[1]))
+    for block in row_blocks(n, values.shape[1]):
+        sums += indicator[:, block] @ np.asarray(values[block], dtype=np.float64)
     counts = np.bincount(codes, minlength=n_groups)
     means = sums / np.maximum(counts, 1)[:, None]
     return means, counts

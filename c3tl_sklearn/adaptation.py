@@ -14,7 +14,10 @@ other contexts, this is exactly :class:`~c3tl_sklearn.baselines.AdditiveBaseline
 and ``W_c`` a ridge regression whose penalty is chosen per context by exact
 leave-one-out error on the first measurements the context gets. Everything
 else is computed from per-context sufficient statistics, so measurements made
-after fit are added to those of fit by summation, without refitting anything.
+after fit are added to those of fit, without refitting anything. The
+statistics are kept as factors with at most as many rows as the context has
+measured pairs (and never more than the features), so a model with thousands
+of contexts stays the size of what they measured.
 """
 
 from __future__ import annotations
@@ -52,6 +55,16 @@ OFFSET_PSEUDOCOUNT = 1.0
 class ContextReadout:
     """Per-context sufficient statistics of residuals on features, and the read-out they give.
 
+    The statistics of context ``c`` are the cross products of its measured
+    pairs' features (with a leading column of ones) ``A = [1 F]`` and
+    residuals ``R``: ``A^T A`` and ``A^T R``. They are kept as two factors
+    with at most ``n_features + 1`` rows, ``factor_f_[c]`` and
+    ``factor_r_[c]``, such that ``A^T A = factor_f_[c]^T factor_f_[c]`` and
+    ``A^T R = factor_f_[c]^T factor_r_[c]``: the rows themselves while the
+    context has few pairs, their QR-compressed form once it has more. Memory
+    thus grows with each context's measured pairs (at most ``n_features + 1``
+    rows of outputs per context), not with contexts x features x outputs.
+
     Parameters
     ----------
     n_contexts : int
@@ -63,11 +76,10 @@ class ContextReadout:
     ----------
     n_ : ndarray of shape (n_contexts,)
         Measured pairs per context.
-    sum_f_, sum_r_ : ndarray of shape (n_contexts, n_features) and (n_contexts, n_outputs)
-        Sums of the features and of the residuals.
-    gram_ff_, gram_fr_ : ndarray of shape (n_contexts, n_features, n_features) and
-        (n_contexts, n_features, n_outputs)
-        Uncentred cross products ``F^T F`` and ``F^T R``.
+    factor_f_ : list of ndarray of shape (m_c, n_features + 1), float64
+        Per context, the factor of ``[1 F]^T [1 F]``.
+    factor_r_ : list of ndarray of shape (m_c, n_outputs), float32
+        Per context, the factor that gives ``[1 F]^T R`` with ``factor_f_``.
     alpha_ : ndarray of shape (n_contexts,)
         Ridge penalty of each context: the one of :data:`ALPHAS` with the
         smallest exact leave-one-out error (summed over outputs) on the first
@@ -87,21 +99,29 @@ class ContextReadout:
 
     def __init__(self, n_contexts: int, n_features: int, n_outputs: int):
         self.n_ = np.zeros(n_contexts)
-        self.sum_f_ = np.zeros((n_contexts, n_features))
-        self.sum_r_ = np.zeros((n_contexts, n_outputs))
-        self.gram_ff_ = np.zeros((n_contexts, n_features, n_features))
-        self.gram_fr_ = np.zeros((n_contexts, n_features, n_outputs), dtype=np.float32)
+        self.factor_f_ = [np.zeros((0, n_features + 1)) for _ in range(n_contexts)]
+        self.factor_r_ = [np.zeros((0, n_outputs), dtype=np.float32) for _ in range(n_contexts)]
         self.alpha_ = np.full(n_contexts, DEFAULT_ALPHA)
 
     @property
     def n_contexts(self) -> int:
         return len(self.n_)
 
+    @property
+    def n_features(self) -> int:
+        return self.factor_f_[0].shape[1] - 1 if self.factor_f_ else 0
+
+    @property
+    def n_outputs(self) -> int:
+        return self.factor_r_[0].shape[1] if self.factor_r_ else 0
+
     def add(self, F: np.ndarray, R: np.ndarray, contexts: np.ndarray) -> ContextReadout:
         """Add measured pairs: features ``F`` (n, k), residuals ``R`` (n, d), context codes.
 
         Returns ``self``. Codes must lie in ``0 .. n_contexts - 1``. A
-        context's penalty is chosen on the first pairs added for it.
+        context's penalty is chosen on the first pairs added for it. The
+        factors are replaced, never written into, so a shallow copy
+        (:meth:`extended`) leaves the original untouched.
         """
         for c in np.unique(contexts):
             rows = contexts == c
@@ -110,20 +130,101 @@ class ContextReadout:
             if self.n_[c] == 0 and len(f) >= MIN_PAIRS_FOR_PENALTY:
                 self.alpha_[c] = _loo_alpha(f, r)
             self.n_[c] += len(f)
-            self.sum_f_[c] += f.sum(axis=0)
-            self.sum_r_[c] += r.sum(axis=0)
-            self.gram_ff_[c] += f.T @ f
-            self.gram_fr_[c] += (f.T @ r).astype(np.float32)
+            a = np.vstack([self.factor_f_[c], np.hstack([np.ones((len(f), 1)), f])])
+            b = np.vstack([self.factor_r_[c].astype(np.float64), r])
+            if len(a) > a.shape[1]:
+                # A^T A = R^T R and A^T B = R^T (Q^T B) for A = QR: k + 1 rows suffice
+                q, a = np.linalg.qr(a)
+                b = q.T @ b
+            self.factor_f_[c], self.factor_r_[c] = a, b.astype(np.float32)
         return self
 
     def extended(self, n_contexts: int) -> ContextReadout:
         """A copy with room for ``n_contexts`` codes (new ones start empty)."""
-        k, d = self.sum_f_.shape[1], self.sum_r_.shape[1]
-        out = ContextReadout(max(n_contexts, self.n_contexts), k, d)
+        out = ContextReadout(max(n_contexts, self.n_contexts), self.n_features, self.n_outputs)
         m = self.n_contexts
-        for name in ("n_", "sum_f_", "sum_r_", "gram_ff_", "gram_fr_", "alpha_"):
-            getattr(out, name)[:m] = getattr(self, name)
+        out.n_[:m], out.alpha_[:m] = self.n_, self.alpha_
+        out.factor_f_[:m], out.factor_r_[:m] = self.factor_f_, self.factor_r_
         return out
+
+    @classmethod
+    def from_attributes(cls, attributes: dict) -> ContextReadout:
+        """A read-out from the attributes a model file stores, after checking them.
+
+        Reads this layout and the one of format version 2 (dense sums
+        ``n_, sum_f_, sum_r_, gram_ff_, gram_fr_, alpha_``), which it turns
+        into factors with the same cross products. Raises ``ValueError`` when
+        the attributes do not describe a read-out.
+        """
+        names = set(attributes)
+        if names == _DENSE_ATTRIBUTES:
+            return cls._from_sums(attributes)
+        if names != _FACTOR_ATTRIBUTES:
+            raise ValueError(
+                f"malformed file: a ContextReadout has the attributes {sorted(_FACTOR_ATTRIBUTES)}"
+                f" (or, in older files, {sorted(_DENSE_ATTRIBUTES)}), not {sorted(names)}"
+            )
+        n, alpha = (_vector(attributes[k], k) for k in ("n_", "alpha_"))
+        f, r = attributes["factor_f_"], attributes["factor_r_"]
+        if not (isinstance(f, list) and isinstance(r, list)
+                and len(n) == len(alpha) == len(f) == len(r) > 0):
+            raise ValueError("malformed file: ContextReadout factors do not match its contexts")
+        first_f, first_r = np.shape(f[0]), np.shape(r[0])
+        width, d = first_f[-1] if first_f else 0, first_r[-1] if first_r else 0
+        for a, b in zip(f, r, strict=True):
+            if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
+                    and a.ndim == b.ndim == 2 and a.shape[1] == width and b.shape[1] == d
+                    and len(a) == len(b) <= width):
+                raise ValueError("malformed file: ContextReadout factors of inconsistent shapes")
+        out = cls.__new__(cls)
+        out.n_, out.alpha_ = n, alpha
+        out.factor_f_ = [a.astype(np.float64) for a in f]
+        out.factor_r_ = [b.astype(np.float32) for b in r]
+        return out
+
+    @classmethod
+    def _from_sums(cls, attributes: dict) -> ContextReadout:
+        """Factors of the dense per-context sums of format version 2."""
+        n, alpha = (_vector(attributes[k], k) for k in ("n_", "alpha_"))
+        sum_f, sum_r = attributes["sum_f_"], attributes["sum_r_"]
+        gram_ff, gram_fr = attributes["gram_ff_"], attributes["gram_fr_"]
+        C, k, d = len(n), sum_f.shape[-1], sum_r.shape[-1]
+        if not (len(alpha) == C and sum_f.shape == (C, k) and sum_r.shape == (C, d)
+                and gram_ff.shape == (C, k, k) and gram_fr.shape == (C, k, d)):
+            raise ValueError("malformed file: ContextReadout sums of inconsistent shapes")
+        out = cls(C, k, d)
+        out.n_, out.alpha_ = n, alpha
+        for c in np.flatnonzero(n > 0):
+            G = np.block([[n[c, None, None], sum_f[c][None]], [sum_f[c][:, None], gram_ff[c]]])
+            H = np.vstack([sum_r[c][None], gram_fr[c].astype(np.float64)])
+            # G = U s U^T gives A = s^1/2 U^T and B = s^-1/2 U^T H (H lies in G's range)
+            s, U = np.linalg.eigh((G + G.T) / 2)
+            keep = s > 1e-12 * s.max()
+            root = np.sqrt(s[keep])
+            out.factor_f_[c] = root[:, None] * U[:, keep].T
+            out.factor_r_[c] = ((U[:, keep].T @ H) / root[:, None]).astype(np.float32)
+        return out
+
+    def cross_products(self, c: int) -> tuple[np.ndarray, np.ndarray]:
+        """``[1 F]^T [1 F]`` and ``[1 F]^T R`` over the pairs of context code ``c``."""
+        a = self.factor_f_[c]
+        return a.T @ a, a.T @ self.factor_r_[c].astype(np.float64)
+
+    def _centred(self, c: int):
+        """The context's factors centred on its feature mean, and its eigenbasis.
+
+        With ``a0`` the ones column of the factor and ``Ac = A1 - a0 f_bar^T``,
+        ``Ac^T Ac`` and ``Ac^T B`` are the centred cross products of the
+        features and of features with residuals.
+        """
+        a = self.factor_f_[c]
+        n = self.n_[c]
+        a0, a1 = a[:, 0], a[:, 1:]
+        f_bar = (a0 @ a1) / n
+        centred = a1 - np.outer(a0, f_bar)
+        c_ff = centred.T @ centred
+        lam, V = np.linalg.eigh((c_ff + c_ff.T) / 2)
+        return a0, centred, f_bar, np.clip(lam, 0.0, None), V
 
     def solve(self, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """Offset ``b``, map ``W``, feature mean and penalty of context code ``c``.
@@ -131,19 +232,14 @@ class ContextReadout:
         ``W`` minimises ``sum ||r - r_bar - (f - f_bar) W||^2 + alpha ||W||^2``
         with the context's penalty ``alpha_[c]``.
         """
-        n = self.n_[c]
-        k = self.sum_f_.shape[1]
-        if n == 0:
-            return np.zeros(self.sum_r_.shape[1]), np.zeros((k, self.sum_r_.shape[1])), \
-                np.zeros(k), DEFAULT_ALPHA
-        f_bar = self.sum_f_[c] / n
-        r_bar = self.sum_r_[c] / n
-        b = self.sum_r_[c] / (n + OFFSET_PSEUDOCOUNT)
-        c_ff = self.gram_ff_[c] - n * np.outer(f_bar, f_bar)
-        c_fr = self.gram_fr_[c].astype(np.float64) - n * np.outer(f_bar, r_bar)
-        lam, V = np.linalg.eigh((c_ff + c_ff.T) / 2)
+        k, d = self.n_features, self.n_outputs
+        if self.n_[c] == 0:
+            return np.zeros(d), np.zeros((k, d)), np.zeros(k), DEFAULT_ALPHA
+        a0, centred, f_bar, lam, V = self._centred(c)
+        B = self.factor_r_[c].astype(np.float64)
         alpha = float(self.alpha_[c])
-        W = V @ ((V.T @ c_fr) / (np.clip(lam, 0.0, None) + alpha)[:, None])
+        b = (a0 @ B) / (self.n_[c] + OFFSET_PSEUDOCOUNT)
+        W = V @ ((V.T @ (centred.T @ B)) / (lam + alpha)[:, None])
         return b, W, f_bar, alpha
 
     def correction(self, contexts: np.ndarray, F: np.ndarray, *, features: bool = True):
@@ -152,15 +248,38 @@ class ContextReadout:
         ``features=False`` applies the offsets ``b_c`` alone. Codes outside
         ``0 .. n_contexts - 1`` (contexts without measurements) get 0.
         """
-        out = np.zeros((len(contexts), self.sum_r_.shape[1]))
+        out = np.zeros((len(contexts), self.n_outputs))
         known = (contexts >= 0) & (contexts < self.n_contexts)
         for c in np.unique(contexts[known]):
+            if self.n_[c] == 0:
+                continue
             rows = contexts == c
-            b, W, f_bar, _ = self.solve(int(c))
-            out[rows] = b
+            a0, centred, f_bar, lam, V = self._centred(int(c))
+            # b + (f - f_bar) W as one weighting of the factor's rows, so that no
+            # features x outputs map is formed
+            weights = np.broadcast_to(a0 / (self.n_[c] + OFFSET_PSEUDOCOUNT),
+                                      (int(rows.sum()), len(a0)))
             if features:
-                out[rows] += (np.asarray(F[rows], dtype=np.float64) - f_bar) @ W
+                g = ((np.asarray(F[rows], dtype=np.float64) - f_bar) @ V) \
+                    / (lam + float(self.alpha_[c]))
+                weights = weights + (g @ V.T) @ centred.T
+            out[rows] = weights @ self.factor_r_[c].astype(np.float64)
         return out
+
+
+#: What a read-out stores, in this layout and in format version 2's dense sums.
+_FACTOR_ATTRIBUTES = {"n_", "alpha_", "factor_f_", "factor_r_"}
+_DENSE_ATTRIBUTES = {"n_", "alpha_", "sum_f_", "sum_r_", "gram_ff_", "gram_fr_"}
+
+
+def _vector(value, name: str) -> np.ndarray:
+    """A stored per-context vector, checked: one dimension, finite, non-negative."""
+    arr = np.asarray(value, dtype=np.float64) if isinstance(value, np.ndarray) else None
+    if arr is None or arr.ndim != 1 or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(
+            f"malformed file: ContextReadout.{name} is not a vector of non-negative numbers"
+        )
+    return arr
 
 
 @dataclass(frozen=True)

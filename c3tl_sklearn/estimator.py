@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from ._contract import check_hidden_dims
 from ._device import check_device
 from ._fitted import discard_fitted
-from ._groups import leave_one_out_mean, segment_means
+from ._groups import leave_one_out_mean, row_blocks, segment_means
 from ._holdout import holdout_mask
 from ._labels import encode_labels, unique_labels
 from ._warnings import warn_unknown_contexts
@@ -50,9 +50,6 @@ _MODULE_ARGS = tuple(f"module__{name}" for name in (
     "n_genes", "n_contexts", "n_perturbations", "latent_dim", "hidden_dims", "dropout",
     "leave_target_out", "residual", "context_keep_min", "batch_sets"))
 
-#: Pairs per block when summing the moments outside the basis: bounds the
-#: memory of the (block, n_genes) temporaries, not a model setting.
-_MOMENT_BLOCK_ROWS = 4096
 
 #: AdamW's fused kernel runs on CPU from torch 2.4 on (earlier versions raise).
 _FUSED_ADAMW = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)
@@ -616,7 +613,8 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         self.outside_variances_ = self.outside_shrinkage_ = None
         if self.n_components is None or self.n_components >= min(Y_arr.shape):
             return Y_arr
-        self.pca_ = PCA(self.n_components, random_state=seed).fit(Y_arr[train])
+        # Y_arr[train] is a copy of our own: the PCA may centre it in place
+        self.pca_ = PCA(self.n_components, copy=False, random_state=seed).fit(Y_arr[train])
         coefs = self.pca_.transform(Y_arr).astype(np.float32)
         if self.residual:
             # The network decodes a correction to the perturbation mean; the part
@@ -648,8 +646,8 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         """
         rows = np.flatnonzero(counts[p_codes] > 1)
         signal = noise = 0.0
-        for start in range(0, len(rows), _MOMENT_BLOCK_ROWS):
-            block = rows[start:start + _MOMENT_BLOCK_ROWS]
+        for part in row_blocks(len(rows), Y_arr.shape[1]):
+            block = rows[part]
             k = counts[p_codes[block]][:, None]
             own = Y_arr[block] - self.pca_.inverse_transform(coefs[block])
             other = leave_one_out_mean(self.mean_outside_basis_[p_codes[block]], k, own)

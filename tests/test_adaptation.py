@@ -79,13 +79,100 @@ def test_statistics_add_up_and_contexts_stay_apart(seed, split):
     whole = ContextReadout(3, F.shape[1], R.shape[1]).add(F, R, codes)
     parts = ContextReadout(3, F.shape[1], R.shape[1])
     parts.add(F[:split], R[:split], codes[:split]).add(F[split:], R[split:], codes[split:])
-    np.testing.assert_allclose(parts.gram_fr_, whole.gram_fr_, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(parts.sum_r_, whole.sum_r_, atol=1e-9)
+    for c in range(3):
+        for got, want in zip(parts.cross_products(c), whole.cross_products(c), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     # another context's rows never move a context's read-out
     alone = ContextReadout(3, F.shape[1], R.shape[1]).add(F[codes == 0], R[codes == 0],
                                                          codes[codes == 0])
     for got, want in zip(alone.solve(0), whole.solve(0), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def _dense_sums(F, R, codes, n_ctx):
+    """The read-out's statistics as format version 2 stored them: dense per-context sums."""
+    k, d = F.shape[1], R.shape[1]
+    sums = {"n_": np.zeros(n_ctx), "alpha_": np.full(n_ctx, 30.0),
+            "sum_f_": np.zeros((n_ctx, k)), "sum_r_": np.zeros((n_ctx, d)),
+            "gram_ff_": np.zeros((n_ctx, k, k)), "gram_fr_": np.zeros((n_ctx, k, d), np.float32)}
+    for c in range(n_ctx):
+        f, r = F[codes == c], R[codes == c]
+        sums["n_"][c] = len(f)
+        sums["sum_f_"][c], sums["sum_r_"][c] = f.sum(0), r.sum(0)
+        sums["gram_ff_"][c], sums["gram_fr_"][c] = f.T @ f, f.T @ r
+    return sums
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 30), k=st.integers(1, 6),
+       chunks=st.integers(1, 4))
+def test_factors_hold_the_cross_products_in_at_most_the_measured_rows(seed, n, k, chunks):
+    F, R, codes = _rows(seed, n=n, k=k, d=3, n_ctx=3)
+    readout = ContextReadout(3, k, 3)
+    for part in np.array_split(np.arange(n), chunks):
+        readout.add(F[part], R[part], codes[part])
+    for c in range(3):
+        rows = codes == c
+        ones_f = np.hstack([np.ones((rows.sum(), 1)), F[rows]])
+        # never more rows than the context measured, nor than the features need
+        assert len(readout.factor_f_[c]) == len(readout.factor_r_[c]) <= min(rows.sum(), k + 1)
+        gram_ff, gram_fr = readout.cross_products(c)
+        np.testing.assert_allclose(gram_ff, ones_f.T @ ones_f, atol=1e-9 * max(n, 1))
+        np.testing.assert_allclose(gram_fr, ones_f.T @ R[rows], rtol=1e-5, atol=1e-5)
+        assert readout.n_[c] == rows.sum()
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(3, 40))
+def test_correction_is_offset_plus_ridge_map(seed, n):
+    F, R, codes = _rows(seed, n=n)
+    readout = ContextReadout(3, F.shape[1], R.shape[1]).add(F, R, codes)
+    out = readout.correction(codes, F)
+    for c in np.unique(codes):
+        b, W, f_bar, _ = readout.solve(int(c))
+        rows = codes == c
+        np.testing.assert_allclose(out[rows], b + (F[rows] - f_bar) @ W, atol=1e-8)
+
+
+def test_version_2_sums_load_with_the_same_correction():
+    F, R, codes = _rows(4, n=50, k=5, d=7, n_ctx=4)
+    codes[codes == 3] = 0  # an empty context, stored with zero sums
+    fitted = ContextReadout(4, 5, 7).add(F, R, codes)
+    sums = {**_dense_sums(F, R, codes, 4), "alpha_": fitted.alpha_.copy()}
+    loaded = ContextReadout.from_attributes(sums)
+    query = np.array([0, 1, 2, 3, 0])
+    np.testing.assert_allclose(loaded.correction(query, F[:5]), fitted.correction(query, F[:5]),
+                               rtol=1e-5, atol=1e-6)
+    assert loaded.n_.tolist() == fitted.n_.tolist()
+
+
+def test_from_attributes_refuses_what_is_not_a_readout():
+    F, R, codes = _rows(5)
+    good = vars(ContextReadout(3, F.shape[1], R.shape[1]).add(F, R, codes))
+    ContextReadout.from_attributes(good)
+    with pytest.raises(ValueError, match="has the attributes"):
+        ContextReadout.from_attributes({**good, "evil": 1})
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        ContextReadout.from_attributes({**good, "factor_r_": [good["factor_r_"][0][:, :2],
+                                                              *good["factor_r_"][1:]]})
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        ContextReadout.from_attributes({**good, "factor_f_": [good["factor_f_"][0][:-1],
+                                                              *good["factor_f_"][1:]]})
+    with pytest.raises(ValueError, match="do not match its contexts"):
+        ContextReadout.from_attributes({**good, "factor_f_": good["factor_f_"][:2]})
+    with pytest.raises(ValueError, match="non-negative numbers"):
+        ContextReadout.from_attributes({**good, "n_": -good["n_"]})
+
+
+def test_extended_copy_leaves_the_original_untouched():
+    F, R, codes = _rows(6)
+    readout = ContextReadout(3, F.shape[1], R.shape[1]).add(F, R, codes)
+    before = readout.correction(codes, F)
+    wider = readout.extended(5)
+    wider.add(F[:10], R[:10] + 5.0, np.zeros(10, dtype=int))
+    wider.add(F[:4], R[:4], np.full(4, 4))
+    np.testing.assert_array_equal(readout.correction(codes, F), before)
+    assert readout.n_contexts == 3 and wider.n_contexts == 5 and wider.n_[4] == 4
 
 
 def test_empty_context_gets_no_correction():

@@ -150,7 +150,8 @@ def test_loaded_model_state(fitted, tmp_path, name):
         assert not restored.net_.module_.training
         for key, tensor in model.net_.module_.state_dict().items():
             assert torch.equal(restored.net_.module_.state_dict()[key], tensor)
-        np.testing.assert_array_equal(restored.readout_.gram_fr_, model.readout_.gram_fr_)
+        for got, want in zip(restored.readout_.factor_r_, model.readout_.factor_r_, strict=True):
+            np.testing.assert_array_equal(got, want)
         assert restored.pca_.components_.flags.f_contiguous == \
             model.pca_.components_.flags.f_contiguous
     else:
@@ -346,7 +347,7 @@ TAMPERED = [
     ("foreign safetensors", "{path} is a safetensors file but not a c3tl-sklearn model file "
      "(no 'c3tl_sklearn' metadata); plain weight files are not estimators."),
     ("format version 99", "{path} has model format version 99 (saved by c3tl-sklearn 0.1.0); "
-     "this version reads format versions [1, 2]. Load it with the c3tl-sklearn version that "
+     "this version reads format versions [1, 2, 3]. Load it with the c3tl-sklearn version that "
      "saved it, or refit the model."),
     ("no format", "{path} is not a c3tl-sklearn model file (format field missing)."),
     ("edited, old checksum", "{path}: the checksum does not match the contents; the file was "
@@ -529,3 +530,28 @@ def test_save_leaves_the_model_as_it_was(fitted, tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "m").stat().st_mode & 0o777 == 0o666 & ~umask  # like any new file
+
+
+# ------------------------------------------------------------ older formats
+def test_a_format_version_2_file_loads_and_predicts_as_when_saved(tmp_path):
+    """Version 2 stored the read-out as dense sums; loading turns them into factors.
+
+    The file and its predictions were written by the code of d0f0db8 with
+    ``tests/data/persistence/make_format_v2.py``.
+    """
+    from .data.persistence.make_format_v2 import HERE, data
+
+    path = HERE / "c3tl_format_v2.c3tl"
+    assert read_metadata(path)["format_version"] == 2
+    model = C3TLRegressor.load(path)
+    assert len(model.readout_.factor_f_) == len(model.contexts_)
+    query = data()[2]
+    expected = np.load(HERE / "c3tl_format_v2_pred.npy")
+    # the file's residual sums were float32: the factors reproduce them to that precision
+    np.testing.assert_allclose(model.predict(query), expected, rtol=0,
+                               atol=1e-5 * float(np.abs(expected).max()))
+    # saved again, it is a file of today's version with the same predictions
+    again = tmp_path / "again.c3tl"
+    model.save(again)
+    assert read_metadata(again)["format_version"] == FORMAT_VERSION
+    np.testing.assert_array_equal(C3TLRegressor.load(again).predict(query), model.predict(query))

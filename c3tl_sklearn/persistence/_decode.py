@@ -145,9 +145,12 @@ class _Decoder:
             cls = _resolve(spec["class"], where)
             if spec["class"] not in _PLAIN_OBJECTS:
                 raise ValueError(f"malformed file: {spec['class']} is not a plain object")
-            obj = self._store(spec, cls.__new__(cls))
-            self.set_attributes(obj, spec["attributes"], where)
-            return obj
+            attributes = spec["attributes"]
+            if not isinstance(attributes, dict):
+                raise ValueError(f"malformed file: attributes of {where}")
+            # a plain object checks (and, from older layouts, converts) what it is given
+            return self._store(spec, cls.from_attributes(
+                {name: self.value(v, f"{where}.{name}") for name, v in attributes.items()}))
         if kind == "estimator":
             return self.estimator(spec, where)
         if kind == "skorch_net":
@@ -414,7 +417,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
     >>> path = MeanBaseline().save(pathlib.Path(tempfile.mkdtemp()) / "unfitted")
     >>> info = read_metadata(path)
     >>> info["format_version"], info["estimator"]["class"]
-    (2, 'c3tl_sklearn.MeanBaseline')
+    (3, 'c3tl_sklearn.MeanBaseline')
     """
     return _read(path)[0]
 

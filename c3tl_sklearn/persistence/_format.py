@@ -12,10 +12,12 @@ from typing import Any
 import numpy as np
 
 #: Version of the file layout written. Version 2 no longer names the class of a
-#: skorch net (its owner's ``make_net`` builds it); version 1 files still load.
-FORMAT_VERSION = 2
+#: skorch net (its owner's ``make_net`` builds it); version 3 stores a context
+#: read-out as factors sized by the measured pairs instead of dense sums. Files
+#: of versions 1 and 2 still load.
+FORMAT_VERSION = 3
 #: Versions this version reads.
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 #: What version 1 files call the net of a C3TLRegressor; only checked, never imported.
 V1_NET_CLASS = "c3tl_sklearn.estimator.C3TLNet"
 _FORMAT = "c3tl-sklearn-model"
@@ -36,7 +38,8 @@ _ALLOWED: dict[str, tuple[str, str]] = {
     "sklearn.decomposition.PCA": ("sklearn.decomposition", "PCA"),
     "sklearn.linear_model.Ridge": ("sklearn.linear_model", "Ridge"),
 }
-#: Of those, the plain-data classes rebuilt from their attributes alone.
+#: Of those, the plain-data classes rebuilt from their attributes alone, by their
+#: ``from_attributes`` class method (which checks them).
 _PLAIN_OBJECTS = {"c3tl_sklearn.adaptation.ContextReadout"}
 #: Subclasses of PersistenceMixin defined outside the table, by "module.qualname".
 _REGISTERED: dict[str, type] = {}

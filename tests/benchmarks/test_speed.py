@@ -93,3 +93,21 @@ def test_scaling_series_are_reported(report):
         runs = [float(v) for v in cells["rounds"].split(",")]
         assert len(runs) == 2  # --rounds 2
         assert float(cells["s/epoch (median)"]) == pytest.approx(np.median(runs), abs=1e-3)
+
+
+def test_memory_cases_are_reported_with_the_readout_below_its_dense_size(report):
+    _, text = report
+    section = text.split("## Read-out memory with many contexts")[1]
+    header = next(line for line in section.splitlines() if line.startswith("| case |"))
+    columns = _cells(header)
+    rows = {}
+    for line in section.splitlines():
+        if line.startswith("| atlas") or line.startswith("| wide"):
+            cells = dict(zip(columns, _cells(line), strict=True))
+            rows[cells["case"]] = cells
+    assert set(rows) == {"atlas", "wide"}
+    for cells in rows.values():
+        for column in ("fit s", "epochs", "predict s", "peak RSS GB", "file MiB"):
+            assert float(cells[column]) > 0, (cells["case"], column)
+        # each context's factors hold at most its measured pairs' rows
+        assert float(cells["read-out MiB"]) < float(cells["dense read-out MiB"])
