@@ -24,6 +24,7 @@ import pandas as pd
 from scipy import sparse
 
 from ._labels import object_array
+from ._warnings import user_stacklevel
 
 __all__ = [
     "GeneMatch",
@@ -157,7 +158,7 @@ def _check_label_values(labels: np.ndarray, name: str, column: str = "labels") -
                 f"{name} has labels that differ only in white space or Unicode form: "
                 f"{by_form[form]!r} and {text!r}; they are treated as different labels. If "
                 "they name the same thing, clean them first (str.strip(), "
-                "unicodedata.normalize('NFC', ...)).", UserWarning, stacklevel=4,
+                "unicodedata.normalize('NFC', ...)).", UserWarning, stacklevel=user_stacklevel(),
             )
             return
         by_form[form] = text

@@ -7,6 +7,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from ._warnings import user_stacklevel
+
 __all__ = [
     "holdout_mask",
     "transfer_holdout_mask",
@@ -47,6 +49,6 @@ def holdout_mask(c_codes, p_codes, fraction: float, rng, *, name: str,
         warnings.warn(
             f"{name} is too small for this data: no pair was held out, so {consequence}",
             UserWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     return held

@@ -10,23 +10,98 @@ each other down several times (a fold took 86 s instead of 16 s).
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from joblib import Parallel, cpu_count, delayed, effective_n_jobs
 
-__all__ = ["limit_threads", "parallel_map", "threads_per_worker"]
+__all__ = ["fit_threads", "free_cores", "limit_threads", "parallel_map", "threads_per_worker"]
+
+#: How long :func:`free_cores` watches the cores (the kernel counts in 10 ms ticks).
+SAMPLE_S = 0.1
+#: How long a measurement of :func:`free_cores` is reused: a tuning run's many
+#: fits should not each pay :data:`SAMPLE_S`.
+REUSE_S = 10.0
+_last: tuple[float, int] | None = None
+
+
+def _cpu_ticks(cpus: set[int]) -> dict[int, tuple[int, int]]:
+    """(idle, total) scheduler ticks of each CPU in ``cpus``, from ``/proc/stat``."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *fields = line.split()
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+                ticks = [int(v) for v in fields[:8]]  # guest time is counted in user already
+                out[int(name[3:])] = (ticks[3] + ticks[4], sum(ticks))
+    return out
+
+
+def _own_ticks() -> int:
+    """Scheduler ticks this process has run (user and system), from ``/proc/self/stat``."""
+    with open("/proc/self/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def free_cores() -> int:
+    """Cores this process may use that other processes leave idle (at least one).
+
+    The cores CPU affinity and cgroup quotas leave (joblib's ``cpu_count``),
+    less the share of them other processes kept busy over :data:`SAMPLE_S`
+    seconds (Linux ``/proc/stat``; elsewhere the usable cores). A measurement
+    is reused for :data:`REUSE_S` seconds.
+    """
+    global _last
+    usable = cpu_count()
+    now = time.monotonic()
+    if _last is not None and now - _last[0] < REUSE_S:
+        return min(_last[1], usable)
+    try:
+        cpus = os.sched_getaffinity(0)
+        before, own_before = _cpu_ticks(cpus), _own_ticks()
+        time.sleep(SAMPLE_S)
+        after, own_after = _cpu_ticks(cpus), _own_ticks()
+    except (OSError, AttributeError, ValueError, IndexError):
+        return usable
+    idle = total = 0
+    for cpu, (idle_after, total_after) in after.items():
+        if cpu in before:
+            idle += idle_after - before[cpu][0]
+            total += total_after - before[cpu][1]
+    if total <= 0:
+        return usable
+    # this process's own running time (threads left spinning) is not another's load
+    free_share = (idle + own_after - own_before) / total
+    free = max(1, min(usable, round(free_share * len(after))))
+    _last = (now, free)
+    return free
+
+
+def fit_threads() -> int:
+    """Threads a fit may use here: torch's setting, but no more than the free cores.
+
+    Threads on cores other processes keep busy wait on each other at every
+    parallel step, which made fits several times slower than one thread on
+    a free core. With ``OMP_NUM_THREADS`` set, the user decided: torch's
+    setting stands.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    if threads == 1 or os.environ.get("OMP_NUM_THREADS"):
+        return threads
+    return min(threads, free_cores())
 
 
 def threads_per_worker(n_jobs: int | None) -> int:
-    """Cores this process may use, divided among ``n_jobs`` workers (at least one each).
-
-    joblib's ``cpu_count`` counts the cores CPU affinity and cgroup quotas leave.
-    """
+    """Free cores (:func:`free_cores`) divided among ``n_jobs`` workers (at least one each)."""
     workers = max(1, effective_n_jobs(n_jobs))
-    return max(1, cpu_count() // workers)
+    return max(1, free_cores() // workers)
 
 
 @contextmanager

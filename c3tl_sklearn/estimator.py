@@ -24,6 +24,7 @@ from ._fitted import discard_fitted
 from ._groups import leave_one_out_mean, row_blocks, segment_means
 from ._holdout import holdout_mask
 from ._labels import encode_labels, unique_labels
+from ._parallel import fit_threads, limit_threads
 from ._warnings import warn_unknown_contexts
 from .adaptation import (
     ContextReadout,
@@ -456,6 +457,12 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         -------
         self : C3TLRegressor
         """
+        # Threads on cores that other processes keep busy wait on each other at
+        # every step: the fit uses no more torch and BLAS threads than free cores.
+        with limit_threads(fit_threads()):
+            return self._fit(X, Y)
+
+    def _fit(self, X, Y) -> C3TLRegressor:
         hidden_dims = check_hidden_dims(self.hidden_dims)
         device = check_device(self.device)
 
