@@ -182,9 +182,7 @@ def _sorted(parts: list[np.ndarray]) -> np.ndarray:
 def _check_two_contexts(table: _Table, needs: str) -> None:
     """Refuse a table with fewer than 2 contexts; ``needs`` says who needs them, and why."""
     if table.n_contexts < 2:
-        raise ValueError(
-            f"{needs}; got {table.n_contexts}: {list(table.context_labels)}."
-        )
+        raise ValueError(f"{needs}; got {table.n_contexts}: {list(table.context_labels)}.")
 
 
 def _empty_test_error(where: str) -> ValueError:
