@@ -79,6 +79,8 @@ class _TransferBaseline(PerturbationRegressorMixin):
         "context_col": [Hashable],
         "perturbation_col": [Hashable],
     }
+    #: How predict's warning about contexts never seen in fit ends: what they get.
+    _unseen_context_fallback: ClassVar[str] = "they get the mean baseline prediction."
 
     def _fit_tables(self, X, Y):
         c_codes, p_codes, Y_arr = self._validate_fit_data(X, Y)
@@ -132,12 +134,51 @@ class _TransferBaseline(PerturbationRegressorMixin):
             factor = np.where(n_used > 0, n_used / (n_used + shrinkage), 0.0)
         return mean_resid * factor[:, None], n_used
 
-    def _check_predict_input(self, X, fallback: str):
-        """Validate ``X``; refuse unknown perturbations, warn about unseen contexts."""
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: pd.DataFrame, Y):
+        """Fit the baseline on the observed (context, perturbation) pairs.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame of shape (n_rows, n_columns)
+            Index table with ``context_col`` and ``perturbation_col``; each
+            (context, perturbation) pair at most once.
+        Y : array-like or pandas.DataFrame of shape (n_rows, n_genes)
+            Effects; row ``i`` belongs to row ``i`` of ``X``.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        c_codes, p_codes = self._fit_tables(X, Y)
+        self._fit_codes(c_codes, p_codes)
+        return self
+
+    def _fit_codes(self, c_codes: np.ndarray, p_codes: np.ndarray) -> None:
+        """Fit what the baseline needs beyond the shared tables (nothing by default)."""
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Predict the effects of the (context, perturbation) pairs of ``X``.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame of shape (n_new, n_columns)
+            Index table with ``context_col`` and ``perturbation_col``.
+
+        Returns
+        -------
+        Y_pred : ndarray of shape (n_new, n_genes)
+            Predicted effects (float64).
+        """
         c_codes, p_codes, contexts, perturbations = self._validate_predict_data(X)
         self._raise_unknown_perturbations(p_codes, perturbations)
-        warn_unknown_contexts(c_codes < 0, contexts, fallback, stacklevel=3)
-        return c_codes, p_codes
+        warn_unknown_contexts(c_codes < 0, contexts, self._unseen_context_fallback, stacklevel=2)
+        return self._predict_codes(c_codes, p_codes)
+
+    def _predict_codes(self, c_codes: np.ndarray, p_codes: np.ndarray) -> np.ndarray:
+        """Predict the validated, coded pairs (contexts never seen in fit are -1)."""
+        raise NotImplementedError  # pragma: no cover
 
 
 class MeanBaseline(PersistenceMixin, _TransferBaseline):
@@ -202,6 +243,9 @@ class MeanBaseline(PersistenceMixin, _TransferBaseline):
         **_TransferBaseline._parameter_constraints,
         "exclude_target": ["boolean"],
     }
+    _unseen_context_fallback: ClassVar[str] = (
+        "they are predicted as the perturbation's mean over all training contexts."
+    )
 
     def __init__(
         self,
@@ -214,42 +258,7 @@ class MeanBaseline(PersistenceMixin, _TransferBaseline):
         self.perturbation_col = perturbation_col
         self.exclude_target = exclude_target
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: pd.DataFrame, Y) -> MeanBaseline:
-        """Record the per-perturbation effect sums and counts.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame of shape (n_rows, n_columns)
-            Index table with ``context_col`` and ``perturbation_col``; each
-            (context, perturbation) pair at most once.
-        Y : array-like or pandas.DataFrame of shape (n_rows, n_genes)
-            Effects; row ``i`` belongs to row ``i`` of ``X``.
-
-        Returns
-        -------
-        self : MeanBaseline
-            The fitted estimator.
-        """
-        self._fit_tables(X, Y)
-        return self
-
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """Predict the effects of the (context, perturbation) pairs of ``X``.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame of shape (n_new, n_columns)
-            Index table with ``context_col`` and ``perturbation_col``.
-
-        Returns
-        -------
-        Y_pred : ndarray of shape (n_new, n_genes)
-            Predicted effects (float64).
-        """
-        c_codes, p_codes = self._check_predict_input(
-            X, "they are predicted as the perturbation's mean over all training contexts."
-        )
+    def _predict_codes(self, c_codes: np.ndarray, p_codes: np.ndarray) -> np.ndarray:
         if not self.exclude_target:
             return self.perturbation_means_[p_codes]
         return self._other_context_mean(c_codes, p_codes)[0]
@@ -321,6 +330,9 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
         **_TransferBaseline._parameter_constraints,
         "shrinkage": [Interval(Real, 0, None, closed="left")],
     }
+    _unseen_context_fallback: ClassVar[str] = (
+        "they get context offset 0 (the mean baseline prediction)."
+    )
 
     def __init__(
         self,
@@ -333,45 +345,13 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
         self.perturbation_col = perturbation_col
         self.shrinkage = shrinkage
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: pd.DataFrame, Y) -> AdditiveBaseline:
-        """Estimate the perturbation means and the context offsets.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame of shape (n_rows, n_columns)
-            Index table with ``context_col`` and ``perturbation_col``; each
-            (context, perturbation) pair at most once.
-        Y : array-like or pandas.DataFrame of shape (n_rows, n_genes)
-            Effects; row ``i`` belongs to row ``i`` of ``X``.
-
-        Returns
-        -------
-        self : AdditiveBaseline
-            The fitted estimator.
-        """
-        c_codes, p_codes = self._fit_tables(X, Y)
+    def _fit_codes(self, c_codes: np.ndarray, p_codes: np.ndarray) -> None:
+        """Estimate the perturbation means and the context offsets."""
         self.offsets_, self.n_offset_pairs_ = self._context_offsets(
             c_codes, p_codes, float(self.shrinkage)
         )
-        return self
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """Predict the effects of the (context, perturbation) pairs of ``X``.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame of shape (n_new, n_columns)
-            Index table with ``context_col`` and ``perturbation_col``.
-
-        Returns
-        -------
-        Y_pred : ndarray of shape (n_new, n_genes)
-            Predicted effects (float64).
-        """
-        c_codes, p_codes = self._check_predict_input(
-            X, "they get context offset 0 (the mean baseline prediction)."
-        )
+    def _predict_codes(self, c_codes: np.ndarray, p_codes: np.ndarray) -> np.ndarray:
         pred, rows, counts = self._other_context_mean(c_codes, p_codes)
         add = (c_codes >= 0) & ~((rows >= 0) & (counts == 1))
         pred[add] += self.offsets_[c_codes[add]]
@@ -467,24 +447,8 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
         self.metric = metric
         self.min_shared = min_shared
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: pd.DataFrame, Y) -> ClosestContextBaseline:
-        """Compute the context similarities and rankings.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame of shape (n_rows, n_columns)
-            Index table with ``context_col`` and ``perturbation_col``; each
-            (context, perturbation) pair at most once.
-        Y : array-like or pandas.DataFrame of shape (n_rows, n_genes)
-            Effects; row ``i`` belongs to row ``i`` of ``X``.
-
-        Returns
-        -------
-        self : ClosestContextBaseline
-            The fitted estimator.
-        """
-        c_codes, p_codes = self._fit_tables(X, Y)
+    def _fit_codes(self, c_codes: np.ndarray, p_codes: np.ndarray) -> None:
+        """Compute the context similarities and rankings."""
         n_ctx = len(self.contexts_)
         Y64 = self.effects_.astype(np.float64)
         if self.metric == "euclidean":
@@ -517,24 +481,8 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
         self.closest_context_ = np.array(
             [self.contexts_[k] if k >= 0 else None for k in first], dtype=object
         )
-        return self
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """Predict the effects of the (context, perturbation) pairs of ``X``.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame of shape (n_new, n_columns)
-            Index table with ``context_col`` and ``perturbation_col``.
-
-        Returns
-        -------
-        Y_pred : ndarray of shape (n_new, n_genes)
-            Predicted effects (float64).
-        """
-        c_codes, p_codes = self._check_predict_input(
-            X, "they get the mean baseline prediction."
-        )
+    def _predict_codes(self, c_codes: np.ndarray, p_codes: np.ndarray) -> np.ndarray:
         pred = self._other_context_mean(c_codes, p_codes)[0]
         known = np.flatnonzero(c_codes >= 0)
         if known.size == 0:
@@ -547,7 +495,7 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
                 "observed perturbations with every other context; their rows get the "
                 "mean baseline prediction.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         ranks = self.ranking_[c_codes[known]]  # (n_known, n_contexts)
         source_rows = self.pair_index_[np.maximum(ranks, 0), p_codes[known][:, None]]
@@ -689,24 +637,8 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
         self.min_shared = min_shared
         self.random_state = random_state
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: pd.DataFrame, Y) -> LinearTransferBaseline:
-        """Fit the PCA embedding and one ridge map per context.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame of shape (n_rows, n_columns)
-            Index table with ``context_col`` and ``perturbation_col``; each
-            (context, perturbation) pair at most once.
-        Y : array-like or pandas.DataFrame of shape (n_rows, n_genes)
-            Effects; row ``i`` belongs to row ``i`` of ``X``.
-
-        Returns
-        -------
-        self : LinearTransferBaseline
-            The fitted estimator.
-        """
-        c_codes, p_codes = self._fit_tables(X, Y)
+    def _fit_codes(self, c_codes: np.ndarray, p_codes: np.ndarray) -> None:
+        """Fit the PCA embedding and one ridge map per context."""
         n_ctx = len(self.contexts_)
         Y64 = self.effects_.astype(np.float64)
         self.offsets_, _ = self._context_offsets(c_codes, p_codes, _DEFAULT_SHRINKAGE)
@@ -748,26 +680,10 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
                 f"min_shared={self.min_shared} perturbations observed also in another "
                 "context; they fall back to the additive baseline prediction.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        return self
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """Predict the effects of the (context, perturbation) pairs of ``X``.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame of shape (n_new, n_columns)
-            Index table with ``context_col`` and ``perturbation_col``.
-
-        Returns
-        -------
-        Y_pred : ndarray of shape (n_new, n_genes)
-            Predicted effects (float64).
-        """
-        c_codes, p_codes = self._check_predict_input(
-            X, "they get the mean baseline prediction."
-        )
+    def _predict_codes(self, c_codes: np.ndarray, p_codes: np.ndarray) -> np.ndarray:
         pred, rows, counts = self._other_context_mean(c_codes, p_codes)
         transfer = (c_codes >= 0) & ~((rows >= 0) & (counts == 1))
         for ci in np.unique(c_codes[transfer]):

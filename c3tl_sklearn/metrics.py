@@ -207,6 +207,15 @@ def _check_contexts(contexts, n_rows: int, Y_true=None) -> np.ndarray:
     return sorted_codes(labels)[0]
 
 
+def _warn_rows(flagged: np.ndarray, what: str) -> None:
+    """Tell the metric's caller how many of the rows ``what`` (a clause ending the sentence)."""
+    warnings.warn(
+        f"{int(flagged.sum())} of {flagged.size} row(s) {what}",
+        UndefinedMetricWarning,
+        stacklevel=3,
+    )
+
+
 def _check_min_genes(n_genes: int, name: str) -> None:
     if n_genes < 2:
         raise ValueError(
@@ -310,11 +319,10 @@ def pearson_delta(Y_true, Y_pred, *, per_row: bool = False):
     _check_min_genes(Yt.shape[1], "pearson_delta")
     r, undefined = _pearson_rows(Yt, Yp, _row_scale(Yt), _row_scale(Yp))
     if undefined.any():
-        warnings.warn(
-            f"{int(undefined.sum())} of {r.size} row(s) have a constant true or predicted "
-            "effect vector, so their Pearson correlation is undefined; it is counted as 0.0.",
-            UndefinedMetricWarning,
-            stacklevel=2,
+        _warn_rows(
+            undefined,
+            "have a constant true or predicted effect vector, so their Pearson correlation "
+            "is undefined; it is counted as 0.0.",
         )
     return r if per_row else float(r.mean())
 
@@ -382,12 +390,10 @@ def centered_pearson_delta(Y_true, Y_pred, contexts, *, per_row: bool = False):
             if n_alone
             else ""
         )
-        warnings.warn(
-            f"{int(undefined.sum())} of {r.size} row(s) have a constant centred true or "
-            f"predicted effect vector{detail}, so their centred Pearson correlation is "
-            "undefined; it is counted as 0.0.",
-            UndefinedMetricWarning,
-            stacklevel=2,
+        _warn_rows(
+            undefined,
+            f"have a constant centred true or predicted effect vector{detail}, so their "
+            "centred Pearson correlation is undefined; it is counted as 0.0.",
         )
     return r if per_row else float(r.mean())
 
@@ -554,12 +560,10 @@ def discrimination_score(
         scores = (1.0 + (m - 1) * scores) / m
     alone = np.isnan(scores)
     if alone.any():
-        warnings.warn(
-            f"{int(alone.sum())} of {scores.size} row(s) are alone in their context and "
-            "cannot be told apart from other perturbations; they are left out of the "
-            "discrimination score.",
-            UndefinedMetricWarning,
-            stacklevel=2,
+        _warn_rows(
+            alone,
+            "are alone in their context and cannot be told apart from other perturbations; "
+            "they are left out of the discrimination score.",
         )
     if per_row:
         return scores

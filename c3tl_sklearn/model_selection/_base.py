@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import BaseCrossValidator
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
     Interval,
     InvalidParameterError,
@@ -178,6 +179,12 @@ def _sorted(parts: list[np.ndarray]) -> np.ndarray:
     return np.sort(np.concatenate(parts)).astype(np.intp, copy=False)
 
 
+def _check_two_contexts(table: _Table, needs: str) -> None:
+    """Refuse a table with fewer than 2 contexts; ``needs`` says who needs them, and why."""
+    if table.n_contexts < 2:
+        raise ValueError(f"{needs}; got {table.n_contexts}: {list(table.context_labels)}.")
+
+
 def _empty_test_error(where: str) -> ValueError:
     return ValueError(
         f"{where} has no test rows: none of its held-out rows has a perturbation observed "
@@ -326,7 +333,13 @@ class _ValidationSplitMixin:
 
 
 class _HeldOutContextSplitter(_ValidationSplitMixin, _IndexTableSplitter):
-    """Splits that hold out whole contexts except for an adaptation part."""
+    """Splits that hold out whole contexts except for an adaptation part.
+
+    Subclasses implement ``_check_table(table)`` (refuse a table the splitter
+    cannot split, before any random draw) and ``_held_out_sets(table, rng)``
+    yielding, per split, the held-out context codes, the ``info`` columns naming
+    them and the words that name them in an empty-test-set error.
+    """
 
     _parameter_constraints: ClassVar[dict] = {
         **_IndexTableSplitter._parameter_constraints,
@@ -368,3 +381,30 @@ class _HeldOutContextSplitter(_ValidationSplitMixin, _IndexTableSplitter):
             "n_adaptation": n_adaptation,
             "n_dropped": n_dropped,
         }
+
+    def _check_table(self, table: _Table) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _held_out_sets(
+        self, table: _Table, rng: np.random.RandomState
+    ) -> Iterator[tuple[np.ndarray, dict[str, Any], str]]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _iter_records(self, X, groups) -> Iterator[dict[str, Any]]:
+        self._validate_params()
+        adaptation, validation = float(self.adaptation_fraction), float(self.validation_fraction)
+        table = _read_table(X, groups, self.context_col, self.perturbation_col)
+        self._check_table(table)
+        rng = check_random_state(self.random_state)
+        # the rows' order is drawn before the held-out contexts, whatever the splitter
+        rows_by_context = _rows_by_context(rng, table)
+        for codes, info, where in self._held_out_sets(table, rng):
+            record = self._held_out_record(table, rows_by_context, codes, adaptation, validation)
+            if record["test"].size == 0:
+                raise _empty_test_error(where)
+            record["info"] = {
+                **info,
+                "n_adaptation": record.pop("n_adaptation"),
+                "n_dropped": record.pop("n_dropped"),
+            }
+            yield record

@@ -14,6 +14,7 @@ from ._base import (
     FRACTION,
     _adaptation_parts,
     _check_entries,
+    _check_two_contexts,
     _codes_of,
     _context_count,
     _empty_test_error,
@@ -32,6 +33,24 @@ __all__ = ["ContextKFold", "LeaveOneContextOut", "PerturbationHoldout", "Scarcit
 
 #: A number of training contexts.
 _TRAIN_SIZE = Interval(Integral, 1, None, closed="left")
+
+
+def _grid_axis(
+    name: str, value, cast: type, constraint: Interval, item: str, entries: str
+) -> list:
+    """One axis of :class:`ScarcitySplit`'s grid as a list of distinct ``cast`` values.
+
+    A single number is a one-entry axis; an empty axis, an entry outside
+    ``constraint`` or a repeated entry is refused.
+    """
+    values = [value] if isinstance(value, constraint.type) else list(value)
+    if not values:
+        raise ValueError(f"{name} is empty; give at least one {item}.")
+    _check_entries(name, values, constraint)
+    values = [cast(v) for v in values]
+    if len(set(values)) != len(values):
+        raise ValueError(f"{name} has repeated {entries}: {values}.")
+    return values
 
 
 class LeaveOneContextOut(_HeldOutContextSplitter):
@@ -142,17 +161,13 @@ class LeaveOneContextOut(_HeldOutContextSplitter):
             return int(self.n_test_contexts)
         return _context_count(X, groups, self.context_col)
 
-    def _iter_records(self, X, groups):
-        self._validate_params()
-        adaptation, validation = float(self.adaptation_fraction), float(self.validation_fraction)
-        table = _read_table(X, groups, self.context_col, self.perturbation_col)
-        if table.n_contexts < 2:
-            raise ValueError(
-                "LeaveOneContextOut needs at least 2 contexts (one to hold out, one to "
-                f"learn from); got {table.n_contexts}: {list(table.context_labels)}."
-            )
-        rng = check_random_state(self.random_state)
-        rows_by_context = _rows_by_context(rng, table)
+    def _check_table(self, table) -> None:
+        _check_two_contexts(
+            table,
+            "LeaveOneContextOut needs at least 2 contexts (one to hold out, one to learn from)",
+        )
+
+    def _held_out_sets(self, table, rng):
         if self.test_contexts is not None:
             codes = _codes_of(
                 "test_contexts", _normalise_labels(self.test_contexts), table
@@ -167,18 +182,8 @@ class LeaveOneContextOut(_HeldOutContextSplitter):
         else:
             codes = np.arange(table.n_contexts)
         for code in codes:
-            record = self._held_out_record(
-                table, rows_by_context, np.array([code]), adaptation, validation
-            )
             label = table.context_labels[code]
-            if record["test"].size == 0:
-                raise _empty_test_error(f"Test context {label!r}")
-            record["info"] = {
-                "test_context": label,
-                "n_adaptation": record.pop("n_adaptation"),
-                "n_dropped": record.pop("n_dropped"),
-            }
-            yield record
+            yield np.array([code]), {"test_context": label}, f"Test context {label!r}"
 
 
 class ContextKFold(_HeldOutContextSplitter):
@@ -249,31 +254,19 @@ class ContextKFold(_HeldOutContextSplitter):
         self.perturbation_col = perturbation_col
         self.random_state = random_state
 
-    def _iter_records(self, X, groups):
-        self._validate_params()
-        n_splits = int(self.n_splits)
-        adaptation, validation = float(self.adaptation_fraction), float(self.validation_fraction)
-        table = _read_table(X, groups, self.context_col, self.perturbation_col)
-        if n_splits > table.n_contexts:
+    def _check_table(self, table) -> None:
+        if int(self.n_splits) > table.n_contexts:
             raise ValueError(
-                f"n_splits={n_splits} exceeds the {table.n_contexts} contexts of X; every "
-                "fold needs at least one context."
+                f"n_splits={int(self.n_splits)} exceeds the {table.n_contexts} contexts of X; "
+                "every fold needs at least one context."
             )
-        rng = check_random_state(self.random_state)
-        rows_by_context = _rows_by_context(rng, table)
+
+    def _held_out_sets(self, table, rng):
         order = rng.permutation(table.n_contexts) if self.shuffle else np.arange(table.n_contexts)
-        for fold, codes in enumerate(np.array_split(order, n_splits)):
+        for fold, codes in enumerate(np.array_split(order, int(self.n_splits))):
             codes = np.sort(codes)
-            record = self._held_out_record(table, rows_by_context, codes, adaptation, validation)
             labels = tuple(table.context_labels[codes])
-            if record["test"].size == 0:
-                raise _empty_test_error(f"Fold {fold} (contexts {list(labels)})")
-            record["info"] = {
-                "test_contexts": labels,
-                "n_adaptation": record.pop("n_adaptation"),
-                "n_dropped": record.pop("n_dropped"),
-            }
-            yield record
+            yield codes, {"test_contexts": labels}, f"Fold {fold} (contexts {list(labels)})"
 
 
 class PerturbationHoldout(_IndexTableSplitter):
@@ -343,11 +336,10 @@ class PerturbationHoldout(_IndexTableSplitter):
         n_splits = int(self.n_splits)
         test_fraction, max_fraction = float(self.test_fraction), float(self.max_test_fraction)
         table = _read_table(X, groups, self.context_col, self.perturbation_col)
-        if table.n_contexts < 2:
-            raise ValueError(
-                "PerturbationHoldout needs at least 2 contexts to transfer perturbations "
-                f"between; got {table.n_contexts}: {list(table.context_labels)}."
-            )
+        _check_two_contexts(
+            table,
+            "PerturbationHoldout needs at least 2 contexts to transfer perturbations between",
+        )
         c_codes, p_codes, n = table.c_codes, table.p_codes, table.n_rows
         m_p = np.bincount(p_codes, minlength=table.n_perturbations)
         cap_p = np.minimum(m_p - 1, np.floor(max_fraction * m_p + 1e-9).astype(np.intp))
@@ -489,22 +481,13 @@ default=(0.5, 0.2, 0.1, 0.05, 0.02)
 
     def _check_grid(self) -> tuple[list[int], list[float]]:
         self._validate_params()
-        sizes = self.n_train_contexts
-        sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
-        if not sizes:
-            raise ValueError("n_train_contexts is empty; give at least one size.")
-        _check_entries("n_train_contexts", sizes, _TRAIN_SIZE)
-        sizes = [int(k) for k in sizes]
-        if len(set(sizes)) != len(sizes):
-            raise ValueError(f"n_train_contexts has repeated sizes: {sizes}.")
-        fractions = self.adaptation_fractions
-        fractions = [fractions] if isinstance(fractions, Real) else list(fractions)
-        if not fractions:
-            raise ValueError("adaptation_fractions is empty; give at least one fraction.")
-        _check_entries("adaptation_fractions", fractions, FRACTION)
-        fractions = [float(f) for f in fractions]
-        if len(set(fractions)) != len(fractions):
-            raise ValueError(f"adaptation_fractions has repeated values: {fractions}.")
+        sizes = _grid_axis(
+            "n_train_contexts", self.n_train_contexts, int, _TRAIN_SIZE, "size", "sizes"
+        )
+        fractions = _grid_axis(
+            "adaptation_fractions", self.adaptation_fractions, float, FRACTION,
+            "fraction", "values",
+        )
         return sizes, fractions
 
     def _n_test(self) -> int:
