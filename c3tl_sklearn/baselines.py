@@ -40,8 +40,6 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 from sklearn.base import _fit_context
-from sklearn.decomposition import PCA
-from sklearn.linear_model import Ridge
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
@@ -706,6 +704,10 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
         self : LinearTransferBaseline
             The fitted estimator.
         """
+        # imported here: predicting (a loaded model, the fallbacks of C3TL) needs neither
+        from sklearn.decomposition import PCA
+        from sklearn.linear_model import Ridge
+
         c_codes, p_codes = self._fit_tables(X, Y)
         n_ctx = len(self.contexts_)
         Y64 = self.effects_.astype(np.float64)

@@ -8,7 +8,6 @@ import contextlib
 import time
 from pathlib import Path
 
-from .._parallel import limit_threads
 from ._files import (
     CommandError,
     _read_h5ad,
@@ -90,6 +89,8 @@ def thread_limits(threads: int | None, uses_torch: bool = False):
     check_threads(threads)
     if uses_torch:
         import torch  # noqa: F401  (limit_threads limits torch once it is imported)
+    from .._parallel import limit_threads  # joblib: only for --threads
+
     return limit_threads(threads)
 
 
