@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.decomposition import PCA
 
 from ._groups import leave_one_out_mean, segment_means
 
@@ -330,6 +329,9 @@ def mean_effect_components(Y, p_codes, n_perturbations: int, *, random_state=Non
     if basis is not None and basis[0].n_components_ <= k:
         rows = basis[1][:, :k]
     else:
+        # imported here: predicting with a loaded read-out does not need it
+        from sklearn.decomposition import PCA
+
         rows = PCA(k, random_state=random_state).fit(Y).transform(Y)[:, :k]
     means, counts = segment_means(p_codes, n_perturbations, rows)
     per_row = leave_one_out_mean(means[p_codes], counts[p_codes][:, None], rows)

@@ -40,8 +40,6 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 from sklearn.base import _fit_context
-from sklearn.decomposition import PCA
-from sklearn.linear_model import Ridge
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
@@ -639,6 +637,10 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
 
     def _fit_codes(self, c_codes: np.ndarray, p_codes: np.ndarray) -> None:
         """Fit the PCA embedding and one ridge map per context."""
+        # imported here: predicting (a loaded model, the fallbacks of C3TL) needs neither
+        from sklearn.decomposition import PCA
+        from sklearn.linear_model import Ridge
+
         n_ctx = len(self.contexts_)
         Y64 = self.effects_.astype(np.float64)
         self.offsets_, _ = self._context_offsets(c_codes, p_codes, _DEFAULT_SHRINKAGE)

@@ -156,10 +156,18 @@ class C3TLNetwork(nn.Module):
         self.context_keep_min = context_keep_min
         self.batch_sets = batch_sets
         self.input_proj = nn.Linear(n_genes, 2 * h0)
-        self.context_embedding = nn.Embedding(n_contexts, h0)  # identity input of Theta_z
-        self.perturbation_embedding = nn.Embedding(n_perturbations, h0)  # of Theta_psi
+        # On the meta device (a model file's shapes are checked there) nothing is drawn:
+        # torch draws normal_ on meta tensors through its Python reference, which
+        # imports torch._dynamo, seconds of a `c3tl predict`. Elsewhere the draws, and
+        # so every seeded fit, stay as they were.
+        meta = self.input_proj.weight.is_meta
+        self.context_embedding = nn.Embedding(  # identity input of Theta_z
+            n_contexts, h0, _weight=torch.empty(n_contexts, h0) if meta else None)
+        self.perturbation_embedding = nn.Embedding(  # of Theta_psi
+            n_perturbations, h0, _weight=torch.empty(n_perturbations, h0) if meta else None)
         for emb in (self.context_embedding, self.perturbation_embedding):
-            nn.init.normal_(emb.weight, std=0.02)
+            if not meta:
+                nn.init.normal_(emb.weight, std=0.02)
         tail = (h0, *hidden_dims[1:], latent_dim)
         self.theta_z = nn.Sequential(nn.ReLU(), nn.Dropout(dropout), mlp(tail, dropout))
         self.theta_psi = nn.Sequential(nn.ReLU(), nn.Dropout(dropout), mlp(tail, dropout))

@@ -168,6 +168,19 @@ def test_loaded_model_pickles_and_refits(fitted, tmp_path):
     np.testing.assert_array_equal(refit.predict(X), fitted["C3TLRegressor"].predict(X))
 
 
+def test_a_loaded_net_makes_its_optimizer_when_first_used(fitted, tmp_path):
+    # loading skips the optimizer (torch's first one imports torch._dynamo)
+    net = C3TLRegressor.load(fitted["C3TLRegressor"].save(tmp_path / "m")).net_
+    assert "optimizer_" not in vars(net)
+    net.set_params(lr=0.5)  # a virtual parameter of the optimizer, as on a fitted net
+    optimizer = net.optimizer_
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.5]
+    assert {id(p) for p in optimizer.param_groups[0]["params"]} == \
+        {id(p) for p in net.module_.parameters()}
+    assert net.optimizer_ is optimizer
+
+
 def test_load_leaves_the_torch_rng_alone(fitted, tmp_path):
     path = fitted["C3TLRegressor"].save(tmp_path / "m")
     state = torch.get_rng_state()

@@ -11,9 +11,12 @@ overall; ``--cell-eval`` scores a pair of cell-eval files), ``export``
 which ``benchmark --models ...,state,cellflow`` runs beside C3TL). ``fit
 --split`` and ``benchmark --split`` take a State TOML split file. An input it
 cannot use ends it with status 2 and one line naming the problem and the fix.
-Its modules: ``_c3tl`` (the parser and entry point), ``_cmd_*`` (one per
-subcommand), ``_files`` (reading and writing effect files) and ``_reference``
-(the documentation's command-line reference, generated from the parsers).
+Its modules: ``_c3tl`` (the parser and entry point), ``_parsers`` (every
+subcommand's options, importing nothing heavy, so that ``c3tl --help`` is
+quick), ``_cmd_*`` (what each subcommand does, imported when it runs),
+``_errors`` (the one-line errors), ``_files`` (reading and writing effect
+files) and ``_reference`` (the documentation's command-line reference,
+generated from the parsers).
 
 The benchmark application (``c3tl-benchmark --help``, ``c3tl benchmark
 --help``, or :func:`run_benchmark` from Python) compares C3TL with the
@@ -141,27 +144,37 @@ Examples
 [4, 4]
 """
 
-from ._c3tl import build_c3tl_parser, c3tl_main
-from ._config import BenchmarkConfig, RunRecord
-from ._io import BenchmarkDataError, check_benchmark_data, load_benchmark_data
-from ._main import build_parser, main
-from ._registry import METRICS, MODELS, make_model
-from ._report import BenchmarkResult
-from ._run import run_benchmark
+from importlib import import_module
 
-__all__ = [
-    "METRICS",
-    "MODELS",
-    "BenchmarkConfig",
-    "BenchmarkDataError",
-    "BenchmarkResult",
-    "RunRecord",
-    "build_c3tl_parser",
-    "build_parser",
-    "c3tl_main",
-    "check_benchmark_data",
-    "load_benchmark_data",
-    "main",
-    "make_model",
-    "run_benchmark",
-]
+# The entry points import this package: its names load on first use, so that
+# `c3tl --help` does not pay for pandas, scikit-learn and torch (the benchmark's).
+_EXPORTS = {
+    "METRICS": "_registry",
+    "MODELS": "_registry",
+    "BenchmarkConfig": "_config",
+    "BenchmarkDataError": "_io",
+    "BenchmarkResult": "_report",
+    "RunRecord": "_config",
+    "build_c3tl_parser": "_c3tl",
+    "build_parser": "_main",
+    "c3tl_main": "_c3tl",
+    "check_benchmark_data": "_io",
+    "load_benchmark_data": "_io",
+    "main": "_main",
+    "make_model": "_registry",
+    "run_benchmark": "_run",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

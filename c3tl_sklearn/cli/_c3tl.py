@@ -7,9 +7,10 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from . import _cmd_evaluate, _cmd_export, _cmd_fit, _cmd_peers, _cmd_predict, _cmd_pseudobulk
-from ._files import CommandError
-from ._io import BenchmarkDataError
+# light modules only: `c3tl --help` builds every parser; each command imports its own
+# heavy modules (pandas, torch, anndata) when it runs (see _parsers.handler)
+from ._errors import input_errors
+from ._parsers import add_subcommands
 
 __all__ = ["build_c3tl_parser", "c3tl_main"]
 
@@ -42,21 +43,10 @@ def build_c3tl_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _cmd_pseudobulk.add_parser(sub)
-    _cmd_fit.add_parser(sub)
-    _cmd_predict.add_parser(sub)
-    _cmd_evaluate.add_parser(sub)
-    _cmd_export.add_parser(sub)
-    _cmd_peers.add_parser(sub)
+    add_subcommands(sub)
     # parsed by c3tl-benchmark's own parser (see c3tl_main); listed here for the help
     sub.add_parser("benchmark", add_help=False,
                    help="tune and compare C3TL and the baselines (= c3tl-benchmark)")
-    for name in ("pseudobulk", "fit", "predict", "evaluate", "export", "peers"):
-        common = sub.choices[name].add_argument_group("output")
-        common.add_argument("--quiet", action="store_true",
-                            help="no progress bar, no status lines")
-        common.add_argument("--traceback", action="store_true",
-                            help="show the full traceback of an error")
     return parser
 
 
@@ -94,7 +84,7 @@ def c3tl_main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             status = args.run(args)
-    except (CommandError, BenchmarkDataError) as exc:
+    except input_errors() as exc:  # evaluated when an error arrives, after the imports
         if args.traceback:
             raise
         _print_warnings(caught, args)

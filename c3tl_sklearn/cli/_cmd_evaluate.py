@@ -11,49 +11,6 @@ from .._atomic import atomic_path
 from ._files import CommandError, _require_file, _suffix, check_output, read_effects
 
 
-def add_parser(subparsers) -> None:
-    """Register ``c3tl evaluate``."""
-    p = subparsers.add_parser(
-        "evaluate", help="score predictions against measured effects, per context and overall",
-        description="Match the rows of the predictions and of the truth by (context, "
-        "perturbation) and compute every metric (pearson_delta, centered_pearson_delta, "
-        "discrimination_score, top_k_overlap, mse) per context and overall "
-        "(c3tl_sklearn.metrics.score_table). Both files must hold the same pairs and genes "
-        "(in any order). The label columns are the ones `c3tl predict` recorded in its "
-        "output (or given with --context-col/--perturbation-col). With --cell-eval the two "
-        "files are cell-eval's pred.h5ad and real.h5ad, from any tool: every group's mean "
-        "minus the same file's control mean, as cell-eval computes effects. The table is "
-        "printed and, with -o, written as CSV.",
-        epilog="Examples: c3tl evaluate predictions.h5ad truth.h5ad -o scores.csv; c3tl "
-        "evaluate --cell-eval pred.h5ad real.h5ad --perturbation-col target_gene --control "
-        "non-targeting --context-col cell_type",
-    )
-    p.add_argument("predictions", help="predicted effects (.h5ad, .csv, .tsv or .parquet); "
-                   "with --cell-eval, cell-eval's pred.h5ad")
-    p.add_argument("truth", help="measured effects of the same pairs, same formats; with "
-                   "--cell-eval, cell-eval's real.h5ad")
-    p.add_argument("-o", "--output", metavar="SCORES.csv",
-                   help="write the table here (.csv or .tsv)")
-    p.add_argument("--context-col", metavar="NAME",
-                   help="context column of both files (default: the one `c3tl predict` "
-                   "recorded in the predictions, else context; with --cell-eval: cell-eval's "
-                   "--celltype-col, default one context)")
-    p.add_argument("--perturbation-col", metavar="NAME",
-                   help="perturbation column of both files (default: as --context-col, else "
-                   "perturbation; with --cell-eval: cell-eval's --pert-col, default "
-                   "target_gene)")
-    p.add_argument("--k", type=int, default=50,
-                   help="genes compared by top_k_overlap (default: 50, at most all genes)")
-    ce = p.add_argument_group("cell-eval files")
-    ce.add_argument("--cell-eval", action="store_true",
-                    help="the two files are cell-eval's pred.h5ad and real.h5ad (cells or "
-                    "pseudo-bulk rows with control rows in each file)")
-    ce.add_argument("--control", metavar="LABEL",
-                    help="with --cell-eval: cell-eval's --control-pert (default: the one "
-                    "`c3tl export` recorded, else non-targeting)")
-    p.set_defaults(run=run)
-
-
 def recorded_labels(path) -> dict:
     """The label names a ``c3tl`` command recorded in a file (``uns['c3tl']`` of an .h5ad).
 

@@ -1,7 +1,7 @@
 """``c3tl export``: predictions as the ``pred.h5ad``/``real.h5ad`` pair ``cell-eval run`` takes.
 
 ``c3tl predict ... --cell-eval DIR`` does the same right after predicting;
-both share :func:`add_truth_arguments` and :func:`export`.
+both take the truth options of ``_parsers.add_truth_arguments`` and share :func:`export`.
 """
 
 from __future__ import annotations
@@ -13,61 +13,6 @@ from pathlib import Path
 import pandas as pd
 
 from ._files import CommandError, _read_h5ad, _require_file, _suffix, read_effects, say
-
-
-def add_truth_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:
-    """The options that say where the truth of a cell-eval export comes from."""
-    group = p.add_argument_group(
-        "cell-eval export", "the truth of the exported pairs: their single cells (--cells, for "
-        "every cell-eval metric, the DE-based ones included) or pseudo-bulk effects with the "
-        "control means (--truth, a file of `c3tl pseudobulk`)")
-    which = group.add_mutually_exclusive_group(required=required)
-    which.add_argument("--cells", metavar="CELLS.h5ad",
-                       help="log-normalised single cells of the exported pairs and their "
-                       "contexts' controls")
-    which.add_argument("--truth", metavar="EFFECTS.h5ad",
-                       help="measured effects of the exported pairs, written by `c3tl "
-                       "pseudobulk` (its uns holds the control means)")
-    group.add_argument("--control", metavar="LABEL",
-                       help="control label of the cells (needed with --cells; written as the "
-                       "control label of both files; default with --truth: the one "
-                       "pseudobulk used)")
-    group.add_argument("--cells-context-key", metavar="COLUMN",
-                       help="obs column of the cells' contexts (default: the context column)")
-    group.add_argument("--cells-perturbation-key", metavar="COLUMN",
-                       help="obs column of the cells' perturbations (default: the "
-                       "perturbation column)")
-    group.add_argument("--n-cells", default="match", metavar="N|match",
-                       help="predicted cells per pair with --cells (default: match, as many "
-                       "as the pair's real cells)")
-    group.add_argument("--export-seed", type=int, default=0, metavar="SEED",
-                       help="draws the control cells behind the predicted cells (default: 0)")
-
-
-def add_parser(subparsers) -> None:
-    """Register ``c3tl export``."""
-    p = subparsers.add_parser(
-        "export", help="write predictions as cell-eval's pred.h5ad and real.h5ad",
-        description="Write predicted effects as the two files `cell-eval run` accepts as "
-        "they are: predicted expression = the real controls' mean + the predicted effect, "
-        "the real control cells copied into both files (so every metric is taken against "
-        "the same controls), identical genes, a shared perturbation column, the context "
-        "column for --celltype-col, values in [0, 15). Prints the cell-eval command.",
-        epilog="Example: c3tl export predictions.h5ad --cells cells.h5ad --control control "
-        "--cells-context-key cell_line -o cell-eval-input; then run the printed "
-        "`cell-eval run ...` line",
-    )
-    p.add_argument("predictions", help="predicted effects (.h5ad, .csv, .tsv or .parquet), "
-                   "e.g. written by `c3tl predict`")
-    p.add_argument("-o", "--output", required=True, metavar="DIR",
-                   help="folder for pred.h5ad and real.h5ad (created if needed)")
-    p.add_argument("--context-col", metavar="NAME",
-                   help="context column of the predictions (default: the one `c3tl predict` "
-                   "recorded, else context)")
-    p.add_argument("--perturbation-col", metavar="NAME",
-                   help="perturbation column, as --context-col")
-    add_truth_arguments(p, required=True)
-    p.set_defaults(run=run)
 
 
 def _n_cells(text) -> int | str:

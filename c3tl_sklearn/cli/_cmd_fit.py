@@ -8,7 +8,6 @@ import contextlib
 import time
 from pathlib import Path
 
-from .._parallel import limit_threads
 from ._files import (
     CommandError,
     _read_h5ad,
@@ -20,56 +19,10 @@ from ._files import (
     write_effects,
 )
 from ._progress import epoch_callback, progress_bar
-from ._registry import MODELS, make_model
+from ._registry import make_model
 
 #: Parameters ``--set`` may not change: the command line sets them with its own options.
 _RESERVED = {"context_col", "perturbation_col", "random_state", "callbacks"}
-
-
-def add_parser(subparsers) -> None:
-    """Register ``c3tl fit``."""
-    p = subparsers.add_parser(
-        "fit", help="fit a model on effects and save it (safe format, no pickle)",
-        description="Fit C3TL (default) or a baseline on an effect file and save the fitted "
-        "model as one safetensors file that loads without executing code. The effect file "
-        "is an AnnData (.h5ad: obs with the label columns, var = genes, as written by "
-        "`c3tl pseudobulk`) or a table (.csv, .tsv, .parquet) with the two label columns "
-        "and one numeric column per gene.",
-        epilog="Example: c3tl fit effects.h5ad -o model.c3tl --set max_epochs=200 "
-        "--set hidden_dims=(128,)",
-    )
-    p.add_argument("effects", help="effects to fit on (.h5ad, .csv, .tsv or .parquet)")
-    p.add_argument("-o", "--output", required=True, metavar="MODEL",
-                   help="model file to write (any name; .c3tl or .safetensors is usual)")
-    p.add_argument("--model", default="c3tl", choices=list(MODELS),
-                   help="c3tl (default) or a baseline: " + ", ".join(
-                       f"{k} ({v})" for k, v in MODELS.items() if k != "c3tl"))
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="params",
-                   help="set a model parameter; VALUE is a Python literal (1e-3, (128, 64), "
-                   "True, 'ridge'); a bare word is taken as a string. Repeat for several")
-    p.add_argument("--context-col", default="context",
-                   help="context column of the effects (default: context)")
-    p.add_argument("--perturbation-col", default="perturbation",
-                   help="perturbation column of the effects (default: perturbation)")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads for torch and BLAS (default: all; 1 is often fastest on "
-                   "a busy machine)")
-    p.add_argument("--seed", type=int, default=0, help="C3TL's random seed (default: 0)")
-    p.add_argument("--device", default="cpu", help="C3TL's torch device (default: cpu)")
-    split = p.add_argument_group(
-        "split file", "fit on the training rows of a State TOML split file ([zeroshot], "
-        "[fewshot.\"dataset.context\"] val = [...] test = [...]); contexts and "
-        "perturbations are matched by name")
-    split.add_argument("--split", metavar="FILE.toml",
-                       help="fit only on the file's training rows (validation rows too, "
-                       "unless they are test rows)")
-    split.add_argument("--dataset", metavar="NAME",
-                       help="the dataset of the file's keys (default: its only one)")
-    split.add_argument("--test-out", metavar="FILE",
-                       help="write the file's test rows here (.h5ad keeps the input's uns, "
-                       "e.g. the control means; or .csv/.tsv/.parquet), for `c3tl predict "
-                       "--pairs` and `c3tl evaluate`")
-    p.set_defaults(run=run)
 
 
 def parse_params(items: list[str]) -> dict:
@@ -136,6 +89,8 @@ def thread_limits(threads: int | None, uses_torch: bool = False):
     check_threads(threads)
     if uses_torch:
         import torch  # noqa: F401  (limit_threads limits torch once it is imported)
+    from .._parallel import limit_threads  # joblib: only for --threads
+
     return limit_threads(threads)
 
 

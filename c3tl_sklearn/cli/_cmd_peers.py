@@ -5,30 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 
-from ._files import CommandError
-
-
-def add_parser(subparsers) -> None:
-    """Register ``c3tl peers``."""
-    p = subparsers.add_parser(
-        "peers", help="install or show the peers' environments (State, CellFlow)",
-        description="The peers of the head-to-head (c3tl benchmark --models c3tl,state,cellflow) "
-        "run in their own virtual environments. `install` creates one and pip-installs the "
-        "pinned peer (State: torch 2.13.0 + arc-state 0.11.1, about 2.5 GB; CellFlow: "
-        "cellflow-tools 0.0.9 + requests, about 1.6 GB); `list` shows where they are. Both "
-        "peers are licensed for non-commercial use only (State CC BY-NC-SA 4.0, CellFlow "
-        "PolyForm Noncommercial): installing them is your decision.",
-        epilog="Example: c3tl peers install state --prefix /opt/peers/state",
-    )
-    p.add_argument("action", choices=["install", "list"], help="what to do")
-    p.add_argument("peer", nargs="*", metavar="NAME",
-                   help="state and/or cellflow (install: at least one; list: default both)")
-    p.add_argument("--prefix", metavar="DIR",
-                   help="install: the environment's folder (one peer; default "
-                   "$C3TL_PEERS_DIR/NAME or ~/.cache/c3tl/peers/NAME)")
-    p.add_argument("--pip-arg", action="append", default=[], metavar="ARG",
-                   help="extra argument for pip install (repeat), e.g. --pip-arg=--no-cache-dir")
-    p.set_defaults(run=run)
+from ._errors import CommandError
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .._contract import match_genes
-from ._cmd_export import _check_folder, add_truth_arguments, export
+from ._cmd_export import _check_folder, export
 from ._cmd_fit import check_threads, thread_limits
 from ._files import (
     CommandError,
@@ -23,49 +23,6 @@ from ._files import (
 )
 
 _EFFECT_SUFFIXES = [".h5ad", ".csv", ".tsv", ".parquet"]
-
-
-def add_parser(subparsers) -> None:
-    """Register ``c3tl predict``."""
-    p = subparsers.add_parser(
-        "predict", help="predict effects of (context, perturbation) pairs with a saved model",
-        description="Predict the effect of (context, perturbation) pairs with a model written "
-        "by `c3tl fit`. Name the pairs with --pairs (a table, or an .h5ad whose obs lists "
-        "them, e.g. a truth file) or ask for every perturbation the model knows in one or "
-        "more contexts. --observed passes a new context's few measured effects: the model "
-        "uses them without refitting (C3TL models only).",
-        epilog="Examples: c3tl predict model.c3tl --pairs test.h5ad -o predictions.h5ad; "
-        "c3tl predict model.c3tl --context U87MG --all-perturbations --observed "
-        "u87mg_measured.csv -o u87mg.csv",
-    )
-    p.add_argument("model", help="model file written by `c3tl fit`")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--pairs", metavar="FILE",
-                       help="pairs to predict: .csv/.tsv/.parquet with the label columns, or "
-                       ".h5ad (its obs); other columns are ignored")
-    which.add_argument("--context", action="append", metavar="NAME",
-                       help="predict in this context (repeat for several); needs "
-                       "--all-perturbations")
-    p.add_argument("--all-perturbations", action="store_true",
-                   help="with --context: every perturbation the model was fitted on")
-    p.add_argument("--observed", metavar="FILE",
-                   help="measured effects in new or known contexts (.h5ad/.csv/.tsv/.parquet, "
-                   "same genes as the model), used without refitting")
-    p.add_argument("-o", "--output", required=True, metavar="FILE",
-                   help="predictions with gene names: .h5ad (obs = pairs, var = genes), "
-                   ".csv, .tsv or .parquet")
-    p.add_argument("--context-col", metavar="NAME",
-                   help="context column of --pairs/--observed and of the output (default: "
-                   "the model's, 'context' for files of `c3tl pseudobulk`)")
-    p.add_argument("--perturbation-col", metavar="NAME",
-                   help="perturbation column, as --context-col")
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
-    p.add_argument("--device", default="cpu", help="torch device of C3TL (default: cpu)")
-    p.add_argument("--cell-eval", metavar="DIR",
-                   help="also write the predictions as cell-eval's pred.h5ad and real.h5ad "
-                   "into DIR (needs --cells or --truth; see `c3tl export --help`)")
-    add_truth_arguments(p, required=False)
-    p.set_defaults(run=run)
 
 
 def load_model(path, device: str = "cpu"):

@@ -13,37 +13,6 @@ from ._files import CommandError, _require_file, _suffix, check_output, write_ef
 from ._progress import progress_bar
 
 
-def add_parser(subparsers) -> None:
-    """Register ``c3tl pseudobulk``."""
-    p = subparsers.add_parser(
-        "pseudobulk", help="single cells (.h5ad) -> effects per (context, perturbation)",
-        description="Average the cells of every (context, perturbation) pair and subtract the "
-        "mean of the same context's control cells, gene by gene. Writes an AnnData with "
-        "one row per pair (obs: context, perturbation, n_cells, n_control_cells; var: genes) "
-        "and, in its uns, the report of every group (kept or dropped, with its cell count) "
-        "and the control means. Dropped pairs are also printed.",
-        epilog="Example: c3tl pseudobulk cells.h5ad --context cell_line --perturbation "
-        "perturbation --control control -o effects.h5ad",
-    )
-    p.add_argument("cells", help="single cells, an .h5ad file (read in blocks, never modified)")
-    p.add_argument("--context", required=True, metavar="COLUMN",
-                   help="obs column with each cell's context (cell line, donor, ...)")
-    p.add_argument("--perturbation", required=True, metavar="COLUMN",
-                   help="obs column with each cell's perturbation")
-    p.add_argument("--control", required=True, action="append", metavar="LABEL",
-                   help="control label in the perturbation column (repeat to pool several)")
-    p.add_argument("--min-cells", type=int, default=10,
-                   help="drop pairs (and contexts' controls) with fewer cells (default: 10)")
-    p.add_argument("--n-top-genes", type=int, metavar="N",
-                   help="keep the N genes whose effects vary most (default: all genes)")
-    p.add_argument("--layer", help="use this layer instead of X")
-    p.add_argument("--transform", choices=["log1p", "normalize_log1p"],
-                   help="transform raw counts before averaging (default: use values as given)")
-    p.add_argument("-o", "--output", required=True, metavar="EFFECTS.h5ad",
-                   help="output AnnData of effects (.h5ad)")
-    p.set_defaults(run=run)
-
-
 def run(args: argparse.Namespace) -> int:
     """Pseudo-bulk ``args.cells`` into ``args.output`` and print the dropped pairs."""
     from ..preprocessing import pseudobulk

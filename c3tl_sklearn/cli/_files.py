@@ -12,15 +12,12 @@ import pandas as pd
 
 from .._atomic import atomic_path
 from .._contract import first_non_finite, repeated_pairs
+from ._errors import CommandError
 from ._io import BenchmarkDataError, gene_matrix, read_frame
 
 __all__ = ["CommandError", "check_output", "read_effects", "read_pairs", "write_effects"]
 
 _TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
-
-
-class CommandError(ValueError):
-    """A ``c3tl`` command cannot do what it was asked; the message says why and what to do."""
 
 
 def _suffix(path) -> str:

@@ -10,14 +10,15 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..peers._env import PeerEnvironmentError
-from ..peers._process import PeerRunError
-from ._config import BenchmarkConfig
-from ._io import BenchmarkDataError, _read_params_file, load_benchmark_data
+# the parser needs only the names of the models and metrics; the benchmark's modules
+# (pandas, scikit-learn, Optuna) are imported by main, after the arguments are parsed
+from ._parsers import add_label_columns, add_output_flags
 from ._registry import _TUNE_METRICS, MODEL_LABELS, MODELS, PEER_MODELS
-from ._report import BenchmarkResult
-from ._run import run_benchmark
+
+if TYPE_CHECKING:
+    from ._report import BenchmarkResult
 
 __all__ = ["build_parser", "main"]
 
@@ -108,10 +109,8 @@ def build_parser(prog: str = "c3tl-benchmark") -> argparse.ArgumentParser:
     data.add_argument("--effects", metavar="PATH",
                       help="effect matrix (CSV/TSV/Parquet), one numeric column per gene, "
                       "rows aligned with --index")
-    data.add_argument("--context-col", default="context",
-                      help="context column of the table (default: context)")
-    data.add_argument("--perturbation-col", default="perturbation",
-                      help="perturbation column of the table (default: perturbation)")
+    add_label_columns(data, "context column of the table (default: context)",
+                      "perturbation column of the table (default: perturbation)", default=True)
     data.add_argument("--synthetic-shape", type=_int_list, default=[6, 60, 50],
                       metavar="C,P,G", help="contexts,perturbations,genes of --data synthetic "
                       "(default: 6,60,50)")
@@ -210,9 +209,7 @@ def build_parser(prog: str = "c3tl-benchmark") -> argparse.ArgumentParser:
     run.add_argument("--tune-only", action="store_true",
                      help="only tune (write params.json); with --storage, run several such "
                      "workers, then the same command without --tune-only to evaluate")
-    run.add_argument("--quiet", action="store_true", help="no progress display")
-    run.add_argument("--traceback", action="store_true",
-                     help="show the full traceback of an error")
+    add_output_flags(run, "no progress display")
     return parser
 
 
@@ -234,6 +231,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "c3tl-benchmark") -> int
     parser = build_parser(prog)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    from ..peers._env import PeerEnvironmentError
+    from ..peers._process import PeerRunError
+    from ._io import BenchmarkDataError
+
     if len(args.synthetic_shape) != 3:
         parser.error("--synthetic-shape needs three integers: contexts,perturbations,genes")
     if args.n_trials < 0:
@@ -270,6 +271,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "c3tl-benchmark") -> int
 
 def _main_run(args, start_time: float, out: str, command: str) -> BenchmarkResult:
     """Load the data named on the command line and run the benchmark."""
+    from ._config import BenchmarkConfig
+    from ._io import BenchmarkDataError, _read_params_file, load_benchmark_data
+    from ._run import run_benchmark
+
     control = None
     if args.control:
         control = args.control[0] if len(args.control) == 1 else list(args.control)
@@ -315,6 +320,8 @@ def _peer_setup(args, control):
         options[peer][param] = value
     if not wanted:
         return None, options
+    from ._io import BenchmarkDataError
+
     if args.h5ad is None:
         raise BenchmarkDataError(
             f"--models {','.join(wanted)}: the peers train on single cells; give them with "

@@ -278,9 +278,12 @@ class _Decoder:
             ) from None
         _check_module_shapes(net, pending.state, where)
         cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        # a net that can (C3TLNet) is rebuilt without its optimizer, made when first used:
+        # predicting needs none, and torch's first one imports torch._dynamo (seconds)
+        initialize = getattr(net, "initialize_for_prediction", net.initialize)
         # initialize() draws random weights: keep the caller's torch RNG untouched
         with torch.random.fork_rng(devices=cuda):
-            net.initialize()
+            initialize()
         module = net.module_
         buffers = dict(module.named_buffers())
         for key, tensor in pending.state.items():
