@@ -144,7 +144,7 @@ Examples
 [4, 4]
 """
 
-from importlib import import_module
+from .._lazy import lazy_exports
 
 # The entry points import this package: its names load on first use, so that
 # `c3tl --help` does not pay for pandas, scikit-learn and torch (the benchmark's).
@@ -168,13 +168,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
