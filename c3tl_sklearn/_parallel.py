@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from joblib import Parallel, cpu_count, delayed, effective_n_jobs
@@ -27,6 +28,8 @@ SAMPLE_S = 0.1
 #: fits should not each pay :data:`SAMPLE_S`.
 REUSE_S = 10.0
 _last: tuple[float, int] | None = None
+#: Set inside :func:`limit_threads`: the thread count was chosen, fits keep it.
+_chosen: ContextVar[bool] = ContextVar("c3tl_threads_chosen", default=False)
 
 
 def _cpu_ticks(cpus: set[int]) -> dict[int, tuple[int, int]]:
@@ -87,13 +90,14 @@ def fit_threads() -> int:
 
     Threads on cores other processes keep busy wait on each other at every
     parallel step, which made fits several times slower than one thread on
-    a free core. With ``OMP_NUM_THREADS`` set, the user decided: torch's
-    setting stands.
+    a free core. Where the count was chosen, torch's setting stands: with
+    ``OMP_NUM_THREADS`` set, or inside :func:`limit_threads` (the command
+    line's ``--threads``, a joblib worker's share of the free cores).
     """
     import torch
 
     threads = torch.get_num_threads()
-    if threads == 1 or os.environ.get("OMP_NUM_THREADS"):
+    if threads == 1 or _chosen.get() or os.environ.get("OMP_NUM_THREADS"):
         return threads
     return min(threads, free_cores())
 
@@ -118,10 +122,12 @@ def limit_threads(n_threads: int) -> Iterator[None]:
     before = torch.get_num_threads() if torch is not None else None
     if torch is not None:
         torch.set_num_threads(n_threads)
+    token = _chosen.set(True)
     try:
         with threadpool_limits(limits=n_threads):
             yield
     finally:
+        _chosen.reset(token)
         if torch is not None:
             torch.set_num_threads(before)
 

@@ -101,16 +101,28 @@ def test_free_cores_reads_this_machine():
     assert 1 <= free_cores() <= joblib.cpu_count()
 
 
-def test_fit_threads_never_raises_and_respects_omp_num_threads(monkeypatch):
+@pytest.fixture
+def two_torch_threads():
+    """torch set to two threads the way a user does (not through limit_threads)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_fit_threads_caps_at_the_free_cores_unless_the_count_was_chosen(
+        monkeypatch, two_torch_threads):
     monkeypatch.setattr(_parallel, "free_cores", lambda: 1)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    with limit_threads(2):
-        assert fit_threads() == 1
-        monkeypatch.setenv("OMP_NUM_THREADS", "2")
-        assert fit_threads() == 2  # the user's setting stands
+    assert fit_threads() == 1
+    with limit_threads(2):  # --threads 2, or a worker's share
+        assert fit_threads() == 2
+    assert fit_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert fit_threads() == 2  # the user's setting stands
     monkeypatch.setattr(_parallel, "free_cores", lambda: 8)
     with limit_threads(1):
-        assert fit_threads() == 1
+        assert fit_threads() == 1  # never more than torch's setting
 
 
 class _RecordThreads(Callback):
@@ -118,15 +130,17 @@ class _RecordThreads(Callback):
         self.seen = torch.get_num_threads()
 
 
-def test_fit_trains_on_the_free_cores_and_restores_the_setting(monkeypatch):
+def test_fit_trains_on_the_free_cores_and_restores_the_setting(monkeypatch, two_torch_threads):
     monkeypatch.setattr(_parallel, "free_cores", lambda: 1)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     rng = np.random.default_rng(0)
     X = pd.DataFrame([(c, p) for c in "abc" for p in "uvwx"], columns=["context", "perturbation"])
     Y = rng.normal(size=(len(X), 3))
     record = _RecordThreads()
-    with limit_threads(2):
-        C3TLRegressor(max_epochs=2, hidden_dims=(4,), latent_dim=2, fallback=None,
-                      callbacks=[record], random_state=0).fit(X, Y)
-        assert torch.get_num_threads() == 2
-    assert record.seen == 1
+    model = C3TLRegressor(max_epochs=2, hidden_dims=(4,), latent_dim=2, fallback=None,
+                          callbacks=[record], random_state=0)
+    model.fit(X, Y)
+    assert record.seen == 1 and torch.get_num_threads() == 2
+    with limit_threads(2):  # a chosen count is kept
+        model.fit(X, Y)
+    assert record.seen == 2

@@ -191,11 +191,11 @@ def build_parser(prog: str = "c3tl-benchmark") -> argparse.ArgumentParser:
     run.add_argument("--max-epochs", type=int, help="override C3TL's max_epochs")
     run.add_argument("--device", default="cpu", help="C3TL's torch device (default: cpu)")
     run.add_argument("--threads", type=int,
-                     help="CPU threads for torch and for BLAS/OpenMP (numpy, scipy, sklearn); "
-                     "1 is much faster on a busy machine")
+                     help="CPU threads for torch and for BLAS/OpenMP (numpy, scipy, sklearn) "
+                     "(default: each fit uses the cores other processes leave free)")
     run.add_argument("--n-jobs", type=int, default=1,
                      help="fits at once through joblib (evaluation splits, tuning folds); "
-                     "each gets cores/n_jobs threads (default: 1)")
+                     "each gets free cores/n_jobs threads (default: 1)")
     run.add_argument("--storage", metavar="URL|PATH",
                      help="Optuna storage (sqlite:///x.db, postgresql://..., or a .log "
                      "journal file) so tuning resumes and can be shared")

@@ -119,8 +119,8 @@ def _fit(subparsers) -> argparse.ArgumentParser:
     add_label_columns(p, "context column of the effects (default: context)",
                       "perturbation column of the effects (default: perturbation)", default=True)
     p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads for torch and BLAS (default: all; 1 is often fastest on "
-                   "a busy machine)")
+                   help="CPU threads for torch and BLAS (default: the cores other processes "
+                   "leave free, at most torch's own setting)")
     p.add_argument("--seed", type=int, default=0, help="C3TL's random seed (default: 0)")
     p.add_argument("--device", default="cpu", help="C3TL's torch device (default: cpu)")
     split = p.add_argument_group(
@@ -170,7 +170,8 @@ def _predict(subparsers) -> argparse.ArgumentParser:
                    ".csv, .tsv or .parquet")
     add_label_columns(p, "context column of --pairs/--observed and of the output (default: "
                       "the model's, 'context' for files of `c3tl pseudobulk`)")
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for torch and BLAS (default: the libraries' own)")
     p.add_argument("--device", default="cpu", help="torch device of C3TL (default: cpu)")
     p.add_argument("--cell-eval", metavar="DIR",
                    help="also write the predictions as cell-eval's pred.h5ad and real.h5ad "
