@@ -35,7 +35,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from c3tl_sklearn import C3TLRegressor
-from c3tl_sklearn.datasets import make_synthetic_perturbations
+from c3tl_sklearn.datasets import PerturbationDesign, make_synthetic_perturbations
 from c3tl_sklearn.preprocessing import PseudobulkWarning, pseudobulk, to_anndata
 
 
@@ -51,7 +51,8 @@ def write_synthetic_h5ad(path: Path, *, n_contexts=6, n_perturbations=60, n_gene
 
     rng = np.random.default_rng(seed)
     X_true, Y_true = make_synthetic_perturbations(
-        n_contexts, n_perturbations, n_genes, noise=0.05, random_state=seed
+        n_contexts, n_perturbations, n_genes, design=PerturbationDesign(noise=0.05),
+        random_state=seed
     )
     effects = 0.4 * Y_true.to_numpy()
     baseline = rng.gamma(2.0, 0.6, size=(n_contexts, n_genes))  # per-context expression
