@@ -7,7 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from c3tl_sklearn.datasets import CellDesign, make_synthetic_cells
-from c3tl_sklearn.preprocessing import pseudobulk
+from c3tl_sklearn.preprocessing import PseudobulkOptions, pseudobulk
+
+# the generator draws raw counts
+RAW = PseudobulkOptions(transform="normalize_log1p")
 
 shapes = st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(2, 30), st.integers(1, 6),
                    st.integers(1, 8))
@@ -59,8 +62,7 @@ def test_effects_are_not_additive_in_context_and_perturbation():
     # model (perturbation mean + context offset) leaves a large part unexplained
     adata = make_synthetic_cells(6, 20, 300, n_cells=200, n_control_cells=400,
                                  design=CellDesign(interaction=0.0), random_state=0)
-    _, Y = pseudobulk(adata, "context", "perturbation", "control",
-                      transform="normalize_log1p")
+    _, Y = pseudobulk(adata, "context", "perturbation", "control", RAW)
     E = Y.to_numpy(dtype=np.float64).reshape(6, 20, 300)
     additive = E.mean(axis=0, keepdims=True) + E.mean(axis=1, keepdims=True) \
         - E.mean(axis=(0, 1), keepdims=True)
@@ -71,29 +73,26 @@ def test_effects_are_not_additive_in_context_and_perturbation():
     flat = make_synthetic_cells(6, 20, 300, n_cells=200, n_control_cells=400,
                                 design=CellDesign(interaction=0.0, sensitivity_scale=0.0,
                                                   inactive_fraction=0.0), random_state=0)
-    F = pseudobulk(flat, "context", "perturbation", "control",
-                   transform="normalize_log1p")[1].to_numpy(dtype=np.float64).reshape(6, 20, 300)
+    F = pseudobulk(flat, "context", "perturbation", "control", RAW)[1].to_numpy(
+        dtype=np.float64).reshape(6, 20, 300)
     additive_f = F.mean(axis=0, keepdims=True) + F.mean(axis=1, keepdims=True) \
         - F.mean(axis=(0, 1), keepdims=True)
     assert ((F - additive_f) ** 2).sum() / ((F - F.mean()) ** 2).sum() < 0.1
     # and the effects are mostly signal: cells drawn again give the same effects
     again = make_synthetic_cells(6, 20, 300, n_cells=200, n_control_cells=400,
                                  design=CellDesign(interaction=0.0), random_state=0)
-    assert np.allclose(pseudobulk(again, "context", "perturbation", "control",
-                                  transform="normalize_log1p")[1], Y)
+    assert np.allclose(pseudobulk(again, "context", "perturbation", "control", RAW)[1], Y)
 
 
 def test_null_perturbations_have_no_effect_beyond_noise():
     adata = make_synthetic_cells(2, 6, 200, n_cells=300, n_control_cells=300,
                                  design=CellDesign(null_fraction=1.0, interaction=0.0),
                                  random_state=1)
-    _, Y = pseudobulk(adata, "context", "perturbation", "control",
-                      transform="normalize_log1p")
+    _, Y = pseudobulk(adata, "context", "perturbation", "control", RAW)
     busy = make_synthetic_cells(2, 6, 200, n_cells=300, n_control_cells=300,
                                 design=CellDesign(null_fraction=0.0, interaction=0.0),
                                 random_state=1)
-    _, Yb = pseudobulk(busy, "context", "perturbation", "control",
-                       transform="normalize_log1p")
+    _, Yb = pseudobulk(busy, "context", "perturbation", "control", RAW)
     assert np.abs(Y.to_numpy()).mean() < 0.3 * np.abs(Yb.to_numpy()).mean()
 
 

@@ -142,7 +142,7 @@ Examples
 """
 
 from ._c3tl import build_c3tl_parser, c3tl_main
-from ._config import BenchmarkConfig, RunRecord
+from ._config import BenchmarkConfig, H5adCells, RunRecord
 from ._io import BenchmarkDataError, check_benchmark_data, load_benchmark_data
 from ._main import build_parser, main
 from ._registry import METRICS, MODELS, make_model
@@ -155,6 +155,7 @@ __all__ = [
     "BenchmarkConfig",
     "BenchmarkDataError",
     "BenchmarkResult",
+    "H5adCells",
     "RunRecord",
     "build_c3tl_parser",
     "build_parser",

@@ -25,7 +25,7 @@ from c3tl_sklearn.peers import (
     state_train_overrides,
 )
 from c3tl_sklearn.peers._cells import effects_from_cells, select_cells
-from c3tl_sklearn.preprocessing import pseudobulk
+from c3tl_sklearn.preprocessing import PseudobulkOptions, pseudobulk
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "peers"
 
@@ -37,8 +37,8 @@ def adata():
 
 @pytest.fixture(scope="module")
 def effects(adata):
-    return pseudobulk(adata, "context", "perturbation", "control", min_cells=5,
-                      transform="normalize_log1p")
+    return pseudobulk(adata, "context", "perturbation", "control",
+                      options=PseudobulkOptions(min_cells=5, transform="normalize_log1p"))
 
 
 def _cells(adata, **kwargs):
