@@ -20,6 +20,7 @@ from c3tl_sklearn.peers import (
     CellFlowPeer,
     PeerCells,
     StatePeer,
+    StateTraining,
     read_cellflow_predictions,
     read_state_predictions,
     state_train_overrides,
@@ -126,9 +127,10 @@ def test_state_input_is_cell_loads_layout(adata, effects, tmp_path):
 
 
 def test_state_overrides_name_the_columns_sizes_and_steps(tmp_path):
+    training = StateTraining(hidden_dim=48, n_layers=3, cell_set_len=16, max_steps=7,
+                             batch_size=4, lr=0.01, seed=5)
     o = state_train_overrides(toml=tmp_path / "s.toml", output_dir=tmp_path, control="NTC",
-                              hidden_dim=48, n_layers=3, cell_set_len=16, max_steps=7,
-                              batch_size=4, lr=0.01, seed=5)
+                              training=training)
     kv = dict(x.split("=", 1) for x in o if "=" in x)
     assert kv["model"] == "state_sm"
     assert kv["data.kwargs.pert_col"] == "perturbation"
