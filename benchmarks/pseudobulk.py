@@ -137,7 +137,7 @@ def child(mode: str, path: str, out_npy: str, chunk_size: int | None) -> None:
 
     import anndata as ad
 
-    from c3tl_sklearn.preprocessing import pseudobulk
+    from c3tl_sklearn.preprocessing import PseudobulkOptions, pseudobulk
 
     load_s = 0.0
     if mode == "path":
@@ -158,7 +158,8 @@ def child(mode: str, path: str, out_npy: str, chunk_size: int | None) -> None:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        X, Y = pseudobulk(source, "cell_line", "drug", "control", chunk_size=chunk_size)
+        X, Y = pseudobulk(source, "cell_line", "drug", "control",
+                          options=PseudobulkOptions(chunk_size=chunk_size))
     wall = time.perf_counter() - t0
     step_peak = _rss_mb("VmHWM")
     np.save(out_npy, Y.to_numpy())

@@ -60,7 +60,7 @@ from c3tl_sklearn import (
     load_lincs_knockdowns,
     make_synthetic_perturbations,
 )
-from c3tl_sklearn.datasets import make_regime_perturbations
+from c3tl_sklearn.datasets import PerturbationDesign, make_regime_perturbations
 from c3tl_sklearn.metrics import centered_pearson_delta, pearson_delta
 from c3tl_sklearn.model_selection import LeaveOneContextOut, ScarcitySplit
 
@@ -167,14 +167,14 @@ def cells() -> list[Cell]:
     for name, data, tc in shapes:
         out.append(Cell("shapes", name, data, _fixed(_held_out(tc, (0.1, 0.02)))))
     variants = [
-        ("offset-dominated", dict(context_offset=1.0)),
-        ("rank-transformed", dict(rank_transform=True, context_scale=1.0)),
-        ("high intrinsic dimension", dict(latent_dim=64, hidden_dim=512)),
-        ("heavy-tailed noise", dict(noise=0.5, noise_df=2.5)),
+        ("offset-dominated", PerturbationDesign(context_offset=1.0)),
+        ("rank-transformed", PerturbationDesign(rank_transform=True, context_scale=1.0)),
+        ("high intrinsic dimension", PerturbationDesign(latent_dim=64, hidden_dim=512)),
+        ("heavy-tailed noise", PerturbationDesign(noise=0.5, noise_df=2.5)),
     ]
     targets = [f"ctx{i}" for i in range(5)]
-    for name, kwargs in variants:
-        out.append(Cell("variants", f"{name} 24 x 150", _synthetic(24, 150, **kwargs),
+    for name, design in variants:
+        out.append(Cell("variants", f"{name} 24 x 150", _synthetic(24, 150, design=design),
                         _fixed(_held_out(targets, (0.1, 0.05)))))
     return out + small_cells()
 

@@ -24,6 +24,7 @@ _EXPORTS = {
     "C3TLEnsemble": "ensemble",
     "C3TLSearchCV": "tuning",
     "pseudobulk": "preprocessing",
+    "PseudobulkOptions": "preprocessing",
     "to_anndata": "preprocessing",
     "load_glioblastoma_crispri": "datasets",
     "load_lincs_knockdowns": "datasets",

@@ -35,8 +35,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from c3tl_sklearn import C3TLRegressor
-from c3tl_sklearn.datasets import make_synthetic_perturbations
-from c3tl_sklearn.preprocessing import PseudobulkWarning, pseudobulk, to_anndata
+from c3tl_sklearn.datasets import PerturbationDesign, make_synthetic_perturbations
+from c3tl_sklearn.preprocessing import PseudobulkOptions, PseudobulkWarning, pseudobulk, to_anndata
 
 
 def write_synthetic_h5ad(path: Path, *, n_contexts=6, n_perturbations=60, n_genes=300,
@@ -51,7 +51,8 @@ def write_synthetic_h5ad(path: Path, *, n_contexts=6, n_perturbations=60, n_gene
 
     rng = np.random.default_rng(seed)
     X_true, Y_true = make_synthetic_perturbations(
-        n_contexts, n_perturbations, n_genes, noise=0.05, random_state=seed
+        n_contexts, n_perturbations, n_genes, design=PerturbationDesign(noise=0.05),
+        random_state=seed
     )
     effects = 0.4 * Y_true.to_numpy()
     baseline = rng.gamma(2.0, 0.6, size=(n_contexts, n_genes))  # per-context expression
@@ -114,7 +115,7 @@ def main(argv=None):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PseudobulkWarning)
         X, Y = pseudobulk(path, args.context_key, args.perturbation_key, args.control,
-                          n_top_genes=args.n_top_genes, min_cells=10)
+                          options=PseudobulkOptions(n_top_genes=args.n_top_genes, min_cells=10))
     for w in caught:
         print(f"  note: {w.message}")
     print(f"pseudobulk: {len(X)} (context, perturbation) pairs x {Y.shape[1]} genes "

@@ -6,7 +6,7 @@ import torch
 from hypothesis import HealthCheck, settings
 from threadpoolctl import threadpool_limits
 
-from c3tl_sklearn.datasets import make_synthetic_perturbations
+from c3tl_sklearn.datasets import PerturbationDesign, make_synthetic_perturbations
 
 # Two shared cores: more than one thread per process oversubscribes them and
 # spin-waiting threads make tiny fits many times slower, so one thread unless
@@ -40,7 +40,7 @@ settings.load_profile(os.environ.get("C3TL_HYPOTHESIS_PROFILE", "ci"))
 def small_data():
     """6 contexts x 40 perturbations x 30 genes, about 80% of pairs observed."""
     return make_synthetic_perturbations(
-        6, 40, 30, observed_fraction=0.8, noise=0.05, random_state=0
+        6, 40, 30, observed_fraction=0.8, design=PerturbationDesign(noise=0.05), random_state=0
     )
 
 

@@ -13,7 +13,7 @@ from skorch.callbacks import Callback
 from skorch.dataset import Dataset
 
 from c3tl_sklearn import C3TLRegressor
-from c3tl_sklearn.datasets import make_synthetic_perturbations
+from c3tl_sklearn.datasets import PerturbationDesign, make_synthetic_perturbations
 from c3tl_sklearn.estimator import TensorBatchIterator, _shrinkage
 
 from .conftest import holdout_context
@@ -82,7 +82,8 @@ def test_user_data_not_modified(small_data):
 
 
 def test_learns_transfer_better_than_mean_of_other_contexts():
-    X, Y = make_synthetic_perturbations(8, 60, 40, noise=0.05, random_state=3)
+    X, Y = make_synthetic_perturbations(8, 60, 40, design=PerturbationDesign(noise=0.05),
+                                        random_state=3)
     train, test = holdout_context(X, "ctx0", keep=0.2)
     model = C3TLRegressor(
         max_epochs=150, hidden_dims=(64,), latent_dim=16, patience=30, random_state=0

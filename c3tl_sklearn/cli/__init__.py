@@ -154,6 +154,7 @@ _EXPORTS = {
     "BenchmarkConfig": "_config",
     "BenchmarkDataError": "_io",
     "BenchmarkResult": "_report",
+    "H5adCells": "_config",
     "RunRecord": "_config",
     "build_c3tl_parser": "_c3tl",
     "build_parser": "_main",

@@ -54,9 +54,8 @@ def parse_params(items: list[str]) -> dict:
 
 def _build_model(args: argparse.Namespace):
     params = parse_params(args.params)
-    model = make_model(args.model, context_col=args.context_col,
-                       perturbation_col=args.perturbation_col, device=args.device,
-                       random_state=args.seed)
+    labels = {"context_col": args.context_col, "perturbation_col": args.perturbation_col}
+    model = make_model(args.model, labels=labels, device=args.device, random_state=args.seed)
     known = model.get_params(deep=False)
     unknown = [n for n in params if n not in known or n in _RESERVED]
     if unknown:

@@ -15,7 +15,7 @@ from ._progress import progress_bar
 
 def run(args: argparse.Namespace) -> int:
     """Pseudo-bulk ``args.cells`` into ``args.output`` and print the dropped pairs."""
-    from ..preprocessing import pseudobulk
+    from ..preprocessing import PseudobulkOptions, pseudobulk
 
     cells = _require_file(args.cells, "cells")
     if _suffix(cells) != ".h5ad":
@@ -34,11 +34,11 @@ def run(args: argparse.Namespace) -> int:
         with warnings.catch_warnings():
             # the dropped pairs are all printed below; the warning would list five of them
             warnings.filterwarnings("ignore", message=r"Dropped \d+ of \d+ \(context, pert")
+            options = PseudobulkOptions(layer=args.layer, min_cells=args.min_cells,
+                                        n_top_genes=args.n_top_genes, transform=args.transform)
             X, Y, report = pseudobulk(
-                str(cells), args.context, args.perturbation, control, layer=args.layer,
-                min_cells=args.min_cells, n_top_genes=args.n_top_genes,
-                transform=args.transform, return_report=True,
-                progress=advance if bar is not None else None,
+                str(cells), args.context, args.perturbation, control, options,
+                return_report=True, progress=advance if bar is not None else None,
             )
     except (ValueError, TypeError, KeyError) as exc:
         raise CommandError(f"{cells}: {_first_line(exc)}") from None

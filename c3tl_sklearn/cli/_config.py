@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from numbers import Integral
@@ -17,7 +18,7 @@ from sklearn.utils._param_validation import (
 
 from ._registry import _TUNE_METRICS, MODELS
 
-__all__ = ["BenchmarkConfig", "RunRecord"]
+__all__ = ["BenchmarkConfig", "H5adCells", "RunRecord"]
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,41 @@ class BenchmarkConfig:
     def replace(self, **changes) -> BenchmarkConfig:
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class H5adCells:
+    """Single cells for a benchmark: the ``.h5ad`` file(s), their labels and the recipe.
+
+    What :func:`~c3tl_sklearn.cli.load_benchmark_data` pseudo-bulks with
+    :func:`~c3tl_sklearn.preprocessing.pseudobulk` (the ``--h5ad`` source of
+    ``c3tl-benchmark``). The keys and the control are checked when the data
+    are loaded, so that the message names the command-line flags.
+
+    Parameters
+    ----------
+    path : path
+        An ``.h5ad`` file, or a glob pattern such as ``"plates/*.h5ad"``
+        (the cells of all its files).
+    context_key, perturbation_key : hashable
+        obs columns with the labels.
+    control : hashable or sequence of hashable
+        The control label(s).
+    options : c3tl_sklearn.preprocessing.PseudobulkOptions, optional
+        Layer, transform, ``min_cells``, gene selection; ``None``: the defaults.
+
+    Examples
+    --------
+    >>> from c3tl_sklearn.cli import H5adCells
+    >>> H5adCells("cells.h5ad", "cell_line", "drug", "DMSO").control
+    'DMSO'
+    """
+
+    path: str | os.PathLike
+    context_key: Hashable | None = None
+    perturbation_key: Hashable | None = None
+    control: Hashable | Sequence[Hashable] | None = None
+    options: Any = None
 
 
 @dataclass(frozen=True)

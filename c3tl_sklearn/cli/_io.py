@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ import pandas as pd
 
 from .._contract import check_index_table, check_no_duplicate_pairs, check_response
 from .._labels import unique_labels
+from ._config import H5adCells
 
 __all__ = ["BenchmarkDataError", "check_benchmark_data", "gene_matrix", "load_benchmark_data",
            "read_frame"]
@@ -207,16 +208,9 @@ def load_benchmark_data(
     *,
     index: str | os.PathLike | None = None,
     effects: str | os.PathLike | None = None,
-    h5ad: str | os.PathLike | None = None,
+    h5ad: H5adCells | None = None,
     context_col: Hashable = "context",
     perturbation_col: Hashable = "perturbation",
-    context_key: Hashable | None = None,
-    perturbation_key: Hashable | None = None,
-    control: Hashable | Sequence[Hashable] | None = None,
-    layer: str | None = None,
-    min_cells: int = 10,
-    n_top_genes: int | None = None,
-    transform: str | None = None,
     synthetic_shape: tuple[int, int, int] = (6, 60, 50),
     seed: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
@@ -230,16 +224,13 @@ def load_benchmark_data(
         gene. Ignored when ``index``/``effects`` or ``h5ad`` is given.
     index, effects : path, optional
         An index table and a row-aligned effect matrix (both CSV/TSV/Parquet).
-    h5ad : path, optional
-        Single cells (a glob pattern such as ``"plates/*.h5ad"``: the cells of
-        all its files), pseudo-bulked with
-        :func:`c3tl_sklearn.preprocessing.pseudobulk` using ``context_key``,
-        ``perturbation_key``, ``control``, ``layer``, ``min_cells``,
-        ``n_top_genes`` and ``transform``.
+    h5ad : H5adCells, optional
+        Single cells (a file, or a glob pattern such as ``"plates/*.h5ad"``:
+        the cells of all its files) with their obs keys, control label and
+        :class:`~c3tl_sklearn.preprocessing.PseudobulkOptions`, pseudo-bulked
+        with :func:`c3tl_sklearn.preprocessing.pseudobulk`.
     context_col, perturbation_col : hashable
         Label columns of a table (``index`` or ``data``).
-    context_key, perturbation_key, control, layer, min_cells, n_top_genes, transform
-        Passed to :func:`~c3tl_sklearn.preprocessing.pseudobulk`.
     synthetic_shape : (int, int, int), default=(6, 60, 50)
         Contexts, perturbations, genes of the synthetic draw.
     seed : int, default=0
@@ -268,8 +259,7 @@ def load_benchmark_data(
     ((30, 2), (30, 5), 'synthetic: 3 contexts x 10 perturbations x 5 genes (seed 0)')
     """
     if h5ad is not None:
-        return _load_h5ad(h5ad, context_key, perturbation_key, control, layer=layer,
-                          min_cells=min_cells, n_top_genes=n_top_genes, transform=transform)
+        return _load_h5ad(h5ad)
     if (index is None) != (effects is None):
         raise BenchmarkDataError("--index and --effects must be given together.")
     if index is not None:
@@ -315,8 +305,10 @@ def load_benchmark_data(
     return _standard_labels(X, context_col, perturbation_col), Y, f"table {data}"
 
 
-def _load_h5ad(h5ad, context_key, perturbation_key, control, **options):
+def _load_h5ad(cells: H5adCells):
     """Pseudo-bulk an .h5ad file of single cells (see :func:`load_benchmark_data`)."""
+    h5ad, context_key, perturbation_key, control = (
+        cells.path, cells.context_key, cells.perturbation_key, cells.control)
     if context_key is None or perturbation_key is None or control is None:
         raise BenchmarkDataError(
             "--h5ad needs --context-key, --perturbation-key and --control (the obs "
@@ -329,7 +321,7 @@ def _load_h5ad(h5ad, context_key, perturbation_key, control, **options):
 
     try:
         X, Y = pseudobulk(os.fspath(h5ad), context_key, perturbation_key, control,
-                          **options)
+                          cells.options)
     except (ValueError, TypeError, ImportError, KeyError) as exc:
         raise BenchmarkDataError(f"{h5ad}: {exc}") from exc
     description = (

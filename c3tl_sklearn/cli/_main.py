@@ -18,6 +18,7 @@ from ._parsers import add_label_columns, add_output_flags
 from ._registry import _TUNE_METRICS, MODEL_LABELS, MODELS, PEER_MODELS
 
 if TYPE_CHECKING:
+    from ._config import H5adCells
     from ._report import BenchmarkResult
 
 __all__ = ["build_parser", "main"]
@@ -269,6 +270,22 @@ def main(argv: Sequence[str] | None = None, prog: str = "c3tl-benchmark") -> int
     return 0
 
 
+def _h5ad_cells(args, control) -> H5adCells | None:
+    """The ``--h5ad`` cells and their pseudo-bulk flags, or ``None``."""
+    if args.h5ad is None:
+        return None
+    from ..preprocessing import PseudobulkOptions
+    from ._config import H5adCells
+    from ._io import BenchmarkDataError
+
+    try:
+        options = PseudobulkOptions(layer=args.layer, min_cells=args.min_cells,
+                                    n_top_genes=args.n_top_genes, transform=args.transform)
+    except ValueError as exc:  # as the pseudo-bulk's own errors read
+        raise BenchmarkDataError(f"{args.h5ad}: {exc}") from exc
+    return H5adCells(args.h5ad, args.context_key, args.perturbation_key, control, options)
+
+
 def _main_run(args, start_time: float, out: str, command: str) -> BenchmarkResult:
     """Load the data named on the command line and run the benchmark."""
     from ._config import BenchmarkConfig
@@ -279,11 +296,8 @@ def _main_run(args, start_time: float, out: str, command: str) -> BenchmarkResul
     if args.control:
         control = args.control[0] if len(args.control) == 1 else list(args.control)
     X, Y, description = load_benchmark_data(
-        args.data, index=args.index, effects=args.effects, h5ad=args.h5ad,
+        args.data, index=args.index, effects=args.effects, h5ad=_h5ad_cells(args, control),
         context_col=args.context_col, perturbation_col=args.perturbation_col,
-        context_key=args.context_key, perturbation_key=args.perturbation_key,
-        control=control, layer=args.layer, min_cells=args.min_cells,
-        n_top_genes=args.n_top_genes, transform=args.transform,
         synthetic_shape=tuple(args.synthetic_shape), seed=args.seed,
     )
     params = _read_params_file(args.params) if args.params else None

@@ -56,8 +56,7 @@ def make_model(
     name: str,
     params: dict | None = None,
     *,
-    context_col: Hashable = "context",
-    perturbation_col: Hashable = "perturbation",
+    labels: dict[str, Hashable] | None = None,
     max_epochs: int | None = None,
     device: str = "cpu",
     random_state: int | None = 0,
@@ -72,8 +71,10 @@ def make_model(
         Model name (see :data:`MODELS`).
     params : dict, optional
         Parameters set on the model (for example tuned ones).
-    context_col, perturbation_col : hashable
-        Label columns of the index table.
+    labels : dict, optional
+        ``{"context_col": ..., "perturbation_col": ...}``, the label columns of
+        the index table (:attr:`BenchmarkConfig.labels`); default ``"context"``
+        and ``"perturbation"``.
     max_epochs : int, optional
         Overrides C3TL's ``max_epochs`` (quick runs).
     device : str, default="cpu"
@@ -98,7 +99,7 @@ def make_model(
     >>> make_model("additive", {"shrinkage": 0.5})
     AdditiveBaseline(shrinkage=0.5)
     """
-    labels = {"context_col": context_col, "perturbation_col": perturbation_col}
+    labels = {"context_col": "context", "perturbation_col": "perturbation", **(labels or {})}
     if name in PEER_MODELS:
         from .. import peers
 

@@ -145,7 +145,7 @@ def _tune_and_evaluate(X, Y, plan: _RunPlan, config: BenchmarkConfig, *, k, scor
     """
     models, n_trials = config.models, config.n_trials
     given = dict(config.params or {})
-    make = partial(make_model, **config.labels, max_epochs=config.max_epochs,
+    make = partial(make_model, labels=config.labels, max_epochs=config.max_epochs,
                    device=config.device, random_state=config.seed, cells=config.cells,
                    peer_options=config.peer_options)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -9,7 +10,9 @@ import pandas as pd
 from scipy import sparse
 from sklearn.utils import check_random_state
 
-__all__ = ["make_synthetic_cells"]
+from ._cellmatrix import _cells_result
+
+__all__ = ["CellDesign", "make_synthetic_cells"]
 
 
 def _check_positive_int(name: str, value, minimum: int = 1) -> int:
@@ -24,27 +27,92 @@ def _check_non_negative(name: str, value) -> float:
     return float(value)
 
 
-def make_synthetic_cells(
-    n_contexts: int = 24,
-    n_perturbations: int = 90,
-    n_genes: int = 2000,
-    *,
-    n_cells: int = 20,
-    n_control_cells: int | None = None,
-    n_programs: int = 30,
-    programs_per_perturbation: int = 3,
-    effect_scale: float = 1.0,
-    context_scale: float = 0.5,
-    sensitivity_scale: float = 0.6,
-    inactive_fraction: float = 0.2,
-    null_fraction: float = 0.1,
-    interaction: float = 0.3,
-    library_size: float = 4000.0,
-    dispersion: float = 0.2,
-    control_label: str = "control",
-    as_anndata: bool = True,
-    random_state=None,
-):
+@dataclass(frozen=True)
+class CellDesign:
+    """The generating model of :func:`make_synthetic_cells`: programs, contexts and counts.
+
+    The sizes (contexts, perturbations, genes, cells per group) and the seed
+    are the generator's own arguments; these are the knobs of the model
+    behind the counts, grouped so that a variant of the default model is one
+    value (``CellDesign(interaction=0.0)``: every effect transferable).
+
+    Parameters
+    ----------
+    n_programs : int, default=30
+        Gene programs; each gene belongs to about two programs' sparse support.
+    programs_per_perturbation : int, default=3
+        Programs a perturbation acts on (at most ``n_programs``).
+    effect_scale : float, default=1.0
+        Standard deviation of a perturbation's program activations (on the
+        log rate).
+    context_scale : float, default=0.5
+        Standard deviation of a context's baseline deviation per gene (log rate).
+    sensitivity_scale : float, default=0.6
+        Standard deviation of the log of a context's program sensitivities.
+    inactive_fraction : float, default=0.2
+        Fraction of (context, program) pairs with sensitivity zero.
+    null_fraction : float, default=0.1
+        Fraction of perturbations without any effect.
+    interaction : float, default=0.3
+        Standard deviation of the pair-specific term, on 2% of the genes of
+        every pair.
+    library_size : float, default=4000.0
+        Median total counts per cell (log-normal across cells, sd 0.3).
+    dispersion : float, default=0.2
+        Negative-binomial overdispersion (variance ``mu + dispersion * mu**2``).
+    control_label : str, default="control"
+        The label of the control cells in ``obs["perturbation"]``.
+
+    Examples
+    --------
+    >>> from c3tl_sklearn.datasets import CellDesign, make_synthetic_cells
+    >>> design = CellDesign(n_programs=5, interaction=0.0, control_label="NTC")
+    >>> adata = make_synthetic_cells(2, 3, 40, n_cells=4, design=design, random_state=0)
+    >>> adata.obs["perturbation"].cat.categories.tolist()
+    ['NTC', 'pert0', 'pert1', 'pert2']
+    """
+
+    n_programs: int = 30
+    programs_per_perturbation: int = 3
+    effect_scale: float = 1.0
+    context_scale: float = 0.5
+    sensitivity_scale: float = 0.6
+    inactive_fraction: float = 0.2
+    null_fraction: float = 0.1
+    interaction: float = 0.3
+    library_size: float = 4000.0
+    dispersion: float = 0.2
+    control_label: str = "control"
+
+    def __post_init__(self):
+        # the checked values are stored as plain int/float/str (a frozen dataclass)
+        def store(name, value):
+            object.__setattr__(self, name, value)
+
+        store("n_programs", _check_positive_int("n_programs", self.n_programs))
+        k_per = _check_positive_int("programs_per_perturbation",
+                                    self.programs_per_perturbation)
+        if k_per > self.n_programs:
+            raise ValueError(
+                f"programs_per_perturbation={k_per} exceeds n_programs={self.n_programs}."
+            )
+        store("programs_per_perturbation", k_per)
+        for name in ("effect_scale", "context_scale", "sensitivity_scale", "interaction",
+                     "dispersion"):
+            store(name, _check_non_negative(name, getattr(self, name)))
+        for name in ("inactive_fraction", "null_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]; got {value!r}.")
+        if not self.library_size > 0:
+            raise ValueError(f"library_size must be positive; got {self.library_size!r}.")
+        store("control_label", str(self.control_label))
+
+
+def make_synthetic_cells(n_contexts: int = 24, n_perturbations: int = 90, n_genes: int = 2000,
+                         *, n_cells: int = 20, n_control_cells: int | None = None,
+                         design: CellDesign | None = None, as_anndata: bool = True,
+                         random_state=None):
     """Draw single-cell counts of perturbations in contexts (the Parse shape by default).
 
     The default shape is the paper's Parse PBMC set: 24 contexts x 90
@@ -80,30 +148,11 @@ def make_synthetic_cells(
         Cells per (context, perturbation) group.
     n_control_cells : int, optional
         Control cells per context; ``None`` draws ``2 * n_cells``.
-    n_programs : int, default=30
-        Gene programs; each gene belongs to about two programs' sparse support.
-    programs_per_perturbation : int, default=3
-        Programs a perturbation acts on (at most ``n_programs``).
-    effect_scale : float, default=1.0
-        Standard deviation of a perturbation's program activations (on the
-        log rate).
-    context_scale : float, default=0.5
-        Standard deviation of a context's baseline deviation per gene (log rate).
-    sensitivity_scale : float, default=0.6
-        Standard deviation of the log of a context's program sensitivities.
-    inactive_fraction : float, default=0.2
-        Fraction of (context, program) pairs with sensitivity zero.
-    null_fraction : float, default=0.1
-        Fraction of perturbations without any effect.
-    interaction : float, default=0.3
-        Standard deviation of the pair-specific term, on 2% of the genes of
-        every pair.
-    library_size : float, default=4000.0
-        Median total counts per cell (log-normal across cells, sd 0.3).
-    dispersion : float, default=0.2
-        Negative-binomial overdispersion (variance ``mu + dispersion * mu**2``).
-    control_label : str, default="control"
-        The label of the control cells in ``obs["perturbation"]``.
+    design : CellDesign, optional
+        The programs, the contexts' baselines and sensitivities, the
+        perturbations' activations, the pair-specific interaction, the
+        library sizes, the overdispersion and the control label; ``None`` is
+        ``CellDesign()``.
     as_anndata : bool, default=True
         Return an :class:`anndata.AnnData` (needs the optional dependency
         anndata), else the matrix, the cell table and the gene names.
@@ -116,7 +165,7 @@ def make_synthetic_cells(
         With ``as_anndata=True``. ``X``: CSR float32 raw counts (whole
         numbers; pseudo-bulk them with ``transform="normalize_log1p"``);
         ``obs``: ``context`` (``"ctx0"``, ...), ``perturbation``
-        (``"pert0"``, ... or ``control_label``), ``batch`` (the context: one
+        (``"pert0"``, ... or ``design.control_label``), ``batch`` (the context: one
         batch per context, as State's input layout asks for a batch column),
         all categorical, cells grouped by context then perturbation with the
         controls first; ``var_names``: ``gene0``, ...
@@ -138,22 +187,10 @@ def make_synthetic_cells(
     n_cells = _check_positive_int("n_cells", n_cells)
     n_control_cells = (2 * n_cells if n_control_cells is None
                        else _check_positive_int("n_control_cells", n_control_cells))
-    n_programs = _check_positive_int("n_programs", n_programs)
-    k_per = _check_positive_int("programs_per_perturbation", programs_per_perturbation)
-    if k_per > n_programs:
-        raise ValueError(f"programs_per_perturbation={k_per} exceeds n_programs={n_programs}.")
-    effect_scale = _check_non_negative("effect_scale", effect_scale)
-    context_scale = _check_non_negative("context_scale", context_scale)
-    sensitivity_scale = _check_non_negative("sensitivity_scale", sensitivity_scale)
-    interaction = _check_non_negative("interaction", interaction)
-    dispersion = _check_non_negative("dispersion", dispersion)
-    for name, value in (("inactive_fraction", inactive_fraction),
-                        ("null_fraction", null_fraction)):
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1]; got {value!r}.")
-    if not library_size > 0:
-        raise ValueError(f"library_size must be positive; got {library_size!r}.")
-    control_label = str(control_label)
+    d = CellDesign() if design is None else design
+    if not isinstance(d, CellDesign):
+        raise TypeError(f"design must be a CellDesign or None; got {type(d).__name__}.")
+    n_programs, k_per, control_label = d.n_programs, d.programs_per_perturbation, d.control_label
     pert_names = [f"pert{i}" for i in range(n_perturbations)]
     if control_label in pert_names:
         raise ValueError(f"control_label={control_label!r} is also a perturbation name.")
@@ -163,14 +200,14 @@ def make_synthetic_cells(
     support = rng.random_sample((n_programs, n_genes)) < min(1.0, 2.0 / n_programs)
     programs = np.where(support, rng.standard_normal((n_programs, n_genes)), 0.0)
     base = rng.normal(-np.log(n_genes), 1.2, size=n_genes)  # log share of a cell's counts
-    baseline = context_scale * rng.standard_normal((n_contexts, n_genes))
-    sensitivity = np.exp(sensitivity_scale * rng.standard_normal((n_contexts, n_programs)))
-    sensitivity[rng.random_sample((n_contexts, n_programs)) < inactive_fraction] = 0.0
+    baseline = d.context_scale * rng.standard_normal((n_contexts, n_genes))
+    sensitivity = np.exp(d.sensitivity_scale * rng.standard_normal((n_contexts, n_programs)))
+    sensitivity[rng.random_sample((n_contexts, n_programs)) < d.inactive_fraction] = 0.0
     activation = np.zeros((n_perturbations, n_programs))
     for p in range(n_perturbations):
         chosen = rng.choice(n_programs, size=k_per, replace=False)
-        activation[p, chosen] = effect_scale * rng.standard_normal(k_per)
-    activation[rng.random_sample(n_perturbations) < null_fraction] = 0.0
+        activation[p, chosen] = d.effect_scale * rng.standard_normal(k_per)
+    activation[rng.random_sample(n_perturbations) < d.null_fraction] = 0.0
 
     n_inter = max(1, round(0.02 * n_genes))
     blocks, contexts, perturbations = [], [], []
@@ -179,18 +216,18 @@ def make_synthetic_cells(
         shift = (activation * sensitivity[c]) @ programs  # (n_perturbations, n_genes)
         for p in range(n_perturbations):
             term = shift[p].copy()
-            if interaction > 0:
+            if d.interaction > 0:
                 genes = rng.choice(n_genes, size=n_inter, replace=False)
-                term[genes] += interaction * rng.standard_normal(n_inter)
+                term[genes] += d.interaction * rng.standard_normal(n_inter)
             groups.append((pert_names[p], term, n_cells))
         for label, term, size in groups:
             log_rate = base + baseline[c] + term
             share = np.exp(log_rate - log_rate.max())
             share /= share.sum()
-            libraries = library_size * np.exp(0.3 * rng.standard_normal(size))
+            libraries = d.library_size * np.exp(0.3 * rng.standard_normal(size))
             mu = libraries[:, None] * share[None, :]
-            if dispersion > 0:  # gamma-Poisson: a negative binomial with this overdispersion
-                mu = rng.gamma(1.0 / dispersion, dispersion * mu)
+            if d.dispersion > 0:  # gamma-Poisson: a negative binomial with this overdispersion
+                mu = rng.gamma(1.0 / d.dispersion, d.dispersion * mu)
             counts = rng.poisson(mu).astype(np.float32)
             blocks.append(sparse.csr_matrix(counts))
             contexts += [f"ctx{c}"] * size
@@ -208,13 +245,4 @@ def make_synthetic_cells(
         index=pd.Index([f"cell{i}" for i in range(X.shape[0])], name="cell"),
     )
     genes = pd.Index([f"gene{j}" for j in range(n_genes)], name="gene")
-    if not as_anndata:
-        return X, obs, genes
-    try:
-        import anndata
-    except ImportError as exc:  # pragma: no cover - exercised only without anndata
-        raise ImportError(
-            "make_synthetic_cells(as_anndata=True) needs the optional dependency anndata: "
-            "pip install c3tl-sklearn[anndata]; or pass as_anndata=False."
-        ) from exc
-    return anndata.AnnData(X=X, obs=obs, var=pd.DataFrame(index=genes))
+    return _cells_result(X, obs, genes, as_anndata=as_anndata, caller="make_synthetic_cells")

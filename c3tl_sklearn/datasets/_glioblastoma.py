@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from ._cellmatrix import _cells_result
+
 __all__ = ["load_glioblastoma_crispri"]
 
 _FILE = "glioblastoma_crispri.npz"
@@ -84,13 +86,5 @@ def load_glioblastoma_crispri(*, as_anndata: bool = True):
             index=pd.Index(f["obs_names"].astype(str), name="cell"),
         )
         genes = pd.Index(f["genes"].astype(str), name="gene")
-    if not as_anndata:
-        return X, obs, genes
-    try:
-        import anndata
-    except ImportError as exc:  # pragma: no cover - exercised only without anndata
-        raise ImportError(
-            "load_glioblastoma_crispri(as_anndata=True) needs the optional dependency "
-            "anndata: pip install c3tl-sklearn[anndata]; or pass as_anndata=False."
-        ) from exc
-    return anndata.AnnData(X=X, obs=obs, var=pd.DataFrame(index=genes))
+    return _cells_result(X, obs, genes, as_anndata=as_anndata,
+                         caller="load_glioblastoma_crispri")

@@ -65,13 +65,13 @@ def make_regime_perturbations(
         perturbation keeps at least two contexts and every context at least
         two pairs, so that each pair can be predicted from the others.
     random_state : int, RandomState instance or None
-        Seed for reproducible draws.
+        Seeds the regime's draws (factors, mixing, offsets, missing pairs, noise).
 
     Returns
     -------
     X : pandas.DataFrame of shape (n_rows, 2)
-        Index table with ``context`` (``"ctx0"``, ...) and ``perturbation``
-        (``"pert0"``, ...) columns.
+        The observed pairs, labelled as by :func:`make_synthetic_perturbations`
+        (``context``: ``"ctx0"``, ...; ``perturbation``: ``"pert0"``, ...).
     Y : pandas.DataFrame of shape (n_rows, n_genes)
         Noisy effects (float32), genes ``gene0, gene1, ...``.
 

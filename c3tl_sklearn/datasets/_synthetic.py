@@ -2,12 +2,81 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
 from sklearn.utils import check_random_state
 
-__all__ = ["make_synthetic_perturbations"]
+__all__ = ["PerturbationDesign", "make_synthetic_perturbations"]
+
+
+@dataclass(frozen=True)
+class PerturbationDesign:
+    """The generating model of :func:`make_synthetic_perturbations`: manifold and noise.
+
+    The sizes, the observed fraction and the seed are the generator's own
+    arguments; these are the knobs of the model behind the effects, grouped
+    so that a variant of the default model is one value to pass around
+    (``PerturbationDesign(noise=0.5, noise_df=3)``).
+
+    Parameters
+    ----------
+    latent_dim : int, default=8
+        Dimension of the latent manifold.
+    hidden_dim : int, default=64
+        Width of the hidden layer of ``f``.
+    context_scale : float, default=0.7
+        Standard deviation of the context shifts relative to the perturbation
+        codes (which have standard deviation 1); larger makes contexts differ
+        more.
+    context_offset : float, default=0.0
+        Standard deviation of a per-context, per-gene offset added to every
+        effect of the context (relative to the unit standard deviation of
+        the manifold effects): contexts that differ mostly by a shift, as
+        cell lines with different baselines do.
+    noise : float, default=0.1
+        Standard deviation of the observation noise, relative to the unit
+        standard deviation of the noise-free effects.
+    noise_df : float or None, default=None
+        Degrees of freedom of Student-t observation noise (heavy tails, as
+        outlier wells give); ``None`` draws Gaussian noise. Either way the
+        noise is scaled to standard deviation ``noise`` (``noise_df > 2``).
+    rank_transform : bool, default=False
+        Replace each observed effect vector by the normal scores of its
+        ranks (``Phi^-1((rank - 0.5) / n_genes)``), the signed rank-type
+        values that signature databases publish; ``truth["effects"]`` stays
+        on the original scale.
+
+    Examples
+    --------
+    >>> from c3tl_sklearn.datasets import PerturbationDesign, make_synthetic_perturbations
+    >>> design = PerturbationDesign(context_offset=1.0, noise=0.05)
+    >>> X, Y = make_synthetic_perturbations(4, 30, 50, design=design, random_state=0)
+    >>> Y.shape
+    (120, 50)
+    """
+
+    latent_dim: int = 8
+    hidden_dim: int = 64
+    context_scale: float = 0.7
+    context_offset: float = 0.0
+    noise: float = 0.1
+    noise_df: float | None = None
+    rank_transform: bool = False
+
+    def __post_init__(self):
+        for name in ("latent_dim", "hidden_dim"):
+            value = getattr(self, name)
+            if int(value) != value or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+        if self.noise < 0 or self.context_scale < 0 or self.context_offset < 0:
+            raise ValueError("noise, context_scale and context_offset must be non-negative.")
+        if self.noise_df is not None and not self.noise_df > 2:
+            raise ValueError(
+                f"noise_df must be above 2 (finite variance) or None; got {self.noise_df!r}."
+            )
 
 
 def make_synthetic_perturbations(
@@ -15,14 +84,8 @@ def make_synthetic_perturbations(
     n_perturbations: int = 100,
     n_genes: int = 200,
     *,
-    latent_dim: int = 8,
-    hidden_dim: int = 64,
-    context_scale: float = 0.7,
-    noise: float = 0.1,
-    context_offset: float = 0.0,
-    noise_df: float | None = None,
-    rank_transform: bool = False,
     observed_fraction: float = 1.0,
+    design: PerturbationDesign | None = None,
     as_frame: bool = True,
     return_truth: bool = False,
     random_state=None,
@@ -39,34 +102,13 @@ def make_synthetic_perturbations(
     ----------
     n_contexts, n_perturbations, n_genes : int
         Sizes; the Tahoe-100M pseudo-bulk shape is 48 x 1138 x 2000.
-    latent_dim : int, default=8
-        Dimension of the latent manifold.
-    hidden_dim : int, default=64
-        Width of the hidden layer of ``f``.
-    context_scale : float, default=0.7
-        Standard deviation of the context shifts relative to the perturbation
-        codes (which have standard deviation 1); larger makes contexts differ
-        more.
-    noise : float, default=0.1
-        Standard deviation of the observation noise, relative to the unit
-        standard deviation of the noise-free effects.
-    context_offset : float, default=0.0
-        Standard deviation of a per-context, per-gene offset added to every
-        effect of the context (relative to the unit standard deviation of
-        the manifold effects): contexts that differ mostly by a shift, as
-        cell lines with different baselines do.
-    noise_df : float or None, default=None
-        Degrees of freedom of Student-t observation noise (heavy tails, as
-        outlier wells give); ``None`` draws Gaussian noise. Either way the
-        noise is scaled to standard deviation ``noise`` (``noise_df > 2``).
-    rank_transform : bool, default=False
-        Replace each observed effect vector by the normal scores of its
-        ranks (``Phi^-1((rank - 0.5) / n_genes)``), the signed rank-type
-        values that signature databases publish; ``truth["effects"]`` stays
-        on the original scale.
     observed_fraction : float, default=1.0
         Fraction of (context, perturbation) pairs returned; each perturbation
         keeps at least one pair.
+    design : PerturbationDesign, optional
+        The manifold and the noise (latent and hidden sizes, context scale and
+        offset, noise level and tails, rank transform); ``None`` is
+        ``PerturbationDesign()``.
     as_frame : bool, default=True
         Return ``Y`` as a DataFrame with gene names ``gene0, gene1, ...``.
     return_truth : bool, default=False
@@ -92,20 +134,19 @@ def make_synthetic_perturbations(
     ((120, 2), (120, 50))
     """
     for name, value in (("n_contexts", n_contexts), ("n_perturbations", n_perturbations),
-                        ("n_genes", n_genes), ("latent_dim", latent_dim),
-                        ("hidden_dim", hidden_dim)):
+                        ("n_genes", n_genes)):
         if int(value) != value or value < 1:
             raise ValueError(f"{name} must be a positive integer; got {value!r}.")
     if not 0.0 < observed_fraction <= 1.0:
         raise ValueError(f"observed_fraction must be in (0, 1]; got {observed_fraction!r}.")
-    if noise < 0 or context_scale < 0 or context_offset < 0:
-        raise ValueError("noise, context_scale and context_offset must be non-negative.")
-    if noise_df is not None and not noise_df > 2:
-        raise ValueError(f"noise_df must be above 2 (finite variance) or None; got {noise_df!r}.")
+    d = PerturbationDesign() if design is None else design
+    if not isinstance(d, PerturbationDesign):
+        raise TypeError(f"design must be a PerturbationDesign or None; got {type(d).__name__}.")
+    latent_dim, hidden_dim = d.latent_dim, d.hidden_dim
     rng = check_random_state(random_state)
 
     z = rng.standard_normal((n_perturbations, latent_dim))
-    psi = context_scale * rng.standard_normal((n_contexts, latent_dim))
+    psi = d.context_scale * rng.standard_normal((n_contexts, latent_dim))
     w1 = rng.standard_normal((latent_dim, hidden_dim)) / np.sqrt(latent_dim)
     b1 = 0.5 * rng.standard_normal(hidden_dim)
     w2 = rng.standard_normal((hidden_dim, n_genes)) / np.sqrt(hidden_dim)
@@ -125,11 +166,11 @@ def make_synthetic_perturbations(
         u = z[pi[sl]] + psi[ci[sl]]
         clean[sl] = np.tanh(u @ w1 + b1) @ w2
     clean /= clean.std()
-    if context_offset > 0:
-        clean += (context_offset * rng.standard_normal((n_contexts, n_genes)))[ci].astype(
+    if d.context_offset > 0:
+        clean += (d.context_offset * rng.standard_normal((n_contexts, n_genes)))[ci].astype(
             np.float32
         )
-    Y = _observe(clean, noise, noise_df, rank_transform, rng)
+    Y = _observe(clean, d, rng)
 
     ctx_names = np.array([f"ctx{i}" for i in range(n_contexts)], dtype=object)
     pert_names = np.array([f"pert{i}" for i in range(n_perturbations)], dtype=object)
@@ -141,8 +182,9 @@ def make_synthetic_perturbations(
     return X, Y
 
 
-def _observe(clean, noise: float, noise_df: float | None, rank_transform: bool, rng):
+def _observe(clean, design: PerturbationDesign, rng):
     """Noisy observations of the clean effects, rank-transformed per row if asked."""
+    noise, noise_df = design.noise, design.noise_df
     Y = np.empty_like(clean)
     for start in range(0, len(clean), 8192):  # chunks: no float64 copy of the whole
         sl = slice(start, start + 8192)
@@ -151,7 +193,7 @@ def _observe(clean, noise: float, noise_df: float | None, rank_transform: bool, 
         else:
             eps = rng.standard_t(noise_df, clean[sl].shape) / np.sqrt(noise_df / (noise_df - 2))
         Y[sl] = clean[sl] + noise * eps
-    if rank_transform:
+    if design.rank_transform:
         ranks = Y.argsort(axis=1).argsort(axis=1) + 0.5
         Y = norm.ppf(ranks / Y.shape[1]).astype(np.float32)
     return Y

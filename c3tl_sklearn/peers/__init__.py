@@ -24,7 +24,7 @@ from ._env import PEERS, PeerEnvironmentError, find_peer_python, install_peer, p
 from ._isolated import IsolatedRegressor
 from ._peer import PeerRegressor
 from ._process import PeerRunError, RunStats, run_measured
-from ._state import StatePeer, read_state_predictions, state_train_overrides
+from ._state import StatePeer, StateTraining, read_state_predictions, state_train_overrides
 
 __all__ = [
     "PEERS",
@@ -37,6 +37,7 @@ __all__ = [
     "PeerRunError",
     "RunStats",
     "StatePeer",
+    "StateTraining",
     "find_peer_python",
     "install_peer",
     "peer_home",

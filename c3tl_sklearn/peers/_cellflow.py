@@ -42,10 +42,8 @@ class CellFlowPeer(PeerRegressor):
 
     Parameters
     ----------
-    cells : PeerCells
-        The single cells behind the benchmark's effects.
-    context_col, perturbation_col : hashable, default="context", "perturbation"
-        Label columns of the index tables.
+    cells, context_col, perturbation_col
+        As for :class:`StatePeer`.
     python : path, optional
         Interpreter or virtual environment with ``cellflow-tools``; ``None``
         uses ``C3TL_CELLFLOW_PYTHON`` or ``~/.cache/c3tl/peers/cellflow``
@@ -81,12 +79,10 @@ class CellFlowPeer(PeerRegressor):
                  timeout: float | None = None, random_state: int = 0):
         self._common_init(cells, context_col, perturbation_col, python, workdir, keep_files,
                           timeout, random_state)
-        self.n_components = n_components
-        self.hidden_dim = hidden_dim
-        self.condition_dim = condition_dim
-        self.num_iterations = num_iterations
-        self.batch_size = batch_size
-        self.lr = lr
+        # scikit-learn's rule: every parameter stored as given, under its own name
+        self.n_components, self.hidden_dim, self.condition_dim = (
+            n_components, hidden_dim, condition_dim)
+        self.num_iterations, self.batch_size, self.lr = num_iterations, batch_size, lr
 
     def _config(self, workdir: Path) -> Path:
         path = workdir / "config.json"

@@ -88,9 +88,9 @@ class IsolatedRegressor(RegressorMixin, BaseEstimator):
         Parameters
         ----------
         X : pandas.DataFrame
-            Index table.
+            Index table with the label columns ``estimator`` reads.
         y : array-like of shape (n_rows, n_genes)
-            Effects.
+            Effects of the rows of ``X``, pickled to the subprocess with it.
 
         Returns
         -------
@@ -113,7 +113,7 @@ class IsolatedRegressor(RegressorMixin, BaseEstimator):
         Parameters
         ----------
         X : pandas.DataFrame
-            Index table.
+            Index table of the pairs to predict.
 
         Returns
         -------

@@ -17,6 +17,7 @@ the predicted effects.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +28,35 @@ from ._cells import CellData
 from ._peer import PeerRegressor, _pair_means
 from ._process import RunStats
 
-__all__ = ["StatePeer", "state_train_overrides"]
+__all__ = ["StatePeer", "StateTraining", "state_train_overrides"]
 
 _DATASET = "c3tl"
 _OBS = {"perturbation": "perturbation", "context": "cell_type", "batch": "batch"}
 
 
+@dataclass(frozen=True)
+class StateTraining:
+    """The size and the schedule of a State run: :class:`StatePeer`'s training parameters.
+
+    Parameters
+    ----------
+    hidden_dim, n_layers, cell_set_len, max_steps, batch_size, lr
+        See :class:`StatePeer` (defaults as there).
+    seed : int, default=0
+        State's ``training.train_seed`` (the peer's ``random_state``).
+    """
+
+    hidden_dim: int = 64
+    n_layers: int = 2
+    cell_set_len: int = 32
+    max_steps: int = 400
+    batch_size: int = 8
+    lr: float = 1e-3
+    seed: int = 0
+
+
 def state_train_overrides(*, toml: str | os.PathLike, output_dir: str | os.PathLike,
-                          control: str, hidden_dim: int, n_layers: int, cell_set_len: int,
-                          max_steps: int, batch_size: int, lr: float, seed: int) -> list[str]:
+                          control: str, training: StateTraining) -> list[str]:
     """The Hydra overrides of ``state tx train`` for a small CPU-sized ``state_sm``.
 
     Parameters
@@ -44,8 +65,8 @@ def state_train_overrides(*, toml: str | os.PathLike, output_dir: str | os.PathL
         The split file and the run's parent folder (the run is ``output_dir/run``).
     control : str
         Control label of ``obs["perturbation"]``.
-    hidden_dim, n_layers, cell_set_len, max_steps, batch_size, lr, seed
-        See :class:`StatePeer`.
+    training : StateTraining
+        The model's size and the training schedule.
 
     Returns
     -------
@@ -53,13 +74,14 @@ def state_train_overrides(*, toml: str | os.PathLike, output_dir: str | os.PathL
 
     Examples
     --------
-    >>> from c3tl_sklearn.peers import state_train_overrides
+    >>> from c3tl_sklearn.peers import StateTraining, state_train_overrides
     >>> o = state_train_overrides(toml="s.toml", output_dir="out", control="ctrl",
-    ...                           hidden_dim=64, n_layers=2, cell_set_len=16, max_steps=40,
-    ...                           batch_size=8, lr=1e-3, seed=0)
+    ...                           training=StateTraining(cell_set_len=16, max_steps=40))
     >>> [x for x in o if x.startswith("training.max_steps")]
     ['training.max_steps=40']
     """
+    t = training
+    hidden_dim, n_layers, max_steps = t.hidden_dim, t.n_layers, t.max_steps
     heads = 4 if hidden_dim % 4 == 0 else 1
     backbone = "model.kwargs.transformer_backbone_kwargs"
     return [
@@ -76,12 +98,12 @@ def state_train_overrides(*, toml: str | os.PathLike, output_dir: str | os.PathL
         f"training.max_steps={max_steps}",
         f"training.val_freq={max_steps}",
         f"training.ckpt_every_n_steps={max_steps}",
-        f"training.batch_size={batch_size}",
-        f"training.lr={lr}",
-        f"training.train_seed={seed}",
+        f"training.batch_size={t.batch_size}",
+        f"training.lr={t.lr}",
+        f"training.train_seed={t.seed}",
         "training.devices=1",
         f"model.kwargs.hidden_dim={hidden_dim}",
-        f"model.kwargs.cell_set_len={cell_set_len}",
+        f"model.kwargs.cell_set_len={t.cell_set_len}",
         f"model.kwargs.n_encoder_layers={n_layers}",
         f"model.kwargs.n_decoder_layers={n_layers}",
         f"{backbone}.num_hidden_layers={n_layers}",
@@ -197,12 +219,13 @@ class StatePeer(PeerRegressor):
 
     def _fit_peer(self, cells, rows, X, workdir) -> RunStats:
         paths = self.write_input(cells, rows, workdir)
-        overrides = state_train_overrides(
-            toml=paths["toml"], output_dir=paths["output_dir"], control=cells.control,
+        training = StateTraining(
             hidden_dim=int(self.hidden_dim), n_layers=int(self.n_layers),
             cell_set_len=int(self.cell_set_len), max_steps=int(self.max_steps),
             batch_size=int(self.batch_size), lr=float(self.lr), seed=int(self.random_state),
         )
+        overrides = state_train_overrides(toml=paths["toml"], output_dir=paths["output_dir"],
+                                          control=cells.control, training=training)
         self.run_dir_ = paths["output_dir"] / "run"
         return self._run([*self._state(), "tx", "train", *overrides],
                          log=workdir / "train.log", what="training")

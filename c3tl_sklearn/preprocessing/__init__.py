@@ -29,11 +29,12 @@ the two label columns of ``obs`` and about ten bytes of group codes per cell.
 
 from ._celleval import CellEvalEffects, CellEvalFiles, read_cell_eval, to_cell_eval
 from ._h5ad import to_anndata
-from ._pseudobulk import PseudobulkReport, PseudobulkWarning, pseudobulk
+from ._pseudobulk import PseudobulkOptions, PseudobulkReport, PseudobulkWarning, pseudobulk
 
 __all__ = [
     "CellEvalEffects",
     "CellEvalFiles",
+    "PseudobulkOptions",
     "PseudobulkReport",
     "PseudobulkWarning",
     "pseudobulk",

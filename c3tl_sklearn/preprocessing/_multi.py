@@ -27,17 +27,18 @@ from .._warnings import user_stacklevel
 from ._h5ad import _open_source
 from ._hvg import _expm1_squares
 from ._pseudobulk import (
+    PseudobulkOptions,
     _accumulate,
-    _check_usable,
     _checked_matrix,
     _factorize,
     _GroupLabels,
     _groups_table,
     _Plan,
     _scatter_add,
+    _select,
     _Sums,
+    _Totals,
     _unique_gene_names,
-    _warn_dropped,
 )
 
 __all__ = ["file_list", "pseudobulk_files"]
@@ -126,17 +127,18 @@ def _file_plan(ctx_values, pert_values, controls: list) -> tuple[_Plan, set]:
     return plan, set(perturbations[is_control_label[:-1]].tolist())
 
 
-def _file_sums(path: str, context_key, perturbation_key, controls: list, layer, transform,
-               target_sum: float, chunk_size, cell_stats: bool) -> dict:
+def _file_sums(path: str, context_key, perturbation_key, controls: list,
+               options: PseudobulkOptions) -> dict:
     """Stream one file into the sums of all its groups (runs in a joblib worker)."""
     t0 = time.perf_counter()
-    source = _open_source(path, layer)
+    source = _open_source(path, options.layer)
     try:
         matrix, fmt = _checked_matrix(source)
         plan, found_controls = _file_plan(source.column(context_key),
                                           source.column(perturbation_key), controls)
-        sums = _GroupSums(plan, source.n_obs, len(source.var_names), cell_stats=cell_stats)
-        checks = _accumulate(sums, matrix, fmt, source, transform, target_sum, chunk_size)
+        sums = _GroupSums(plan, source.n_obs, len(source.var_names),
+                          cell_stats=options.cell_stats)
+        checks = _accumulate(sums, matrix, fmt, source, options)
         var_names = pd.Index(source.var_names).astype(str)
         n_obs = source.n_obs
     finally:
@@ -158,11 +160,10 @@ def _file_sums(path: str, context_key, perturbation_key, controls: list, layer, 
     }
 
 
-def read_files(paths: list[str], context_key, perturbation_key, controls: list, *, layer,
-               transform, target_sum, chunk_size, cell_stats: bool, n_jobs) -> list[dict]:
+def read_files(paths: list[str], context_key, perturbation_key, controls: list,
+               options: PseudobulkOptions, *, n_jobs) -> list[dict]:
     """The per-file sums, in the order of ``paths`` (``n_jobs`` files at once)."""
-    tasks = [(p, context_key, perturbation_key, controls, layer, transform, target_sum,
-              chunk_size, cell_stats) for p in paths]
+    tasks = [(p, context_key, perturbation_key, controls, options) for p in paths]
     parts = parallel_map(_file_sums, tasks, n_jobs)
     first = parts[0]["var_names"]
     for part in parts[1:]:
@@ -204,44 +205,34 @@ def merged_plan(parts: list[dict], controls: list, min_cells: int, context_key,
                                                        for p in parts])[:-1]),
                  "controls": np.split(control_codes, np.cumsum([p["control_counts"].size
                                                                 for p in parts])[:-1])}
+    labels = _GroupLabels(np.asarray(contexts), np.asarray(perturbations), controls,
+                          context_key, perturbation_key)
     plan, positions["kept_pairs"] = _filtered_plan(
-        observed, observed_counts, control_counts, contexts, perturbations, controls,
-        min_cells, context_key, perturbation_key, sum(p["n_unlabelled"] for p in parts))
+        labels, observed, observed_counts, control_counts, min_cells,
+        sum(p["n_unlabelled"] for p in parts))
     return plan, positions
 
 
-def _filtered_plan(observed, observed_counts, control_counts, contexts, perturbations,
-                   controls, min_cells, context_key, perturbation_key,
-                   n_unlabelled) -> tuple[_Plan, np.ndarray]:
+def _filtered_plan(labels: _GroupLabels, observed, observed_counts, control_counts,
+                   min_cells: int, n_unlabelled: int) -> tuple[_Plan, np.ndarray]:
     """``min_cells`` and the controls applied to the merged groups (as ``_plan_groups``).
 
     Returns the plan and the merged pairs it keeps (positions in ``observed``).
     """
-    n_p = len(perturbations)
-    obs_c, obs_p = observed // n_p, observed % n_p
-    context_ok = control_counts >= min_cells
-    enough = observed_counts >= min_cells
-    has_control = context_ok[obs_c]
-    kept = enough & has_control
-    labels = _GroupLabels(np.asarray(contexts), np.asarray(perturbations), controls,
-                          context_key, perturbation_key)
-    _check_usable(labels, control_counts, observed_counts, kept, min_cells)
-    _warn_dropped(labels, obs_c, obs_p, observed_counts, enough, has_control,
-                  control_counts, min_cells, n_unlabelled)
-    kept_idx = np.flatnonzero(kept)
-    kept_contexts = np.flatnonzero(context_ok)
-    control_row = np.full(len(contexts), -1, dtype=np.int64)
+    n_p = len(labels.perturbations)
+    sel = _select(labels, observed // n_p, observed % n_p, observed_counts, control_counts,
+                  min_cells, n_unlabelled)
+    kept_idx = np.flatnonzero(sel.kept)
+    kept_contexts = np.flatnonzero(sel.context_ok)
+    control_row = np.full(len(labels.contexts), -1, dtype=np.int64)
     control_row[kept_contexts] = kept_idx.size + np.arange(kept_contexts.size)
-    status = np.where(~has_control, "no_control", np.where(enough, "kept", "too_few_cells"))
     return _Plan(
         cell_group=np.empty(0, dtype=np.int64),  # no cells here: only merged groups
-        n_pairs=kept_idx.size, pair_context=obs_c[kept_idx],
-        pair_perturbation=obs_p[kept_idx], pair_counts=observed_counts[kept_idx],
+        n_pairs=kept_idx.size, pair_context=sel.obs_c[kept_idx],
+        pair_perturbation=sel.obs_p[kept_idx], pair_counts=observed_counts[kept_idx],
         control_row_of_context=control_row, control_counts=control_counts,
         kept_contexts=kept_contexts, contexts=labels.contexts,
-        perturbations=labels.perturbations,
-        groups=_groups_table(labels, obs_c, obs_p, observed_counts, status, control_counts,
-                             context_ok),
+        perturbations=labels.perturbations, groups=_groups_table(labels, sel),
         n_unlabelled=n_unlabelled,
     ), kept_idx
 
@@ -284,18 +275,14 @@ def gene_names(parts: list[dict]) -> pd.Index:
     return _unique_gene_names(parts[0]["var_names"])
 
 
-def pseudobulk_files(paths: list[str], context_key, perturbation_key, controls: list, *,
-                     layer, min_cells: int, n_top_genes, hvg_on: str, transform,
-                     target_sum: float, chunk_size, return_report: bool, n_jobs):
+def pseudobulk_files(paths: list[str], context_key, perturbation_key, controls: list,
+                     options: PseudobulkOptions, *, return_report: bool, n_jobs):
     """:func:`~c3tl_sklearn.preprocessing.pseudobulk` of the cells of several files."""
     from ._pseudobulk import PseudobulkWarning, _results
 
-    cell_stats = n_top_genes is not None and hvg_on == "cells"
-    parts = read_files(paths, context_key, perturbation_key, controls, layer=layer,
-                       transform=transform, target_sum=target_sum, chunk_size=chunk_size,
-                       cell_stats=cell_stats, n_jobs=n_jobs)
+    parts = read_files(paths, context_key, perturbation_key, controls, options, n_jobs=n_jobs)
     counts_like, max_value = looks_like_counts(parts)
-    if transform is None and counts_like:
+    if options.transform is None and counts_like:
         warnings.warn(
             f"The {len(paths)} files look like raw counts (every value is a non-negative "
             f"integer, max {max_value:g}). Effects are differences of means of the values "
@@ -304,13 +291,14 @@ def pseudobulk_files(paths: list[str], context_key, perturbation_key, controls: 
             PseudobulkWarning,
             stacklevel=user_stacklevel(),
         )
-    plan, positions = merged_plan(parts, controls, min_cells, context_key, perturbation_key)
+    plan, positions = merged_plan(parts, controls, options.min_cells, context_key,
+                                  perturbation_key)
     group_sums = merged_sums(parts, plan, positions, "sums")
     s1 = s2 = None
-    if cell_stats:  # the moments of the kept groups' cells, as for one file
+    if options.cell_stats:  # the moments of the kept groups' cells, as for one file
         s1 = merged_sums(parts, plan, positions, "m1").sum(axis=0)
         s2 = merged_sums(parts, plan, positions, "m2").sum(axis=0)
     n_used = float(plan.pair_counts.sum() + plan.control_counts[plan.kept_contexts].sum())
-    return _results(plan, group_sums, s1, s2, n_used, gene_names(parts),
-                    looks_like_counts=counts_like, n_top_genes=n_top_genes, hvg_on=hvg_on,
-                    return_report=return_report, files=files_table(parts))
+    return _results(plan, _Totals(group_sums, s1, s2, n_used), gene_names(parts), options,
+                    looks_like_counts=counts_like, return_report=return_report,
+                    files=files_table(parts))

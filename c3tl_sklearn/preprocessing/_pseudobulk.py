@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Callable, Hashable, Sequence
@@ -12,7 +13,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+    validate_params,
+)
 
 from .._labels import sorted_codes
 from .._warnings import user_stacklevel
@@ -32,7 +38,7 @@ from ._hvg import _column_sums, _expm1_squares, select_genes
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
 
-__all__ = ["PseudobulkReport", "PseudobulkWarning", "pseudobulk"]
+__all__ = ["PseudobulkOptions", "PseudobulkReport", "PseudobulkWarning", "pseudobulk"]
 
 _HVG_ON = ("effects", "cells")
 _TRANSFORMS = (None, "log1p", "normalize_log1p")
@@ -145,21 +151,15 @@ def _plan_groups(ctx_values, pert_values, controls: list, min_cells: int, contex
     del p_codes
     dense_codes = n_c * n_p <= _MAX_DENSE_PAIR_CODES
     observed, observed_counts = _count_pairs(pair_code, n_c * n_p, dense_codes)
-    obs_c, obs_p = observed // n_p, observed % n_p
-
-    context_ok = control_counts >= min_cells
-    enough = observed_counts >= min_cells
-    has_control = context_ok[obs_c]
-    kept = enough & has_control
     labels = _GroupLabels(contexts, perturbations, controls, context_key, perturbation_key)
-    _check_usable(labels, control_counts, observed_counts, kept, min_cells)
-    _warn_dropped(labels, obs_c, obs_p, observed_counts, enough, has_control,
-                  control_counts, min_cells, n_unlabelled)
+    sel = _select(labels, observed // n_p, observed % n_p, observed_counts, control_counts,
+                  min_cells, n_unlabelled)
+    obs_c, obs_p, kept = sel.obs_c, sel.obs_p, sel.kept
 
     # Accumulator rows: kept pairs (sorted by context, then perturbation), then controls.
     kept_idx = np.flatnonzero(kept)
     n_pairs = kept_idx.size
-    kept_contexts = np.flatnonzero(context_ok)
+    kept_contexts = np.flatnonzero(sel.context_ok)
     control_row = np.full(n_c, -1, dtype=np.int64)
     control_row[kept_contexts] = n_pairs + np.arange(kept_contexts.size)
     cell_group = np.full(c_codes.shape[0], -1, dtype=np.int32 if n_c * n_p < 2**31 else np.int64)
@@ -173,7 +173,6 @@ def _plan_groups(ctx_values, pert_values, controls: list, min_cells: int, contex
         cell_group[is_pair_cell] = row_of_observed[np.searchsorted(observed, pair_code)]
     cell_group[is_control_cell] = control_row[c_codes[is_control_cell]]
 
-    status = np.where(~has_control, "no_control", np.where(enough, "kept", "too_few_cells"))
     return _Plan(
         cell_group=cell_group,
         n_pairs=n_pairs,
@@ -185,10 +184,44 @@ def _plan_groups(ctx_values, pert_values, controls: list, min_cells: int, contex
         kept_contexts=kept_contexts,
         contexts=contexts,
         perturbations=perturbations,
-        groups=_groups_table(labels, obs_c, obs_p, observed_counts, status, control_counts,
-                             context_ok),
+        groups=_groups_table(labels, sel),
         n_unlabelled=n_unlabelled,
     )
+
+
+@dataclass(frozen=True)
+class _Selection:
+    """The observed pairs, the control counts, and what ``min_cells`` keeps of them."""
+
+    obs_c: np.ndarray  # context code of each observed pair
+    obs_p: np.ndarray  # perturbation code of each observed pair
+    counts: np.ndarray  # cells of each observed pair
+    control_counts: np.ndarray  # control cells of each context
+    context_ok: np.ndarray  # per context: enough control cells
+    enough: np.ndarray  # per observed pair: enough cells
+
+    @property
+    def has_control(self) -> np.ndarray:
+        return self.context_ok[self.obs_c]
+
+    @property
+    def kept(self) -> np.ndarray:
+        return self.enough & self.has_control
+
+    @property
+    def status(self) -> np.ndarray:
+        return np.where(~self.has_control, "no_control",
+                        np.where(self.enough, "kept", "too_few_cells"))
+
+
+def _select(labels: _GroupLabels, obs_c, obs_p, counts, control_counts, min_cells: int,
+            n_unlabelled: int) -> _Selection:
+    """Apply ``min_cells`` to pairs and controls; refuse unusable data, warn about drops."""
+    sel = _Selection(obs_c, obs_p, counts, control_counts,
+                     context_ok=control_counts >= min_cells, enough=counts >= min_cells)
+    _check_usable(labels, control_counts, counts, sel.kept, min_cells)
+    _warn_dropped(labels, sel, min_cells, n_unlabelled)
+    return sel
 
 
 @dataclass(frozen=True)
@@ -253,10 +286,12 @@ def _check_usable(labels: _GroupLabels, control_counts, observed_counts, kept,
         )
 
 
-def _warn_dropped(labels: _GroupLabels, obs_c, obs_p, observed_counts, enough, has_control,
-                  control_counts, min_cells: int, n_unlabelled: int) -> None:
+def _warn_dropped(labels: _GroupLabels, sel: _Selection, min_cells: int,
+                  n_unlabelled: int) -> None:
     """Say which pairs were dropped, and why."""
-    too_few = ~enough & has_control
+    obs_c, obs_p, observed_counts = sel.obs_c, sel.obs_p, sel.counts
+    control_counts, has_control = sel.control_counts, sel.has_control
+    too_few = ~sel.enough & has_control
     if too_few.any():
         idx = np.flatnonzero(too_few)
         examples = ", ".join(
@@ -293,9 +328,9 @@ def _warn_dropped(labels: _GroupLabels, obs_c, obs_p, observed_counts, enough, h
         )
 
 
-def _groups_table(labels: _GroupLabels, obs_c, obs_p, observed_counts, status,
-                  control_counts, context_ok) -> pd.DataFrame:
+def _groups_table(labels: _GroupLabels, sel: _Selection) -> pd.DataFrame:
     """Every group present in the data with its cell count and fate (the report's table)."""
+    obs_c, obs_p, control_counts = sel.obs_c, sel.obs_p, sel.control_counts
     ctrl_ctx = np.flatnonzero(control_counts)
     return pd.DataFrame(
         {
@@ -304,12 +339,12 @@ def _groups_table(labels: _GroupLabels, obs_c, obs_p, observed_counts, status,
                 [labels.perturbations[obs_p],
                  np.full(ctrl_ctx.size, _control_name(labels.controls), dtype=object)]
             ),
-            "n_cells": np.concatenate([observed_counts, control_counts[ctrl_ctx]]),
+            "n_cells": np.concatenate([sel.counts, control_counts[ctrl_ctx]]),
             "is_control": np.concatenate(
                 [np.zeros(obs_c.size, bool), np.ones(ctrl_ctx.size, bool)]
             ),
             "status": np.concatenate(
-                [status, np.where(context_ok[ctrl_ctx], "kept", "too_few_cells")]
+                [sel.status, np.where(sel.context_ok[ctrl_ctx], "kept", "too_few_cells")]
             ),
         }
     )
@@ -323,67 +358,28 @@ def _labels_column(labels: np.ndarray) -> pd.Series:
     return pd.Series(labels, dtype=object).infer_objects()
 
 
-@validate_params(
-    {
-        "min_cells": [Interval(Integral, 1, None, closed="left")],
-        "n_top_genes": [Interval(Integral, 1, None, closed="left"), None],
-        "hvg_on": [StrOptions(set(_HVG_ON))],
-        "transform": [StrOptions({t for t in _TRANSFORMS if t is not None}), None],
-        "target_sum": [Interval(Real, 0, None, closed="neither")],
-        "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
-        "return_report": ["boolean"],
-        "progress": [callable, None],
-        "n_jobs": [Integral, None],
-    },
-    prefer_skip_nested_validation=True,
-)
-def pseudobulk(
-    adata: AnnData | str | os.PathLike | Sequence[str | os.PathLike],
-    context_key: Hashable,
-    perturbation_key: Hashable,
-    control: Hashable | Sequence[Hashable],
-    *,
-    layer: str | None = None,
-    min_cells: int = 10,
-    n_top_genes: int | None = None,
-    hvg_on: str = "effects",
-    transform: str | None = None,
-    target_sum: float = 1e4,
-    chunk_size: int | None = None,
-    return_report: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-    n_jobs: int | None = None,
-):
-    """Pseudo-bulk single cells into per-context perturbation effects.
+_OPTION_CONSTRAINTS = {
+    "min_cells": [Interval(Integral, 1, None, closed="left")],
+    "n_top_genes": [Interval(Integral, 1, None, closed="left"), None],
+    "hvg_on": [StrOptions(set(_HVG_ON))],
+    "transform": [StrOptions({t for t in _TRANSFORMS if t is not None}), None],
+    "target_sum": [Interval(Real, 0, None, closed="neither")],
+    "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
+}
 
-    For each (context, perturbation) pair the effect is the mean expression of
-    its cells minus the mean expression of the control cells of the *same*
-    context, gene by gene. The result is the package's data contract: an
-    index table ``X`` and an effect matrix ``Y`` for
-    :class:`~c3tl_sklearn.C3TLRegressor`.
+
+@dataclass(frozen=True)
+class PseudobulkOptions:
+    """How :func:`pseudobulk` turns cells into effects: values, filters, genes, blocks.
+
+    One frozen value for the recipe, so that the same recipe serves several
+    calls (the training and the test cells, one file and a glob of plates)
+    and the ``c3tl`` commands; the data, their label columns and the control
+    label stay arguments of :func:`pseudobulk`. The values are checked when
+    the options are made, with the messages :func:`pseudobulk` gives.
 
     Parameters
     ----------
-    adata : AnnData or str or os.PathLike
-        Cells x genes. An in-memory :class:`anndata.AnnData` (dense or any
-        scipy sparse matrix), one opened with ``anndata.read_h5ad(path,
-        backed="r")``, or the path of an ``.h5ad`` file. For a path only the
-        two label columns of ``obs``, the gene names and the chosen matrix are
-        read, the matrix in blocks, so files larger than memory work. A list
-        of paths, or a glob pattern such as ``"plates/*.h5ad"``: the cells of
-        all the files (with the same genes), read ``n_jobs`` files at a time;
-        a pair or a context's controls may span files, as the per-file sums
-        are added before ``min_cells`` and the gene selection apply, so the
-        result equals that of one file holding every cell. Never modified.
-    context_key, perturbation_key : hashable
-        Columns of ``adata.obs`` with the context (cell line, donor, ...) and
-        the perturbation of each cell. Cells with a missing label are ignored
-        (with a warning).
-    control : hashable or list of hashable
-        Label(s) of the control condition in ``obs[perturbation_key]`` (e.g.
-        ``"DMSO"`` or ``["non-targeting", "safe-targeting"]``; a list pools
-        several control labels). Must exist; the type matters (``"0"`` is
-        not ``0``).
     layer : str, optional
         Use ``adata.layers[layer]`` instead of ``adata.X``.
     min_cells : int, default=10
@@ -423,6 +419,99 @@ def pseudobulk(
         same share of the data). ``None`` picks blocks of about 16 million
         stored values. Memory use is about one block plus the
         ``(n_groups, n_genes)`` float64 sums (and the per-cell labels).
+
+    Examples
+    --------
+    >>> from c3tl_sklearn.preprocessing import PseudobulkOptions
+    >>> raw_counts = PseudobulkOptions(transform="normalize_log1p", n_top_genes=2000)
+    >>> raw_counts.min_cells
+    10
+    >>> try:
+    ...     PseudobulkOptions(min_cells=0)
+    ... except ValueError as exc:
+    ...     print(exc)
+    The 'min_cells' parameter of pseudobulk must be an int in the range [1, inf). Got 0 instead.
+    """
+
+    layer: str | None = None
+    min_cells: int = 10
+    n_top_genes: int | None = None
+    hvg_on: str = "effects"
+    transform: str | None = None
+    target_sum: float = 1e4
+    chunk_size: int | None = None
+
+    def __post_init__(self):
+        # named after pseudobulk, whose arguments these were: the messages stay the same
+        validate_parameter_constraints(
+            _OPTION_CONSTRAINTS,
+            {f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+            caller_name="pseudobulk",
+        )
+        object.__setattr__(self, "min_cells", int(self.min_cells))
+        object.__setattr__(self, "target_sum", float(self.target_sum))
+
+    @property
+    def cell_stats(self) -> bool:
+        """Whether the gene selection needs per-gene moments of the cells."""
+        return self.n_top_genes is not None and self.hvg_on == "cells"
+
+
+@validate_params(
+    {
+        "options": [PseudobulkOptions, None],
+        "return_report": ["boolean"],
+        "progress": [callable, None],
+        "n_jobs": [Integral, None],
+    },
+    prefer_skip_nested_validation=True,
+)
+def pseudobulk(
+    adata: AnnData | str | os.PathLike | Sequence[str | os.PathLike],
+    context_key: Hashable,
+    perturbation_key: Hashable,
+    control: Hashable | Sequence[Hashable],
+    options: PseudobulkOptions | None = None,
+    *,
+    return_report: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    n_jobs: int | None = None,
+):
+    """Pseudo-bulk single cells into per-context perturbation effects.
+
+    For each (context, perturbation) pair the effect is the mean expression of
+    its cells minus the mean expression of the control cells of the *same*
+    context, gene by gene. The result is the package's data contract: an
+    index table ``X`` and an effect matrix ``Y`` for
+    :class:`~c3tl_sklearn.C3TLRegressor`.
+
+    Parameters
+    ----------
+    adata : AnnData or str or os.PathLike
+        Cells x genes. An in-memory :class:`anndata.AnnData` (dense or any
+        scipy sparse matrix), one opened with ``anndata.read_h5ad(path,
+        backed="r")``, or the path of an ``.h5ad`` file. For a path only the
+        two label columns of ``obs``, the gene names and the chosen matrix are
+        read, the matrix in blocks, so files larger than memory work. A list
+        of paths, or a glob pattern such as ``"plates/*.h5ad"``: the cells of
+        all the files (with the same genes), read ``n_jobs`` files at a time;
+        a pair or a context's controls may span files, as the per-file sums
+        are added before ``min_cells`` and the gene selection apply, so the
+        result equals that of one file holding every cell. Never modified.
+    context_key, perturbation_key : hashable
+        Columns of ``adata.obs`` with the context (cell line, donor, ...) and
+        the perturbation of each cell. Cells with a missing label are ignored
+        (with a warning).
+    control : hashable or list of hashable
+        Label(s) of the control condition in ``obs[perturbation_key]`` (e.g.
+        ``"DMSO"`` or ``["non-targeting", "safe-targeting"]``; a list pools
+        several control labels). Must exist; the type matters (``"0"`` is
+        not ``0``).
+    options : PseudobulkOptions, optional
+        How the cells become effects: the matrix (``layer``), its
+        ``transform``, ``min_cells``, the gene selection (``n_top_genes``,
+        ``hvg_on``) and the block size. ``None`` is ``PseudobulkOptions()``:
+        ``adata.X`` as given, ``min_cells=10``, every gene.
     return_report : bool, default=False
         Also return a :class:`PseudobulkReport` (every group with its cell
         count and fate, the control means, the gene ranking; for several
@@ -484,7 +573,7 @@ def pseudobulk(
     >>> import anndata as ad
     >>> import numpy as np
     >>> import pandas as pd
-    >>> from c3tl_sklearn.preprocessing import pseudobulk
+    >>> from c3tl_sklearn.preprocessing import PseudobulkOptions, pseudobulk
     >>> obs = pd.DataFrame(
     ...     {"cell_line": ["A"] * 4 + ["B"] * 4, "drug": ["DMSO", "DMSO", "x", "x"] * 2},
     ...     index=[f"cell{i}" for i in range(8)],
@@ -492,7 +581,7 @@ def pseudobulk(
     >>> expr = np.array([[0.5, 1.0], [0.5, 1.0], [2.5, 1.0], [2.5, 3.0],
     ...                  [1.0, 0.5], [1.0, 0.5], [1.0, 2.5], [1.0, 2.5]], dtype=np.float32)
     >>> adata = ad.AnnData(expr, obs=obs, var=pd.DataFrame(index=["g1", "g2"]))
-    >>> X, Y = pseudobulk(adata, "cell_line", "drug", "DMSO", min_cells=2)
+    >>> X, Y = pseudobulk(adata, "cell_line", "drug", "DMSO", PseudobulkOptions(min_cells=2))
     >>> X
       context perturbation  n_cells  n_control_cells
     0       A            x        2                2
@@ -508,41 +597,32 @@ def pseudobulk(
             "different obs columns."
         )
     controls = _as_label_list(control)
+    options = PseudobulkOptions() if options is None else options
     from ._multi import file_list, pseudobulk_files  # it builds on this module
 
     paths = file_list(adata)
     if paths is not None:
-        return pseudobulk_files(
-            paths, context_key, perturbation_key, controls, layer=layer,
-            min_cells=int(min_cells), n_top_genes=n_top_genes, hvg_on=hvg_on,
-            transform=transform, target_sum=float(target_sum), chunk_size=chunk_size,
-            return_report=return_report, n_jobs=n_jobs)
-    source = _open_source(adata, layer)
+        return pseudobulk_files(paths, context_key, perturbation_key, controls, options,
+                                return_report=return_report, n_jobs=n_jobs)
+    source = _open_source(adata, options.layer)
     try:
-        return _pseudobulk(
-            source, context_key, perturbation_key, controls,
-            min_cells=int(min_cells), n_top_genes=n_top_genes, hvg_on=hvg_on,
-            transform=transform, target_sum=float(target_sum), chunk_size=chunk_size,
-            return_report=return_report, progress=progress,
-        )
+        return _pseudobulk(source, context_key, perturbation_key, controls, options,
+                           return_report=return_report, progress=progress)
     finally:
         source.close()
 
 
-def _pseudobulk(source: _Source, context_key, perturbation_key, controls, *, min_cells,
-                n_top_genes, hvg_on, transform, target_sum, chunk_size, return_report,
-                progress=None):
+def _pseudobulk(source: _Source, context_key, perturbation_key, controls,
+                options: PseudobulkOptions, *, return_report: bool, progress=None):
     matrix, fmt = _checked_matrix(source)
     genes = _unique_gene_names(source.var_names)
     plan = _plan_groups(
-        source.column(context_key), source.column(perturbation_key), controls, min_cells,
-        context_key, perturbation_key,
+        source.column(context_key), source.column(perturbation_key), controls,
+        options.min_cells, context_key, perturbation_key,
     )
-    sums = _Sums(plan, source.n_obs, len(source.var_names),
-                 cell_stats=n_top_genes is not None and hvg_on == "cells")
-    checks = _accumulate(sums, matrix, fmt, source, transform, target_sum, chunk_size,
-                         progress)
-    if transform is None and checks.looks_like_counts:
+    sums = _Sums(plan, source.n_obs, len(source.var_names), cell_stats=options.cell_stats)
+    checks = _accumulate(sums, matrix, fmt, source, options, progress)
+    if options.transform is None and checks.looks_like_counts:
         warnings.warn(
             f"{source.label} looks like raw counts (every value is a non-negative integer, "
             f"max {checks.max_value:g}). Effects are differences of means of the values as "
@@ -553,16 +633,27 @@ def _pseudobulk(source: _Source, context_key, perturbation_key, controls, *, min
             stacklevel=user_stacklevel(),
         )
 
-    return _results(plan, sums.sums, sums.s1, sums.s2, float(sums.used.sum()), genes,
-                    looks_like_counts=checks.looks_like_counts, n_top_genes=n_top_genes,
-                    hvg_on=hvg_on, return_report=return_report)
+    totals = _Totals(sums.sums, sums.s1, sums.s2, float(sums.used.sum()))
+    return _results(plan, totals, genes, options, looks_like_counts=checks.looks_like_counts,
+                    return_report=return_report)
 
 
-def _results(plan: _Plan, group_sums: np.ndarray, s1, s2, n_used: float, genes: pd.Index, *,
-             looks_like_counts: bool, n_top_genes, hvg_on, return_report, files=None):
+@dataclass(frozen=True)
+class _Totals:
+    """The kept groups' sums (plan row order) and the cells' per-gene moments, if kept."""
+
+    group_sums: np.ndarray
+    s1: np.ndarray | None  # per-gene sum of expm1 over the kept groups' cells
+    s2: np.ndarray | None  # and of its square
+    n_used: float  # cells in the kept groups
+
+
+def _results(plan: _Plan, totals: _Totals, genes: pd.Index, options: PseudobulkOptions, *,
+             looks_like_counts: bool, return_report: bool, files=None):
     """``X``, ``Y`` (and the report) from the kept groups' sums, in the plan's row order."""
+    n_top_genes = options.n_top_genes
     counts = np.concatenate([plan.pair_counts, plan.control_counts[plan.kept_contexts]])
-    means = group_sums / counts[:, None]
+    means = totals.group_sums / counts[:, None]
     control_means = means[plan.control_row_of_context[plan.pair_context]]
     effects = means[: plan.n_pairs] - control_means
     if n_top_genes is not None and n_top_genes > effects.shape[1]:
@@ -572,7 +663,8 @@ def _results(plan: _Plan, group_sums: np.ndarray, s1, s2, n_used: float, genes: 
             PseudobulkWarning,
             stacklevel=user_stacklevel(),
         )
-    gene_stats, selected = select_genes(effects, s1, s2, n_used, n_top_genes, hvg_on, genes)
+    gene_stats, selected = select_genes(effects, totals.s1, totals.s2, totals.n_used,
+                                        n_top_genes, options.hvg_on, genes)
 
     out_genes = genes[selected]
     X = pd.DataFrame(
@@ -672,10 +764,11 @@ class _Sums:
             self.s2[start:stop] += _column_sums(sq, w)
 
 
-def _accumulate(sums: _Sums, matrix, fmt: str, source: _Source, transform, target_sum,
-                chunk_size, progress=None) -> _DataChecks:
+def _accumulate(sums: _Sums, matrix, fmt: str, source: _Source, options: PseudobulkOptions,
+                progress=None) -> _DataChecks:
     """Stream the matrix once (twice for CSC with normalisation) into ``sums``."""
     n_obs, n_vars = source.n_obs, len(source.var_names)
+    transform, target_sum, chunk_size = options.transform, options.target_sum, options.chunk_size
     totals = None
     if transform == "normalize_log1p" and fmt == "csc":
         # column blocks cannot see a cell's total: one cheap first pass for them

@@ -12,6 +12,7 @@ matplotlib_image = pytest.importorskip("matplotlib.image")
 
 from c3tl_sklearn.cli import (  # noqa: E402
     BenchmarkDataError,
+    H5adCells,
     check_benchmark_data,
     load_benchmark_data,
     main,
@@ -104,6 +105,6 @@ def test_load_benchmark_data_sources():
     with pytest.raises(BenchmarkDataError, match="--index and --effects must be given"):
         load_benchmark_data(index="x.csv")
     with pytest.raises(BenchmarkDataError, match="needs --context-key"):
-        load_benchmark_data(h5ad="x.h5ad")
+        load_benchmark_data(h5ad=H5adCells("x.h5ad"))
 
 

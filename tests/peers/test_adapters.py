@@ -20,12 +20,13 @@ from c3tl_sklearn.peers import (
     CellFlowPeer,
     PeerCells,
     StatePeer,
+    StateTraining,
     read_cellflow_predictions,
     read_state_predictions,
     state_train_overrides,
 )
 from c3tl_sklearn.peers._cells import effects_from_cells, select_cells
-from c3tl_sklearn.preprocessing import pseudobulk
+from c3tl_sklearn.preprocessing import PseudobulkOptions, pseudobulk
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "peers"
 
@@ -37,8 +38,8 @@ def adata():
 
 @pytest.fixture(scope="module")
 def effects(adata):
-    return pseudobulk(adata, "context", "perturbation", "control", min_cells=5,
-                      transform="normalize_log1p")
+    return pseudobulk(adata, "context", "perturbation", "control",
+                      options=PseudobulkOptions(min_cells=5, transform="normalize_log1p"))
 
 
 def _cells(adata, **kwargs):
@@ -126,9 +127,10 @@ def test_state_input_is_cell_loads_layout(adata, effects, tmp_path):
 
 
 def test_state_overrides_name_the_columns_sizes_and_steps(tmp_path):
+    training = StateTraining(hidden_dim=48, n_layers=3, cell_set_len=16, max_steps=7,
+                             batch_size=4, lr=0.01, seed=5)
     o = state_train_overrides(toml=tmp_path / "s.toml", output_dir=tmp_path, control="NTC",
-                              hidden_dim=48, n_layers=3, cell_set_len=16, max_steps=7,
-                              batch_size=4, lr=0.01, seed=5)
+                              training=training)
     kv = dict(x.split("=", 1) for x in o if "=" in x)
     assert kv["model"] == "state_sm"
     assert kv["data.kwargs.pert_col"] == "perturbation"

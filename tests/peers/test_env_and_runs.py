@@ -169,11 +169,11 @@ def _peer_python_or_skip(name):
 def test_real_peer_trains_and_predicts_effects(name, options, tmp_path):
     """One real training of the peer on a tiny set, wherever its environment exists."""
     python = _peer_python_or_skip(name)
-    from c3tl_sklearn.preprocessing import pseudobulk
+    from c3tl_sklearn.preprocessing import PseudobulkOptions, pseudobulk
 
     adata = make_synthetic_cells(3, 4, 30, n_cells=12, n_control_cells=16, random_state=0)
     X, Y = pseudobulk(adata, "context", "perturbation", "control",
-                      transform="normalize_log1p")
+                      options=PseudobulkOptions(transform="normalize_log1p"))
     test = ((X["context"] == "ctx2") & (X["perturbation"] != "pert0")).to_numpy()
     cells = PeerCells(adata, "context", "perturbation", "control", transform="normalize_log1p")
     model = make_model(name, cells=cells, peer_options={name: {"python": python, **options}})

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from c3tl_sklearn.preprocessing import (  # noqa: E402
+    PseudobulkOptions,
     PseudobulkReport,
     PseudobulkWarning,
     pseudobulk,
@@ -122,7 +123,8 @@ def test_pseudobulk_matches_groupby(storage, access, tmp_path):
     expected, n_cells = expected_effects(adata)
     source = open_as(adata, access, tmp_path)
     # 7 cells per block (for CSC, the same share of genes): many blocks
-    X, Y = pseudobulk(source, "cell_line", "drug", "ctrl", min_cells=1, chunk_size=7)
+    X, Y = pseudobulk(source, "cell_line", "drug", "ctrl",
+                      options=PseudobulkOptions(min_cells=1, chunk_size=7))
     assert list(X.columns) == ["context", "perturbation", "n_cells", "n_control_cells"]
     assert "ctrl" not in set(X["perturbation"])
     assert_matches(X, Y, expected, n_cells)
@@ -137,8 +139,8 @@ def test_pseudobulk_matches_groupby(storage, access, tmp_path):
 def test_default_chunking_and_scanpy_aggregate_agree():
     sc = pytest.importorskip("scanpy")
     adata = with_storage(make_cells(seed=3), "csr")
-    X, Y, report = pseudobulk(adata, "cell_line", "drug", "ctrl", min_cells=1,
-                              return_report=True)
+    X, Y, report = pseudobulk(adata, "cell_line", "drug", "ctrl",
+                              options=PseudobulkOptions(min_cells=1), return_report=True)
     agg = sc.get.aggregate(adata, ["cell_line", "drug"], func="mean")
     means = pd.DataFrame(
         agg.layers["mean"], columns=agg.var_names,
@@ -160,7 +162,7 @@ def test_layer_is_used(access, tmp_path):
     adata.layers["other"] = sp.csr_matrix(adata.X * 2.0 + 1.0)
     expected, n_cells = expected_effects(adata, layer="other")
     X, Y = pseudobulk(open_as(adata, access, tmp_path), "cell_line", "drug", "ctrl",
-                      layer="other", min_cells=1, chunk_size=10)
+                      options=PseudobulkOptions(layer="other", min_cells=1, chunk_size=10))
     assert_matches(X, Y, expected, n_cells)
 
 
@@ -186,7 +188,8 @@ def test_property_any_chunking_matches_groupby(seed, chunk, sparse, n_contexts):
     values = (rng.random((n, 5)) * (rng.random((n, 5)) < 0.5)).astype(np.float32)
     adata = ad.AnnData(sp.csr_matrix(values) if sparse else values, obs=obs)
     expected, n_cells = expected_effects(adata)
-    X, Y = pseudobulk(adata, "cell_line", "drug", "ctrl", min_cells=1, chunk_size=chunk)
+    X, Y = pseudobulk(adata, "cell_line", "drug", "ctrl",
+                      options=PseudobulkOptions(min_cells=1, chunk_size=chunk))
     assert X["context"].dtype.kind == "i"  # labels keep their type
     assert_matches(X, Y, expected, n_cells)
 
@@ -197,8 +200,10 @@ def test_multiple_control_labels_are_pooled():
     first_ctrl = np.flatnonzero(obs["drug"].to_numpy() == "ctrl")[::2]
     obs.iloc[first_ctrl, obs.columns.get_loc("drug")] = "ntc"
     pooled = ad.AnnData(adata.X, obs=obs, var=adata.var)
-    X, Y = pseudobulk(pooled, "cell_line", "drug", ["ctrl", "ntc"], min_cells=1)
-    X_ref, Y_ref = pseudobulk(adata, "cell_line", "drug", "ctrl", min_cells=1)
+    X, Y = pseudobulk(pooled, "cell_line", "drug", ["ctrl", "ntc"],
+                      options=PseudobulkOptions(min_cells=1))
+    X_ref, Y_ref = pseudobulk(adata, "cell_line", "drug", "ctrl",
+                              options=PseudobulkOptions(min_cells=1))
     assert not {"ctrl", "ntc"} & set(X["perturbation"])
     pd.testing.assert_frame_equal(X, X_ref)
     pd.testing.assert_frame_equal(Y, Y_ref)
@@ -210,7 +215,8 @@ def test_negative_values_are_allowed():
     expected, n_cells = expected_effects(adata)
     with warnings.catch_warnings():
         warnings.simplefilter("error", PseudobulkWarning)
-        X, Y = pseudobulk(adata, "cell_line", "drug", "ctrl", min_cells=1)
+        X, Y = pseudobulk(adata, "cell_line", "drug", "ctrl",
+                          options=PseudobulkOptions(min_cells=1))
     assert_matches(X, Y, expected, n_cells)
 
 
@@ -221,14 +227,16 @@ def test_input_anndata_is_not_modified(tmp_path):
         adata.var_names = ["dup"] * 2 + list(adata.var_names[2:])
         snapshot = adata.copy()
     with pytest.warns(PseudobulkWarning):
-        pseudobulk(adata, "cell_line", "drug", "ctrl", n_top_genes=5, hvg_on="cells",
-                   transform="log1p", chunk_size=9)
+        pseudobulk(adata, "cell_line", "drug", "ctrl",
+                   options=PseudobulkOptions(n_top_genes=5, hvg_on="cells", transform="log1p",
+                                             chunk_size=9))
     assert (adata.X != snapshot.X).nnz == 0
     pd.testing.assert_frame_equal(adata.obs, snapshot.obs)
     assert list(adata.var_names) == list(snapshot.var_names)
     dense = make_cells()
     before = dense.X.copy()
-    pseudobulk(dense, "cell_line", "drug", "ctrl", transform="normalize_log1p", chunk_size=5)
+    pseudobulk(dense, "cell_line", "drug", "ctrl",
+               options=PseudobulkOptions(transform="normalize_log1p", chunk_size=5))
     np.testing.assert_array_equal(dense.X, before)
 
 
@@ -242,7 +250,8 @@ def test_min_cells_drops_small_pairs_and_reports_them(tmp_path):
     adata = make_cells(counts=counts)
     with pytest.warns(PseudobulkWarning, match=r"Dropped 2 of 9 .*min_cells=10") as rec:
         X, Y, report = pseudobulk(str(open_as(adata, "path", tmp_path)), "cell_line", "drug",
-                                  "ctrl", min_cells=10, return_report=True, chunk_size=13)
+                                  "ctrl", options=PseudobulkOptions(min_cells=10, chunk_size=13),
+                                  return_report=True)
     assert "('B', 'p2'): 4" in str(rec[0].message)
     assert rec[0].filename == __file__  # the warning points at the caller's line
     kept = set(zip(X["context"], X["perturbation"], strict=True))
@@ -264,8 +273,8 @@ def test_context_without_controls_is_dropped_with_warning():
     counts[("C", "ctrl")] = 3  # too few controls in C
     adata = make_cells(counts=counts)
     with pytest.warns(PseudobulkWarning, match=r"1 context\(s\).*'C' \(3\).*3 .*pair"):
-        X, _, report = pseudobulk(adata, "cell_line", "drug", "ctrl", min_cells=5,
-                                  return_report=True)
+        X, _, report = pseudobulk(adata, "cell_line", "drug", "ctrl",
+                                  options=PseudobulkOptions(min_cells=5), return_report=True)
     assert set(X["context"]) == {"A", "B"}
     assert list(report.control_mean.index) == ["A", "B"]
     status = report.groups.set_index(["context", "perturbation"])["status"]
@@ -273,7 +282,8 @@ def test_context_without_controls_is_dropped_with_warning():
     # a context with no control cell at all
     keep = ~((adata.obs["cell_line"] == "B") & (adata.obs["drug"] == "ctrl")).to_numpy()
     with pytest.warns(PseudobulkWarning, match=r"'B' \(0\)"):
-        X, _ = pseudobulk(adata[keep], "cell_line", "drug", "ctrl", min_cells=1)
+        X, _ = pseudobulk(adata[keep], "cell_line", "drug", "ctrl",
+                          options=PseudobulkOptions(min_cells=1))
     assert set(X["context"]) == {"A", "C"}
 
 
@@ -282,13 +292,14 @@ def test_error_when_no_context_has_controls():
     counts.update({(c, "ctrl"): 2 for c in CONTEXTS})
     adata = make_cells(counts=counts)
     with pytest.raises(ValueError, match=r"No context has at least min_cells=5 control cells"):
-        pseudobulk(adata, "cell_line", "drug", "ctrl", min_cells=5)
+        pseudobulk(adata, "cell_line", "drug", "ctrl", options=PseudobulkOptions(min_cells=5))
 
 
 def test_error_when_no_pair_survives():
     counts = {(c, p): (12 if p == "ctrl" else 3) for c in CONTEXTS for p in PERTS}
     with pytest.raises(ValueError, match=r"No \(context, perturbation\) pair.*largest pair: 3"):
-        pseudobulk(make_cells(counts=counts), "cell_line", "drug", "ctrl", min_cells=5)
+        pseudobulk(make_cells(counts=counts), "cell_line", "drug", "ctrl",
+                   options=PseudobulkOptions(min_cells=5))
 
 
 def test_unlabelled_cells_are_ignored():
@@ -299,8 +310,8 @@ def test_unlabelled_cells_are_ignored():
     obs.iloc[4:6, obs.columns.get_loc("cell_line")] = np.nan
     holed = ad.AnnData(adata.X, obs=obs, var=adata.var)
     with pytest.warns(PseudobulkWarning, match="6 cell\\(s\\) have no label"):
-        X, Y, report = pseudobulk(holed, "cell_line", "drug", "ctrl", min_cells=1,
-                                  return_report=True)
+        X, Y, report = pseudobulk(holed, "cell_line", "drug", "ctrl",
+                                  options=PseudobulkOptions(min_cells=1), return_report=True)
     assert report.n_cells_unlabelled == 6
     expected, n_cells = expected_effects(adata[6:])
     assert_matches(X, Y, expected, n_cells)
@@ -312,9 +323,9 @@ def test_unlabelled_cells_are_ignored():
 @pytest.mark.parametrize("access", ["memory", "path"])
 def test_hvg_on_effects_picks_the_responsive_genes(access, tmp_path):
     adata = with_storage(make_cells(seed=6), "csr")
+    options = PseudobulkOptions(n_top_genes=3, hvg_on="effects", chunk_size=11)
     _, Y, report = pseudobulk(open_as(adata, access, tmp_path), "cell_line", "drug", "ctrl",
-                              n_top_genes=3, hvg_on="effects", return_report=True,
-                              chunk_size=11)
+                              options, return_report=True)
     assert list(Y.columns) == [f"gene{j}" for j in RESPONSIVE]
     _, Y_all = pseudobulk(adata, "cell_line", "drug", "ctrl")
     pd.testing.assert_frame_equal(Y, Y_all[Y.columns])
@@ -330,9 +341,9 @@ def test_hvg_on_cells_matches_scanpy_seurat(storage, tmp_path):
     sc = pytest.importorskip("scanpy")
     adata = with_storage(make_cells(seed=7), storage)
     n_top = 8
+    options = PseudobulkOptions(n_top_genes=n_top, hvg_on="cells", chunk_size=17)
     _, Y, report = pseudobulk(open_as(adata, "path", tmp_path), "cell_line", "drug", "ctrl",
-                              n_top_genes=n_top, hvg_on="cells", return_report=True,
-                              chunk_size=17)
+                              options, return_report=True)
     ref = sc.pp.highly_variable_genes(adata.copy(), flavor="seurat", n_top_genes=n_top,
                                       inplace=False)
     ref.index = adata.var_names
@@ -349,7 +360,8 @@ def test_hvg_on_cells_matches_scanpy_seurat(storage, tmp_path):
 def test_n_top_genes_larger_than_gene_count_keeps_all():
     adata = make_cells(n_genes=6)
     with pytest.warns(PseudobulkWarning, match="n_top_genes=50 exceeds the 6 genes") as rec:
-        _, Y = pseudobulk(adata, "cell_line", "drug", "ctrl", n_top_genes=50)
+        _, Y = pseudobulk(adata, "cell_line", "drug", "ctrl",
+                          options=PseudobulkOptions(n_top_genes=50))
     assert rec[0].filename == __file__
     assert list(Y.columns) == list(adata.var_names)
 
@@ -386,13 +398,15 @@ def test_normalize_log1p_matches_scanpy(storage, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", PseudobulkWarning)  # no counts warning
         X, Y = pseudobulk(open_as(adata, "path", tmp_path), "cell_line", "drug", "ctrl",
-                          transform="normalize_log1p", chunk_size=8, min_cells=1)
+                          PseudobulkOptions(transform="normalize_log1p", chunk_size=8,
+                                            min_cells=1))
     assert_matches(X, Y, expected, n_cells, atol=1e-4)
     # plain log1p
     ref = adata.copy()
     sc.pp.log1p(ref)
     expected, n_cells = expected_effects(ref)
-    X, Y = pseudobulk(adata, "cell_line", "drug", "ctrl", transform="log1p", chunk_size=8)
+    X, Y = pseudobulk(adata, "cell_line", "drug", "ctrl",
+                      options=PseudobulkOptions(transform="log1p", chunk_size=8))
     assert_matches(X, Y, expected, n_cells, atol=1e-4)
 
 
@@ -400,7 +414,8 @@ def test_transform_with_negative_values_errors():
     adata = make_cells()
     adata.X = adata.X - 1.0
     with pytest.raises(ValueError, match="negative values, so transform='log1p'"):
-        pseudobulk(adata, "cell_line", "drug", "ctrl", transform="log1p")
+        pseudobulk(adata, "cell_line", "drug", "ctrl",
+                   options=PseudobulkOptions(transform="log1p"))
 
 
 def test_duplicated_gene_names_are_made_unique():
@@ -463,7 +478,7 @@ def test_non_numeric_matrix(access, tmp_path):
         adata.write_h5ad(path)
         source = str(path)
     with pytest.raises(TypeError, match="numeric"):
-        pseudobulk(source, "cell_line", "drug", "ctrl", layer="names")
+        pseudobulk(source, "cell_line", "drug", "ctrl", options=PseudobulkOptions(layer="names"))
 
 
 @pytest.mark.parametrize(
@@ -482,7 +497,7 @@ def test_nan_in_matrix_names_the_cell(storage, where, tmp_path):
     adata = with_storage(adata, storage)
     with pytest.raises(ValueError, match="NaN or infinite.*" + where):
         pseudobulk(open_as(adata, "path", tmp_path), "cell_line", "drug", "ctrl",
-                   chunk_size=4)
+                   options=PseudobulkOptions(chunk_size=4))
     with pytest.raises(ValueError, match="NaN or infinite.*" + where):
         pseudobulk(adata, "cell_line", "drug", "ctrl")
 
@@ -510,7 +525,14 @@ def test_nan_in_matrix_names_the_cell(storage, where, tmp_path):
 )
 def test_bad_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        pseudobulk(make_cells(n_genes=4), "cell_line", "drug", "ctrl", **kwargs)
+        pseudobulk(make_cells(n_genes=4), "cell_line", "drug", "ctrl",
+                   options=PseudobulkOptions(**kwargs))
+
+
+def test_options_must_be_pseudobulk_options():
+    with pytest.raises(ValueError, match=r"'options' parameter of pseudobulk must be an "
+                                         r"instance of '\S*PseudobulkOptions' or None"):
+        pseudobulk(make_cells(n_genes=4), "cell_line", "drug", "ctrl", {"min_cells": 2})
 
 
 def test_bad_sources(tmp_path):
@@ -530,7 +552,7 @@ def test_bad_sources(tmp_path):
     path = tmp_path / "cells.h5ad"
     make_cells(n_genes=3).write_h5ad(path)
     with pytest.raises(ValueError, match=r"has no layer 'counts'; its layers are \[\]"):
-        pseudobulk(path, "cell_line", "drug", "ctrl", layer="counts")
+        pseudobulk(path, "cell_line", "drug", "ctrl", options=PseudobulkOptions(layer="counts"))
 
 
 def test_missing_anndata_gives_install_hint(monkeypatch):
@@ -546,7 +568,8 @@ def test_missing_anndata_gives_install_hint(monkeypatch):
 # ----------------------------------------------------------------------------
 def test_to_anndata_round_trip(tmp_path):
     adata = make_cells(seed=10)
-    X, Y = pseudobulk(adata, "cell_line", "drug", "ctrl", n_top_genes=10)
+    X, Y = pseudobulk(adata, "cell_line", "drug", "ctrl",
+                      options=PseudobulkOptions(n_top_genes=10))
     out = to_anndata(X, Y)
     assert out.shape == Y.shape
     assert out.X.dtype == np.float32
@@ -624,7 +647,8 @@ def test_benchmark_generator_writes_a_readable_file(tmp_path):
     back = ad.read_h5ad(path)
     assert back.shape == (3000, 40) and back.X.nnz == facts["nnz"]
     assert 0.05 < facts["nnz"] / (3000 * 40) < 0.2
-    X, Y = pseudobulk(path, "cell_line", "drug", "control", chunk_size=500)
+    X, Y = pseudobulk(path, "cell_line", "drug", "control",
+                      options=PseudobulkOptions(chunk_size=500))
     assert len(X) == 8 and Y.shape == (8, 40)
     expected, n_cells = expected_effects(back, controls=("control",))
     assert_matches(X, Y, expected, n_cells)
@@ -635,12 +659,14 @@ def test_benchmark_generator_writes_a_readable_file(tmp_path):
 def test_progress_is_called_after_every_block(storage, axis_length):
     adata = with_storage(make_cells(), storage)
     calls = []
-    _, Y = pseudobulk(adata, "cell_line", "drug", "ctrl", min_cells=1, chunk_size=7,
-                      progress=lambda done, total: calls.append((done, total)))
+    _, Y = pseudobulk(adata, "cell_line", "drug", "ctrl",
+                      options=PseudobulkOptions(min_cells=1, chunk_size=7), progress=lambda done,
+                      total: calls.append((done, total)))
     total = adata.n_obs if axis_length == "cells" else adata.n_vars
     done = [d for d, _ in calls]
     assert {t for _, t in calls} == {total}
     assert done == sorted(done) and done[-1] == total and len(calls) > 2
     # the hook only watches: the effects are those of a run without it
-    _, Y0 = pseudobulk(adata, "cell_line", "drug", "ctrl", min_cells=1, chunk_size=7)
+    _, Y0 = pseudobulk(adata, "cell_line", "drug", "ctrl",
+                       options=PseudobulkOptions(min_cells=1, chunk_size=7))
     pd.testing.assert_frame_equal(Y, Y0)

@@ -11,7 +11,11 @@ import scipy.sparse as sp
 
 ad = pytest.importorskip("anndata")
 
-from c3tl_sklearn.preprocessing import PseudobulkWarning, pseudobulk  # noqa: E402
+from c3tl_sklearn.preprocessing import (  # noqa: E402
+    PseudobulkOptions,
+    PseudobulkWarning,
+    pseudobulk,
+)
 
 from .test_pseudobulk import make_cells  # noqa: E402
 
@@ -37,10 +41,11 @@ def split_into_files(adata, tmp_path, *, sparse: bool) -> list[str]:
     return paths
 
 
-def run(source, **kw):
+def run(source, n_jobs=None, **kw):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PseudobulkWarning)
-        result = pseudobulk(source, "cell_line", "drug", "ctrl", return_report=True, **kw)
+        result = pseudobulk(source, "cell_line", "drug", "ctrl", PseudobulkOptions(**kw),
+                            return_report=True, n_jobs=n_jobs)
     # every warning points at the caller's line, one file or many
     assert {w.filename for w in caught if w.category is PseudobulkWarning} <= {__file__}
     return result, sorted(str(w.message) for w in caught)
@@ -95,13 +100,13 @@ def test_glob_and_errors(tmp_path):
 
 
 def test_benchmark_reads_a_glob_of_files(tmp_path):
-    from c3tl_sklearn.cli import load_benchmark_data
+    from c3tl_sklearn.cli import H5adCells, load_benchmark_data
 
     adata = make_cells(5)
     paths = split_into_files(adata, tmp_path, sparse=True)
+    options = PseudobulkOptions(min_cells=5)
     X, Y, description = load_benchmark_data(
-        h5ad=str(tmp_path / "plate*.h5ad"), context_key="cell_line", perturbation_key="drug",
-        control="ctrl", min_cells=5)
-    X_ref, Y_ref = pseudobulk(paths, "cell_line", "drug", "ctrl", min_cells=5)
+        h5ad=H5adCells(str(tmp_path / "plate*.h5ad"), "cell_line", "drug", "ctrl", options))
+    X_ref, Y_ref = pseudobulk(paths, "cell_line", "drug", "ctrl", options)
     assert len(X) == len(X_ref) > 0 and "plate*.h5ad" in description
     np.testing.assert_allclose(np.asarray(Y, dtype=float), Y_ref.to_numpy(), rtol=1e-6)
