@@ -108,14 +108,15 @@ class TrainingGuard(Callback):
             self._previous = previous
             signal.signal(signal.SIGINT, self._on_sigint)
 
-    def _restore(self) -> None:
+    def restore_signal_handler(self) -> None:
+        """Put back the SIGINT handler that was in place when training began."""
         previous = getattr(self, "_previous", None)
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
             self._previous = None
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
-        self._restore()
+        self.restore_signal_handler()
         epochs = len(net.history)
         if self.interrupted_:
             message = (
@@ -144,7 +145,7 @@ class TrainingGuard(Callback):
                 self._diverged(net, f"the {key} became {float(loss)}", len(net.history))
 
     def _diverged(self, net, what: str, epoch: int):
-        self._restore()
+        self.restore_signal_handler()
         scale = self._scale
         raise TrainingDivergedError(
             f"Training diverged: {what} at epoch {epoch} of {net.max_epochs} "
@@ -200,4 +201,4 @@ def fit_guarded(estimator, net, X, y) -> None:
     finally:
         for _, cb in getattr(net, "callbacks_", []):
             if isinstance(cb, TrainingGuard):
-                cb._restore()
+                cb.restore_signal_handler()

@@ -108,7 +108,7 @@ class PeerCells:
         ValueError
             A missing obs column, layer or gene, or no control cell.
         """
-        from ..preprocessing._h5ad import _transform_block
+        from ..preprocessing._h5ad import transform_block
 
         key = None if genes is None else tuple(map(str, genes))
         if self._cache.get("key", object()) == key:
@@ -129,7 +129,7 @@ class PeerCells:
         block = matrix[rows]
         if hasattr(block, "to_memory"):
             block = block.to_memory()
-        block = _transform_block(block, self.transform, self.target_sum)
+        block = transform_block(block, self.transform, self.target_sum)
         if key is not None:
             missing = [g for g in key if g not in set(names)]
             if missing:

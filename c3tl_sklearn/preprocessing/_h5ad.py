@@ -348,7 +348,7 @@ class _DataChecks:
 
 
 
-def _transform_block(block, transform: str | None, target_sum: float, totals=None):
+def transform_block(block, transform: str | None, target_sum: float, totals=None):
     """Return a new transformed block (never modifies ``block``, which may be a view)."""
     if transform is None:
         return block

@@ -31,7 +31,7 @@ from ._h5ad import (
     _matrix_format,
     _open_source,
     _Source,
-    _transform_block,
+    transform_block,
 )
 from ._hvg import _column_sums, _expm1_squares, select_genes
 
@@ -785,9 +785,9 @@ def _accumulate(sums: _Sums, matrix, fmt: str, source: _Source, options: Pseudob
                 "normalised."
             )
         if axis == "rows":
-            sums.add_rows(_transform_block(block, transform, target_sum), start, stop)
+            sums.add_rows(transform_block(block, transform, target_sum), start, stop)
         else:
-            sums.add_cols(_transform_block(block, transform, target_sum, totals), start, stop)
+            sums.add_cols(transform_block(block, transform, target_sum, totals), start, stop)
         if progress is not None:
             progress(stop, n_obs if axis == "rows" else n_vars)
     return checks
