@@ -16,8 +16,9 @@ Cases
     The README walkthrough's ``c3tl predict c3tl.model --pairs test.h5ad -o
     predictions.h5ad``, on the README's data, made in the work folder first
     (the shipped glioblastoma cells, ``c3tl pseudobulk``, the README's split,
-    ``c3tl fit``, all with this checkout; both versions predict the same model
-    file).
+    ``c3tl fit``, with the reference when there is one, since this checkout
+    reads older model formats but not the other way round; both versions
+    predict the same model file).
 ``floor``
     ``python -c "import torch, skorch, anndata"``: what a C3TL ``predict`` of
     ``.h5ad`` files cannot avoid importing (the network, its skorch net and
@@ -196,7 +197,9 @@ def main(argv=None) -> int:
                              "print(c3tl_sklearn.__file__, file=sys.stderr)"], env, workdir)
             if not Path(where.strip()).is_relative_to(versions[name]):
                 raise RuntimeError(f"{name}: c3tl_sklearn imported from {where.strip()}")
-        _prepare(workdir, args.python, envs["this checkout"])
+        # the reference writes the model when there is one: this checkout reads the
+        # older file formats, an older version may not read today's
+        _prepare(workdir, args.python, envs.get("reference", envs["this checkout"]))
         cases = _cases(args.python)
         times: dict[tuple[str, str], list[float]] = {}
         imports: dict[tuple[str, str], list] = {}
