@@ -1,4 +1,4 @@
-"""Benchmark: export predictions for cell-eval from single cells (``to_cell_eval(cells=...)``).
+"""Benchmark: export predictions for cell-eval from single cells (``to_cell_eval(X, Y, cells)``).
 
 Draws synthetic log-normalised cells (sparse, ~10% non-zero; ``--contexts``
 contexts, each with ``--perturbations`` perturbations and a control of
@@ -55,7 +55,7 @@ def main(argv=None) -> str:
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the bounded means of random effects
-        files = to_cell_eval(pairs, predicted, cells=cells, control="ctrl",
+        files = to_cell_eval(pairs, predicted, cells, control="ctrl",
                              genes=list(cells.var_names))
     seconds = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1] / 2**20

@@ -40,7 +40,7 @@ def _check_folder(folder) -> Path:
 def export(X: pd.DataFrame, Y_pred: pd.DataFrame, args: argparse.Namespace, folder,
            ccol, pcol) -> None:
     """Export ``(X, Y_pred)`` and the truth ``args`` names into ``folder``; print the command."""
-    from ..preprocessing import to_cell_eval
+    from ..preprocessing import TruthCells, TruthEffects, to_cell_eval
 
     out = _check_folder(folder)
     n_cells = _n_cells(args.n_cells)
@@ -51,16 +51,15 @@ def export(X: pd.DataFrame, Y_pred: pd.DataFrame, args: argparse.Namespace, fold
                 raise CommandError("--cells needs --control LABEL (the control label of the "
                                    "cells' perturbation column).")
             path = _require_file(args.cells, "cells")
-            files = to_cell_eval(
-                X, Y_pred, cells=_read_h5ad(path, "cells"), control=args.control,
-                context_key=args.cells_context_key, perturbation_key=args.cells_perturbation_key,
-                context_col=ccol, perturbation_col=pcol, n_cells=n_cells,
-                random_state=args.export_seed,
-            )
+            truth = TruthCells(_read_h5ad(path, "cells"), context_key=args.cells_context_key,
+                               perturbation_key=args.cells_perturbation_key, n_cells=n_cells,
+                               random_state=args.export_seed)
+            files = to_cell_eval(X, Y_pred, truth, control=args.control, context_col=ccol,
+                                 perturbation_col=pcol)
         else:
             Y_true, control_mean, control = _truth(args.truth, X, Y_pred, ccol, pcol)
             files = to_cell_eval(
-                X, Y_pred, Y_true=Y_true, control_mean=control_mean,
+                X, Y_pred, TruthEffects(Y_true, control_mean),
                 control=args.control or control, context_col=ccol, perturbation_col=pcol,
             )
     except CommandError:

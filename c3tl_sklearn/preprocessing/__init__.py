@@ -9,7 +9,8 @@ into the package's data contract: an index table ``X`` and an effect matrix
 ``Y``. :func:`to_anndata` packs predictions into an AnnData so that they drop
 into scanpy plotting and cell-eval-style tools. :func:`to_cell_eval` writes
 predictions as the ``pred.h5ad``/``real.h5ad`` pair that ``cell-eval run``
-accepts, and :func:`read_cell_eval` reads any such pair back as effects for
+accepts (the truth as :class:`TruthCells` or :class:`TruthEffects`), and
+:func:`read_cell_eval` reads any such pair back as effects for
 :func:`~c3tl_sklearn.metrics.score_table`.
 
 anndata (and, for the tests, scanpy) are optional dependencies::
@@ -27,7 +28,14 @@ memory is one block plus the ``(n_groups, n_genes)`` float64 accumulator, plus
 the two label columns of ``obs`` and about ten bytes of group codes per cell.
 """
 
-from ._celleval import CellEvalEffects, CellEvalFiles, read_cell_eval, to_cell_eval
+from ._celleval import (
+    CellEvalEffects,
+    CellEvalFiles,
+    TruthCells,
+    TruthEffects,
+    read_cell_eval,
+    to_cell_eval,
+)
 from ._h5ad import to_anndata
 from ._pseudobulk import PseudobulkOptions, PseudobulkReport, PseudobulkWarning, pseudobulk
 
@@ -37,6 +45,8 @@ __all__ = [
     "PseudobulkOptions",
     "PseudobulkReport",
     "PseudobulkWarning",
+    "TruthCells",
+    "TruthEffects",
     "pseudobulk",
     "read_cell_eval",
     "to_anndata",

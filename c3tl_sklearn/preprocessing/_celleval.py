@@ -15,6 +15,7 @@ import os
 import shlex
 import warnings
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -29,7 +30,8 @@ from ._h5ad import _import_anndata
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
 
-__all__ = ["CellEvalEffects", "CellEvalFiles", "read_cell_eval", "to_cell_eval"]
+__all__ = ["CellEvalEffects", "CellEvalFiles", "TruthCells", "TruthEffects", "read_cell_eval",
+           "to_cell_eval"]
 
 # cell-eval refuses values from this on as "not log-normalised" (utils.guess_is_lognorm)
 _CELL_EVAL_MAX = 15.0
@@ -153,21 +155,150 @@ def _obs(perturbations, contexts, perturbation_col, context_col, names) -> pd.Da
     return obs
 
 
+@dataclass(frozen=True, eq=False)
+class TruthCells:
+    """The truth of :func:`to_cell_eval` as single cells (recommended): every cell-eval metric.
+
+    ``real.h5ad`` holds the cells of the scored pairs and the control cells
+    of their contexts; ``pred.h5ad`` the same control cells and, per pair,
+    ``n_cells`` predicted cells (control cells of the context, drawn with
+    ``random_state`` and shifted to the predicted mean). The cells
+    themselves (an AnnData or a path) passed as :func:`to_cell_eval`'s
+    ``truth`` are ``TruthCells(cells)``. The values are checked when the
+    truth is made, with the messages :func:`to_cell_eval` gives; the cells'
+    columns, genes and values are checked against the predictions there.
+
+    Parameters
+    ----------
+    cells : anndata.AnnData or path
+        Log-normalised single cells with the contexts in ``obs[context_key]``
+        and the perturbations in ``obs[perturbation_key]``, controls labelled
+        as :func:`to_cell_eval`'s ``control``; the predicted genes must be
+        among its ``var_names``. A path is read when the files are made.
+    context_key, perturbation_key : hashable, optional
+        obs columns of ``cells``; default :func:`to_cell_eval`'s
+        ``context_col`` and ``perturbation_col``.
+    n_cells : int or "match", default="match"
+        Predicted cells per pair: ``"match"`` takes as many as the real pair
+        has.
+    random_state : int or None, default=0
+        Draws the control cells behind the predicted cells.
+
+    Examples
+    --------
+    >>> from c3tl_sklearn.preprocessing import TruthCells
+    >>> truth = TruthCells("cells.h5ad", context_key="cell_line", n_cells=50)
+    >>> truth.perturbation_key is None, truth.random_state
+    (True, 0)
+    >>> try:
+    ...     TruthCells("cells.h5ad", n_cells=0)
+    ... except ValueError as exc:
+    ...     print(exc)
+    n_cells=0 must be 'match' or an integer >= 1.
+    """
+
+    cells: AnnData | str | os.PathLike
+    context_key: Hashable | None = None
+    perturbation_key: Hashable | None = None
+    n_cells: int | str = "match"
+    random_state: int | None = 0
+
+    def __post_init__(self):
+        if not isinstance(self.cells, (str, os.PathLike)):
+            anndata = _import_anndata()
+            if not isinstance(self.cells, anndata.AnnData):
+                raise TypeError(f"cells must be an AnnData or an .h5ad path; got "
+                                f"{type(self.cells).__name__}.")
+        n_cells = self.n_cells
+        if not (n_cells == "match" or (isinstance(n_cells, int) and n_cells >= 1)):
+            raise ValueError(f"n_cells={n_cells!r} must be 'match' or an integer >= 1.")
+
+
+@dataclass(frozen=True, eq=False)
+class TruthEffects:
+    """The truth of :func:`to_cell_eval` as pseudo-bulk effects and the control means.
+
+    Each file gets one row per pair and one control row per context (the
+    control mean, plus the true or predicted effect): cell-eval's
+    pseudo-bulk metrics (``pearson_delta``, ``mse_delta``, the
+    discrimination scores, ...) are exact, its DE metrics are not
+    meaningful (one "cell" per group). ``control_mean`` is checked when the
+    truth is made, with the message :func:`to_cell_eval` gives; the effects
+    are checked against the predictions there.
+
+    Parameters
+    ----------
+    Y_true : array-like or pandas.DataFrame of shape (n_pairs, n_genes)
+        True effects of the predicted pairs, row ``i`` for row ``i`` of
+        :func:`to_cell_eval`'s ``X`` (a DataFrame by index label).
+    control_mean : pandas.DataFrame
+        The control mean of every context (index: contexts, columns:
+        genes), as ``pseudobulk(..., return_report=True)`` returns it in
+        ``report.control_mean`` and ``c3tl pseudobulk`` stores it in
+        ``uns["pseudobulk_control_mean"]``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from c3tl_sklearn.preprocessing import TruthEffects
+    >>> Y_true = pd.DataFrame([[0.5, -0.2]], columns=["g1", "g2"])
+    >>> controls = pd.DataFrame([[1.5, 2.5]], index=["A"], columns=["g1", "g2"])
+    >>> float(TruthEffects(Y_true, controls).control_mean.loc["A", "g2"])
+    2.5
+    >>> try:
+    ...     TruthEffects(Y_true, controls.to_numpy())
+    ... except ValueError as exc:
+    ...     print(str(exc).split(" (")[0])
+    With Y_true, pass control_mean=...
+    """
+
+    Y_true: object
+    control_mean: pd.DataFrame
+
+    def __post_init__(self):
+        if not isinstance(self.control_mean, pd.DataFrame):
+            raise ValueError(
+                "With Y_true, pass control_mean=... (a DataFrame of every context's control "
+                "mean: report.control_mean of pseudobulk(..., return_report=True), or "
+                "uns['pseudobulk_control_mean'] of a `c3tl pseudobulk` file)."
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class _Export:
+    """What both truths' files are made of: the checked predictions and the labels."""
+
+    index: pd.Index  # of X, to align a DataFrame Y_true
+    contexts: np.ndarray
+    perturbations: np.ndarray
+    values: np.ndarray  # the predicted effects, (n_pairs, n_genes)
+    genes: list[str] | None  # None: the truth's genes
+    control: Hashable
+    context_col: Hashable
+    perturbation_col: Hashable
+
+
+def _as_truth(truth, anndata) -> TruthCells | TruthEffects:
+    if isinstance(truth, (TruthCells, TruthEffects)):
+        return truth
+    if isinstance(truth, (str, os.PathLike, anndata.AnnData)):
+        return TruthCells(truth)
+    raise TypeError(
+        "Give the truth as TruthCells(cells, ...) or the cells themselves (an AnnData or an "
+        ".h5ad path; single cells, for every cell-eval metric) or as "
+        f"TruthEffects(Y_true, control_mean) (pseudo-bulk); got {type(truth).__name__}."
+    )
+
+
 def to_cell_eval(
     X: pd.DataFrame,
     Y_pred,
+    truth: TruthCells | TruthEffects | AnnData | str | os.PathLike,
     *,
-    cells=None,
-    Y_true=None,
-    control_mean: pd.DataFrame | None = None,
     control: Hashable = "control",
-    context_key: Hashable | None = None,
-    perturbation_key: Hashable | None = None,
     genes: Sequence[Hashable] | None = None,
     context_col: Hashable = "context",
     perturbation_col: Hashable = "perturbation",
-    n_cells: int | str = "match",
-    random_state: int | None = 0,
 ) -> CellEvalFiles:
     """Predicted effects as the ``pred.h5ad``/``real.h5ad`` pair that ``cell-eval run`` accepts.
 
@@ -181,7 +312,7 @@ def to_cell_eval(
 
     The truth comes in one of two forms:
 
-    ``cells`` (single cells, recommended)
+    :class:`TruthCells` ``(cells, ...)`` (single cells, recommended)
         ``real.h5ad`` holds the cells of the scored pairs and the control
         cells of their contexts. ``pred.h5ad`` holds the same control cells
         and, per pair, ``n_cells`` predicted cells: control cells of the
@@ -190,8 +321,9 @@ def to_cell_eval(
         differential-expression metrics (``overlap_at_N``,
         ``de_spearman_*``, ``pr_auc``, ...) test cells against controls and
         need such cells; the predicted cells carry the controls' spread, not
-        the truth's.
-    ``Y_true`` with ``control_mean`` (pseudo-bulk)
+        the truth's. The cells alone (an AnnData or a path) are
+        ``TruthCells(cells)``.
+    :class:`TruthEffects` ``(Y_true, control_mean)`` (pseudo-bulk)
         One row per pair and one control row per context in each file (the
         control mean, plus the true or predicted effect). The pseudo-bulk
         metrics (``pearson_delta``, ``mse_delta``, the discrimination
@@ -200,7 +332,7 @@ def to_cell_eval(
 
     A predicted mean below 0 (an effect more negative than the control
     mean) is set to 0, since cell-eval refuses negative values (with
-    ``cells``, one above the largest measured value is set to it), with a
+    cells, one above the largest measured value is set to it), with a
     warning that counts the entries; the effects cell-eval then sees are
     :func:`read_cell_eval`'s.
 
@@ -212,33 +344,18 @@ def to_cell_eval(
     Y_pred : array-like or pandas.DataFrame of shape (n_pairs, n_genes)
         Predicted effects, row ``i`` for row ``i`` of ``X`` (a DataFrame by
         index label).
-    cells : anndata.AnnData or path, optional
-        Log-normalised single cells with the contexts in ``obs[context_key]``
-        and the perturbations in ``obs[perturbation_key]``, controls labelled
-        ``control``; the genes of ``Y_pred`` must be among its
-        ``var_names``.
-    Y_true : array-like or pandas.DataFrame of shape (n_pairs, n_genes), optional
-        True effects of the same pairs (instead of ``cells``).
-    control_mean : pandas.DataFrame, optional
-        With ``Y_true``: the control mean of every context (index: contexts,
-        columns: genes), as ``pseudobulk(..., return_report=True)`` returns
-        it in ``report.control_mean`` and ``c3tl pseudobulk`` stores it in
-        ``uns["pseudobulk_control_mean"]``.
+    truth : TruthCells, TruthEffects, anndata.AnnData or path
+        The single cells (with their obs columns, the number of predicted
+        cells and the seed) or the true effects with the control means; an
+        AnnData or an ``.h5ad`` path is ``TruthCells(truth)``, the cells
+        with obs columns ``context_col`` and ``perturbation_col``.
     control : hashable, default="control"
         The control label (in the cells, and in the written files).
-    context_key, perturbation_key : hashable, optional
-        obs columns of ``cells``; default ``context_col`` and
-        ``perturbation_col``.
     genes : sequence of hashable, optional
         Gene names of ``Y_pred``; default its DataFrame columns, else the
-        columns of ``control_mean`` or all genes of ``cells``.
+        columns of ``control_mean`` or all genes of the cells.
     context_col, perturbation_col : hashable
         Label columns of ``X``; the written files use the same names.
-    n_cells : int or "match", default="match"
-        Predicted cells per pair with ``cells``: ``"match"`` takes as many as
-        the real pair has.
-    random_state : int or None, default=0
-        Draws the control cells behind the predicted cells.
 
     Returns
     -------
@@ -249,10 +366,12 @@ def to_cell_eval(
 
     Raises
     ------
+    TypeError
+        A truth of neither form.
     ValueError
-        Neither or both truths, pairs or genes missing from the truth,
-        expression outside cell-eval's range (raw counts, negative values),
-        a context without control cells.
+        Pairs or genes missing from the truth, expression outside
+        cell-eval's range (raw counts, negative values), a context without
+        control cells.
 
     See Also
     --------
@@ -261,30 +380,31 @@ def to_cell_eval(
     Examples
     --------
     >>> import numpy as np, pandas as pd
-    >>> from c3tl_sklearn.preprocessing import to_cell_eval, read_cell_eval
+    >>> from c3tl_sklearn.preprocessing import TruthEffects, read_cell_eval, to_cell_eval
     >>> X = pd.DataFrame({"context": ["A", "A"], "perturbation": ["p", "q"]})
-    >>> truth = pd.DataFrame([[0.5, -0.2], [0.1, 0.3]], columns=["g1", "g2"])
+    >>> Y_true = pd.DataFrame([[0.5, -0.2], [0.1, 0.3]], columns=["g1", "g2"])
     >>> controls = pd.DataFrame([[1.5, 2.5]], index=["A"], columns=["g1", "g2"])
-    >>> files = to_cell_eval(X, truth * 0.5, Y_true=truth, control_mean=controls)
+    >>> files = to_cell_eval(X, Y_true * 0.5, TruthEffects(Y_true, controls))
     >>> files.pred.obs["perturbation"].tolist(), files.pred.X[1].tolist()
     (['control', 'p', 'q'], [1.75, 2.4000000953674316])
     >>> back = read_cell_eval(files.pred, files.real, perturbation_col="perturbation",
     ...                       control="control", context_col="context")
-    >>> np.allclose(back.Y_pred, truth * 0.5, atol=1e-6)
+    >>> np.allclose(back.Y_pred, Y_true * 0.5, atol=1e-6)
     True
+
+    With single cells whose obs columns have other names:
+    ``to_cell_eval(X, Y_pred, TruthCells(cells, context_key="cell_line"))``;
+    with cells labelled ``context`` and ``perturbation``:
+    ``to_cell_eval(X, Y_pred, "cells.h5ad")``.
     """
     anndata = _import_anndata()
     contexts, perturbations = check_index_table(X, context_col, perturbation_col)
     check_no_duplicate_pairs(contexts, perturbations)
     values, frame_genes = check_response(Y_pred, n_rows=len(X), name="Y_pred", index=X.index)
-    if (cells is None) == (Y_true is None):
-        raise ValueError(
-            "Give the truth as cells=... (single cells, for every cell-eval metric) or as "
-            "Y_true=... with control_mean=... (pseudo-bulk), not both or neither."
-        )
+    truth = _as_truth(truth, anndata)
     if genes is None:
         genes = frame_genes if frame_genes is not None else (
-            control_mean.columns if control_mean is not None else None)
+            truth.control_mean.columns if isinstance(truth, TruthEffects) else None)
     if genes is not None:
         genes = [str(g) for g in genes]
         if len(genes) != values.shape[1]:
@@ -295,16 +415,12 @@ def to_cell_eval(
             f"The control label {control!r} is also a predicted perturbation; pass the label "
             "of the control cells as control=..."
         )
-    if cells is not None:
-        files = _from_cells(anndata, contexts, perturbations, values, genes, cells,
-                            control=control, context_key=context_key,
-                            perturbation_key=perturbation_key, context_col=context_col,
-                            perturbation_col=perturbation_col, n_cells=n_cells,
-                            random_state=random_state)
+    export = _Export(X.index, contexts, perturbations, values, genes, control, context_col,
+                     perturbation_col)
+    if isinstance(truth, TruthCells):
+        files = _from_cells(export, truth)
     else:
-        files = _from_pseudobulk(anndata, contexts, perturbations, values, genes, Y_true,
-                                 control_mean, X=X, control=control, context_col=context_col,
-                                 perturbation_col=perturbation_col)
+        files = _from_pseudobulk(export, truth)
     # the names travel with the files, so `c3tl evaluate --cell-eval` needs no flags
     for adata in (files.pred, files.real):
         adata.uns["c3tl"] = {"perturbation_col": files.perturbation_col,
@@ -325,21 +441,19 @@ def _clip(pred: np.ndarray) -> np.ndarray:
     return np.maximum(pred, 0.0)
 
 
-def _from_pseudobulk(anndata, contexts, perturbations, values, genes, Y_true, control_mean, *,
-                     X, control, context_col, perturbation_col) -> CellEvalFiles:
-    if not isinstance(control_mean, pd.DataFrame):
-        raise ValueError(
-            "With Y_true, pass control_mean=... (a DataFrame of every context's control "
-            "mean: report.control_mean of pseudobulk(..., return_report=True), or "
-            "uns['pseudobulk_control_mean'] of a `c3tl pseudobulk` file)."
-        )
-    true, true_genes = check_response(Y_true, n_rows=len(X), name="Y_true", index=X.index)
+def _from_pseudobulk(export: _Export, truth: TruthEffects) -> CellEvalFiles:
+    anndata = _import_anndata()
+    values, contexts, perturbations = export.values, export.contexts, export.perturbations
+    control, context_col, perturbation_col = (export.control, export.context_col,
+                                              export.perturbation_col)
+    true, true_genes = check_response(truth.Y_true, n_rows=len(export.index), name="Y_true",
+                                      index=export.index)
     if true.shape != values.shape:
         raise ValueError(f"Y_true has shape {true.shape}, Y_pred {values.shape}; give the "
                          "effects of the same pairs and genes.")
-    genes = genes if genes is not None else (
+    genes = export.genes if export.genes is not None else (
         [str(g) for g in true_genes] if true_genes is not None else None)
-    means = control_mean.copy()
+    means = truth.control_mean.copy()
     means.columns = [str(c) for c in means.columns]
     means.index = [str(c) for c in means.index]
     if genes is None:
@@ -408,25 +522,25 @@ def _cells_with_mean(drawn: np.ndarray, target: np.ndarray, cap: float) -> np.nd
     return drawn * a + b
 
 
-def _from_cells(anndata, contexts, perturbations, values, genes, cells, *, control,
-                context_key, perturbation_key, context_col, perturbation_col, n_cells,
-                random_state) -> CellEvalFiles:
+def _from_cells(export: _Export, truth: TruthCells) -> CellEvalFiles:
+    anndata = _import_anndata()
+    values, contexts, perturbations = export.values, export.contexts, export.perturbations
+    control, context_col, perturbation_col = (export.control, export.context_col,
+                                              export.perturbation_col)
+    n_cells = truth.n_cells
+    cells = truth.cells
     if isinstance(cells, (str, os.PathLike)):
         cells = anndata.read_h5ad(cells)
-    if not isinstance(cells, anndata.AnnData):
-        raise TypeError(f"cells must be an AnnData or an .h5ad path; got {type(cells).__name__}.")
-    ckey = context_col if context_key is None else context_key
-    pkey = perturbation_col if perturbation_key is None else perturbation_key
+    ckey = context_col if truth.context_key is None else truth.context_key
+    pkey = perturbation_col if truth.perturbation_key is None else truth.perturbation_key
     for key, flag in ((ckey, "context_key"), (pkey, "perturbation_key")):
         if key not in cells.obs.columns:
             raise ValueError(
                 f"cells.obs has no column {key!r} (its columns: {list(cells.obs.columns)[:12]}); "
                 f"pass {flag}=... ."
             )
-    if not (n_cells == "match" or (isinstance(n_cells, int) and n_cells >= 1)):
-        raise ValueError(f"n_cells={n_cells!r} must be 'match' or an integer >= 1.")
     var_names = [str(g) for g in cells.var_names]
-    genes = var_names if genes is None else genes
+    genes = var_names if export.genes is None else export.genes
     position = {g: j for j, g in enumerate(var_names)}
     missing = [g for g in genes if g not in position]
     if missing:
@@ -446,7 +560,7 @@ def _from_cells(anndata, contexts, perturbations, values, genes, cells, *, contr
     rows_of = pd.DataFrame({"c": cell_ctx, "p": cell_pert}).groupby(
         ["c", "p"], sort=False).indices
     empty = np.empty(0, dtype=np.intp)
-    rng = np.random.RandomState(random_state)
+    rng = np.random.RandomState(truth.random_state)
     pair_ctx = [str(c) for c in contexts]
     pair_pert = [str(p) for p in perturbations]
     order = list(dict.fromkeys(pair_ctx))

@@ -24,7 +24,13 @@ from ..conftest import HANG_TIMEOUT_S
 ad = pytest.importorskip("anndata")
 
 from c3tl_sklearn.datasets import load_glioblastoma_crispri  # noqa: E402
-from c3tl_sklearn.preprocessing import pseudobulk, read_cell_eval, to_cell_eval  # noqa: E402
+from c3tl_sklearn.preprocessing import (  # noqa: E402
+    TruthCells,
+    TruthEffects,
+    pseudobulk,
+    read_cell_eval,
+    to_cell_eval,
+)
 
 ATOL = 1e-6
 
@@ -53,7 +59,7 @@ def pseudobulk_case(seed, n_contexts=2, n_perts=4, n_genes=6):
 def test_pseudobulk_export_reads_back_to_the_effects(seed, n_contexts, n_perts, n_genes):
     X, Y_true, Y_pred, control_mean = pseudobulk_case(seed, n_contexts, n_perts, n_genes)
     before = (X.copy(), Y_true.copy(), Y_pred.copy(), control_mean.copy())
-    files = to_cell_eval(X, Y_pred, Y_true=Y_true, control_mean=control_mean)
+    files = to_cell_eval(X, Y_pred, TruthEffects(Y_true, control_mean))
     for data, copy in zip((X, Y_true, Y_pred, control_mean), before, strict=True):
         pd.testing.assert_frame_equal(data, copy)  # the user's data are not modified
     assert list(files.pred.var_names) == list(files.real.var_names) == list(Y_true.columns)
@@ -73,7 +79,7 @@ def test_negative_predicted_expression_is_set_to_zero_with_a_warning():
     X, Y_true, Y_pred, control_mean = pseudobulk_case(0)
     Y_pred.iloc[0, 0] = -10.0  # far below the control mean
     with pytest.warns(UserWarning, match=r"1 of 48 predicted .* below 0"):
-        files = to_cell_eval(X, Y_pred, Y_true=Y_true, control_mean=control_mean)
+        files = to_cell_eval(X, Y_pred, TruthEffects(Y_true, control_mean))
     back = read_back(files)
     # the documented relation: what cell-eval sees is the effect bounded by -control mean
     expected = np.maximum(Y_pred.to_numpy(), -control_mean.loc[X.context].to_numpy())
@@ -97,10 +103,11 @@ def glioblastoma():
 
 def export_cells(glioblastoma, **kwargs):
     cells, X, _, pred, _ = glioblastoma
+    truth = TruthCells(cells, context_key="cell_line", perturbation_key="perturbation",
+                       **kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the clipped means, tested below
-        return to_cell_eval(X, pred, cells=cells, control="control", context_key="cell_line",
-                            perturbation_key="perturbation", **kwargs)
+        return to_cell_eval(X, pred, truth, control="control")
 
 
 def test_cells_export_has_what_cell_eval_needs(glioblastoma):
@@ -145,32 +152,51 @@ def test_cells_export_reads_back_to_pseudobulk_effects_and_bounded_predictions(g
 def test_cells_export_warns_about_bounded_means(glioblastoma):
     cells, X, _, pred, _ = glioblastoma
     with pytest.warns(UserWarning, match=r"of 13500 predicted \(pair, gene\) expression means"):
-        to_cell_eval(X, pred, cells=cells, control="control", context_key="cell_line",
-                     perturbation_key="perturbation")
+        to_cell_eval(X, pred, TruthCells(cells, context_key="cell_line"), control="control")
 
 
 def test_bad_inputs_are_refused_with_the_fix(glioblastoma):
     cells, X, Y, pred, control_mean = glioblastoma
-    with pytest.raises(ValueError, match="not both or neither"):
-        to_cell_eval(X, pred)
+    with pytest.raises(TypeError, match=r"or as TruthEffects\(Y_true, control_mean\) "
+                       r"\(pseudo-bulk\); got DataFrame"):
+        to_cell_eval(X, pred, Y)  # the true effects alone: no control means
     with pytest.raises(ValueError, match="pass control_mean"):
-        to_cell_eval(X, pred, Y_true=Y)
+        TruthEffects(Y, control_mean.to_numpy())
+    with pytest.raises(TypeError, match=r"cells must be an AnnData or an \.h5ad path; got int"):
+        TruthCells(3)
+    with pytest.raises(ValueError, match="n_cells=0 must be 'match'"):
+        TruthCells(cells, n_cells=0)
+    in_line = TruthCells(cells, context_key="cell_line")
     with pytest.raises(ValueError, match="no control cells labelled 'NTC'"):
-        to_cell_eval(X, pred, cells=cells, control="NTC", context_key="cell_line")
+        to_cell_eval(X, pred, in_line, control="NTC")
     with pytest.raises(ValueError, match="pass context_key"):
-        to_cell_eval(X, pred, cells=cells, control="control")
+        to_cell_eval(X, pred, cells, control="control")  # the cells alone: TruthCells(cells)
     with pytest.raises(ValueError, match="also a predicted perturbation"):
-        to_cell_eval(X, pred, cells=cells, control="MAPK1", context_key="cell_line")
+        to_cell_eval(X, pred, in_line, control="MAPK1")
     counts = cells.copy()
     counts.X = counts.X.copy()
     counts.X.data = np.ceil(counts.X.data)
     with pytest.raises(ValueError, match="raw counts"):
-        to_cell_eval(X, pred, cells=counts, control="control", context_key="cell_line")
+        to_cell_eval(X, pred, TruthCells(counts, context_key="cell_line"), control="control")
     counts.X.data = counts.X.data * 10 + 0.5
     with pytest.raises(ValueError, match=r"the cells: values in \[0, 70.5\], but cell-eval takes"):
-        to_cell_eval(X, pred, cells=counts, control="control", context_key="cell_line")
+        to_cell_eval(X, pred, TruthCells(counts, context_key="cell_line"), control="control")
     with pytest.raises(ValueError, match="no row for context"):
-        to_cell_eval(X, pred, Y_true=Y, control_mean=control_mean.iloc[:1])
+        to_cell_eval(X, pred, TruthEffects(Y, control_mean.iloc[:1]))
+
+
+def test_cells_as_a_path_are_the_same_truth(glioblastoma, tmp_path):
+    cells, X, _, pred, _ = glioblastoma
+    renamed = cells.copy()
+    renamed.obs = renamed.obs.rename(columns={"cell_line": "context"})
+    renamed.write_h5ad(tmp_path / "cells.h5ad")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        from_path = to_cell_eval(X, pred, tmp_path / "cells.h5ad")
+        from_object = to_cell_eval(X, pred, TruthCells(renamed))
+    for a, b in zip(from_path[:2], from_object[:2], strict=True):
+        np.testing.assert_array_equal(a.X.toarray(), b.X.toarray())
+        pd.testing.assert_frame_equal(a.obs, b.obs)
 
 
 def test_read_cell_eval_refuses_mismatched_files(glioblastoma):
