@@ -175,6 +175,8 @@ class ContextReadout:
                     and a.ndim == b.ndim == 2 and a.shape[1] == width and b.shape[1] == d
                     and len(a) == len(b) <= width):
                 raise ValueError("malformed file: ContextReadout factors of inconsistent shapes")
+            if not (np.isfinite(a).all() and np.isfinite(b).all()):
+                raise ValueError("malformed file: ContextReadout factors hold NaN or infinity")
         out = cls.__new__(cls)
         out.n_, out.alpha_ = n, alpha
         out.factor_f_ = [a.astype(np.float64) for a in f]

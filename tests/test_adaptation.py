@@ -160,6 +160,9 @@ def test_from_attributes_refuses_what_is_not_a_readout():
                                                               *good["factor_f_"][1:]]})
     with pytest.raises(ValueError, match="do not match its contexts"):
         ContextReadout.from_attributes({**good, "factor_f_": good["factor_f_"][:2]})
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        ContextReadout.from_attributes({**good, "factor_r_": [good["factor_r_"][0] * np.nan,
+                                                              *good["factor_r_"][1:]]})
     with pytest.raises(ValueError, match="non-negative numbers"):
         ContextReadout.from_attributes({**good, "n_": -good["n_"]})
 
