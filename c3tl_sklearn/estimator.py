@@ -144,9 +144,9 @@ class C3TLNet(NeuralNetRegressor):
         """``initialize()`` without the optimizer, which is made when first used.
 
         Loading a model file rebuilds its net this way: predicting needs no
-        optimizer, and torch's first one imports ``torch._dynamo`` (one to
-        two seconds of a ``c3tl predict``). Training, ``set_params`` of the
-        optimizer and pickling work as on any net.
+        optimizer, and torch's first one imports ``torch._dynamo``, which
+        costs a ``c3tl predict`` about as much as torch itself. Training,
+        ``set_params`` of the optimizer and pickling work as on any net.
         """
         self._optimizer_deferred = True
         return self.initialize()
