@@ -61,7 +61,9 @@ def _running_trial_of(study, pid: int, deadline: float):
     worker = f"{socket.gethostname()}:{pid}"
     while time.monotonic() < deadline:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.user_attrs.get("worker") == worker and t.datetime_start is not None:
+            # params set: the trial is past its budget check, into its fits
+            if t.user_attrs.get("worker") == worker and t.datetime_start is not None \
+                    and t.params:
                 age = time.time() - t.datetime_start.timestamp()
                 if age > 0.3:
                     return t
@@ -110,7 +112,8 @@ def test_three_workers_one_killed_exact_budget():
     retry = optuna.storages.RetryHeartbeatStaleTrialCallback
     retries = [t for t in trials if retry.retried_trial_number(t) == killed.number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
-    assert retries[0].params == killed.params
+    killed = next(t for t in trials if t.number == killed.number)  # as stored at the end
+    assert retries[0].params == killed.params and killed.params
     assert retries[0].user_attrs["worker"] != killed.user_attrs["worker"]
     # any other failure is a trial given up before fitting because the budget was full
     for t in trials:
