@@ -13,8 +13,9 @@ from skorch.callbacks import Callback
 from skorch.dataset import Dataset
 
 from c3tl_sklearn import C3TLRegressor
+from c3tl_sklearn._net import TensorBatchIterator
 from c3tl_sklearn.datasets import PerturbationDesign, make_synthetic_perturbations
-from c3tl_sklearn.estimator import TensorBatchIterator, _shrinkage
+from c3tl_sklearn.estimator import _shrinkage
 
 from .conftest import holdout_context
 

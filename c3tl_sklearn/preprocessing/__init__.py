@@ -37,7 +37,8 @@ from ._celleval import (
     to_cell_eval,
 )
 from ._h5ad import to_anndata
-from ._pseudobulk import PseudobulkOptions, PseudobulkReport, PseudobulkWarning, pseudobulk
+from ._options import PseudobulkOptions, PseudobulkReport, PseudobulkWarning
+from ._pseudobulk import pseudobulk
 
 __all__ = [
     "CellEvalEffects",

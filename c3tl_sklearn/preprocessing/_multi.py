@@ -26,16 +26,12 @@ from .._parallel import parallel_map
 from .._warnings import user_stacklevel
 from ._h5ad import _open_source
 from ._hvg import _expm1_squares
+from ._options import PseudobulkOptions
+from ._plan import _factorize, _GroupLabels, _groups_table, _Plan, _select
 from ._pseudobulk import (
-    PseudobulkOptions,
     _accumulate,
     _checked_matrix,
-    _factorize,
-    _GroupLabels,
-    _groups_table,
-    _Plan,
     _scatter_add,
-    _select,
     _Sums,
     _Totals,
     _unique_gene_names,
@@ -278,7 +274,8 @@ def gene_names(parts: list[dict]) -> pd.Index:
 def pseudobulk_files(paths: list[str], context_key, perturbation_key, controls: list,
                      options: PseudobulkOptions, *, return_report: bool, n_jobs):
     """:func:`~c3tl_sklearn.preprocessing.pseudobulk` of the cells of several files."""
-    from ._pseudobulk import PseudobulkWarning, _results
+    from ._options import PseudobulkWarning
+    from ._pseudobulk import _results
 
     parts = read_files(paths, context_key, perturbation_key, controls, options, n_jobs=n_jobs)
     counts_like, max_value = looks_like_counts(parts)

@@ -618,7 +618,7 @@ def test_to_anndata_validates():
 
 def test_huge_label_space_path_gives_the_same_result(monkeypatch):
     """Beyond a size, pairs are counted by sorting instead of a full table."""
-    import c3tl_sklearn.preprocessing._pseudobulk as pre
+    import c3tl_sklearn.preprocessing._plan as pre
 
     counts = {(c, p): 12 for c in CONTEXTS for p in PERTS}
     counts[("A", "p2")] = 3
