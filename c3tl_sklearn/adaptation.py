@@ -193,6 +193,8 @@ class ContextReadout:
         if not (len(alpha) == C and sum_f.shape == (C, k) and sum_r.shape == (C, d)
                 and gram_ff.shape == (C, k, k) and gram_fr.shape == (C, k, d)):
             raise ValueError("malformed file: ContextReadout sums of inconsistent shapes")
+        if not all(np.isfinite(a).all() for a in (sum_f, sum_r, gram_ff, gram_fr)):
+            raise ValueError("malformed file: ContextReadout sums hold NaN or infinity")
         out = cls(C, k, d)
         out.n_, out.alpha_ = n, alpha
         for c in np.flatnonzero(n > 0):
@@ -274,11 +276,18 @@ _DENSE_ATTRIBUTES = {"n_", "alpha_", "sum_f_", "sum_r_", "gram_ff_", "gram_fr_"}
 
 
 def _vector(value, name: str) -> np.ndarray:
-    """A stored per-context vector, checked: one dimension, finite, non-negative."""
+    """A stored per-context vector, checked: one dimension, finite, non-negative.
+
+    A penalty (``alpha_``) must be positive: a zero one divides by zero in a
+    context whose features do not vary.
+    """
     arr = np.asarray(value, dtype=np.float64) if isinstance(value, np.ndarray) else None
-    if arr is None or arr.ndim != 1 or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+    positive = name == "alpha_"
+    if arr is None or arr.ndim != 1 or not np.all(np.isfinite(arr)) \
+            or np.any(arr <= 0 if positive else arr < 0):
+        what = "positive" if positive else "non-negative"
         raise ValueError(
-            f"malformed file: ContextReadout.{name} is not a vector of non-negative numbers"
+            f"malformed file: ContextReadout.{name} is not a vector of {what} numbers"
         )
     return arr
 

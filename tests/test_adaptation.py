@@ -164,7 +164,13 @@ def test_from_attributes_refuses_what_is_not_a_readout():
         ContextReadout.from_attributes({**good, "factor_r_": [good["factor_r_"][0] * np.nan,
                                                               *good["factor_r_"][1:]]})
     with pytest.raises(ValueError, match="non-negative numbers"):
-        ContextReadout.from_attributes({**good, "n_": -good["n_"]})
+        ContextReadout.from_attributes({**good, "n_": np.r_[-0.5, good["n_"][1:]]})
+    with pytest.raises(ValueError, match="alpha_ is not a vector of positive numbers"):
+        ContextReadout.from_attributes({**good, "alpha_": np.zeros_like(good["alpha_"])})
+    sums = _dense_sums(F, R, codes, 3)
+    ContextReadout.from_attributes(sums)
+    with pytest.raises(ValueError, match="sums hold NaN or infinity"):
+        ContextReadout.from_attributes({**sums, "gram_fr_": sums["gram_fr_"] * np.inf})
 
 
 def test_extended_copy_leaves_the_original_untouched():
