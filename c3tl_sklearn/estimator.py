@@ -341,6 +341,12 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
     def fit(self, X, Y):
         """Fit the set encoders and decoder on the observed pairs.
 
+        The fit uses torch's thread setting, but no more torch and BLAS
+        threads than the cores other processes leave free when it starts; a
+        count set through ``OMP_NUM_THREADS`` (or ``torch.set_num_threads(1)``)
+        stands, and one thread makes refits with the same ``random_state``
+        identical.
+
         Parameters
         ----------
         X : pandas.DataFrame of shape (n_rows, n_columns)
