@@ -11,7 +11,7 @@ import torch
 from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from skorch.callbacks import EarlyStopping
+from skorch.callbacks import EarlyStopping, LRScheduler
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from threadpoolctl import threadpool_limits
@@ -50,6 +50,13 @@ _MODULE_ARGS = tuple(f"module__{name}" for name in (
     "n_genes", "n_contexts", "n_perturbations", "latent_dim", "hidden_dims", "dropout",
     "leave_target_out", "residual", "context_keep_min", "batch_sets"))
 
+
+#: ``lr_schedule="plateau"``: the learning rate is multiplied by this factor once more
+#: than ``PLATEAU_PATIENCE`` epochs in a row bring no lower validation loss (torch's
+#: ``ReduceLROnPlateau`` rule), and an epoch counts
+#: as an improvement for early stopping only below ``1 - PLATEAU_THRESHOLD`` times
+#: the best loss so far (at a decayed rate, smaller gains do not pay for an epoch).
+PLATEAU_FACTOR, PLATEAU_PATIENCE, PLATEAU_THRESHOLD = 0.3, 3, 0.01
 
 #: AdamW's fused kernel runs on CPU from torch 2.4 on (earlier versions raise).
 _FUSED_ADAMW = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)
@@ -116,6 +123,18 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
     patience : int, default=20
         Early stopping: epochs without improvement of the validation loss
         before training stops; the best weights are restored.
+    lr_schedule : {"constant", "plateau"}, default="constant"
+        ``"constant"`` trains at ``lr`` throughout. ``"plateau"`` multiplies
+        the learning rate by 0.3 once more than 3 epochs in a row bring no
+        lower validation loss (skorch's ``LRScheduler`` with torch's
+        ``ReduceLROnPlateau``), and early stopping then counts only
+        improvements of more than 1% of the best loss; a ``patience`` of at
+        least 5 leaves the rate room to be cut before training stops. Meant
+        with a higher ``lr`` (``1e-2``) and smaller batches on data sets of
+        many pairs, where it reaches a lower validation loss in fewer epochs
+        (``benchmarks/schedule.py``; the README's speed section has the
+        measurements). Without a validation split (``validation_fraction=0``)
+        the rate stays constant.
     validation_fraction : float, default=0.1
         Fraction of each context's observed pairs held out for early stopping.
         Only pairs whose perturbation stays observed in another context are
@@ -271,6 +290,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "patience": [Interval(Integral, 1, None, closed="left")],
+        "lr_schedule": [StrOptions({"constant", "plateau"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "leave_target_out": ["boolean"],
         "residual": ["boolean"],
@@ -299,6 +319,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         max_epochs=500,
         batch_size=4096,
         patience=20,
+        lr_schedule="constant",
         validation_fraction=0.1,
         leave_target_out=True,
         residual=True,
@@ -323,6 +344,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.patience = patience
+        self.lr_schedule = lr_schedule
         self.validation_fraction = validation_fraction
         self.leave_target_out = leave_target_out
         self.residual = residual
@@ -585,9 +607,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         params: dict = {"callbacks": with_training_guard(self.callbacks), "train_split": None}
         if valid.any():
             params["train_split"] = predefined_split(Dataset(pairs[valid], Y_arr[valid]))
-            params["callbacks"].append(
-                ("early_stopping", EarlyStopping(patience=self.patience, load_best=True))
-            )
+            params["callbacks"].extend(self._validation_callbacks())
         params["callbacks"] = params["callbacks"] or None
         params["context_weight"] = None
         if self.context_balance > 0:
@@ -607,6 +627,20 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
             "batch_size": batch_size,
             "iterator_train__group_col": PERTURBATION if batch_sets else None,
         }
+
+    def _validation_callbacks(self) -> list[tuple[str, object]]:
+        """Early stopping, and the learning-rate schedule, on the validation loss."""
+        if self.lr_schedule == "constant":
+            return [("early_stopping", EarlyStopping(patience=self.patience, load_best=True))]
+        return [
+            # before early stopping: the rate is cut on the epoch's loss whatever stopping says
+            ("lr_plateau", LRScheduler(
+                "ReduceLROnPlateau", monitor="valid_loss", factor=PLATEAU_FACTOR,
+                patience=PLATEAU_PATIENCE)),
+            ("early_stopping", EarlyStopping(
+                patience=self.patience, threshold=PLATEAU_THRESHOLD, threshold_mode="rel",
+                load_best=True)),
+        ]
 
     def make_net(self, **params) -> C3TLNet:
         """A new, uninitialised skorch net of this estimator's configuration.

@@ -215,6 +215,42 @@ def test_early_stopping_restores_best_epoch(small_data):
     np.testing.assert_allclose(at_best.predict(X), model.predict(X), rtol=1e-5, atol=1e-6)
 
 
+def test_plateau_schedule_cuts_the_rate_when_the_validation_loss_stalls(small_data):
+    X, Y = small_data
+    params = {**FAST, "max_epochs": 300, "patience": 10, "lr": 0.05, "lr_schedule": "plateau"}
+    model = C3TLRegressor(**params).fit(X, Y)
+    losses = model.history_[:, "valid_loss"]
+    # torch's ReduceLROnPlateau rule: x 0.3 once more than 3 epochs in a row bring
+    # no loss below the best (relative threshold 1e-4)
+    expected, best, bad, lr = [], np.inf, 0, params["lr"]
+    for loss in losses:
+        expected.append(lr)
+        if loss < best * (1 - 1e-4):
+            best, bad = loss, 0
+        else:
+            bad += 1
+        if bad > 3:
+            lr, bad = lr * 0.3, 0
+    np.testing.assert_allclose(model.history_[:, "event_lr"], expected, rtol=1e-12)
+    assert expected[-1] < params["lr"]
+    # early stopping counts an epoch only when it beats the best by more than 1%
+    threshold, improved = np.inf, 0
+    for epoch, loss in enumerate(losses):
+        if loss < threshold:
+            threshold, improved = loss * (1 - 0.01), epoch
+    assert model.n_epochs_ == improved + 1 + params["patience"] < params["max_epochs"]
+
+
+def test_constant_schedule_and_no_validation_keep_the_rate(small_data):
+    X, Y = small_data
+    constant = C3TLRegressor(**{**FAST, "max_epochs": 30, "lr": 0.05}).fit(X, Y)
+    unvalidated = C3TLRegressor(**{**FAST, "max_epochs": 30, "lr": 0.05, "lr_schedule": "plateau",
+                                   "validation_fraction": 0.0}).fit(X, Y)
+    for model in (constant, unvalidated):
+        assert "event_lr" not in model.history_[-1]
+        assert model.net_.optimizer_.param_groups[0]["lr"] == 0.05
+
+
 def test_skorch_callbacks_are_used(tiny_data):
     X, Y = tiny_data
 

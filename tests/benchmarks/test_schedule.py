@@ -1,0 +1,52 @@
+"""``benchmarks/schedule.py``: its configurations and its table (the fits take minutes)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from c3tl_sklearn import C3TLRegressor
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "schedule.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("schedule_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_configurations_are_keyword_literals_the_estimator_accepts():
+    schedule = _module()
+    assert schedule.parse_config("") == {}
+    assert schedule.parse_config("lr=0.01, hidden_dims=(64, 32), lr_schedule='plateau'") == {
+        "lr": 0.01, "hidden_dims": (64, 32), "lr_schedule": "plateau"}
+    for text in schedule.CONFIGS:  # the suggested settings are valid parameters
+        C3TLRegressor(**schedule.parse_config(text))._validate_params()
+    with pytest.raises(argparse.ArgumentTypeError, match="keyword arguments"):
+        schedule.parse_config("0.01")
+    with pytest.raises(argparse.ArgumentTypeError, match="literals"):
+        schedule.parse_config("lr=compute()")
+
+
+def test_report_finds_the_epoch_each_run_reaches_the_defaults_best():
+    schedule = _module()
+    runs = [
+        ("default", {"valid": [3.0, 2.0, 1.0, 1.5], "dur": [9.0, 0.5, 0.7, 0.6],
+                     "fit_s": 12.0, "mse": 0.02, "centred": 0.98}),
+        ("lr=0.01", {"valid": [2.0, 0.9, 0.5], "dur": [9.0, 0.4, 0.4],
+                     "fit_s": 8.0, "mse": 0.019, "centred": 0.981}),
+        ("lr=1.0", {"valid": [5.0, 4.0], "dur": [9.0, 0.3], "fit_s": 5.0, "mse": 0.5,
+                    "centred": 0.1}),
+    ]
+    text = schedule.report(runs, argparse.Namespace(threads=2), ["--threads", "2"])
+    lines = text.splitlines()
+    assert "`python benchmarks/schedule.py --threads 2`" in lines
+    # the first epoch is left out of the median epoch time (set-up and first-use costs)
+    assert "| default | 4 | 1.0000 (3) | 3 | 0.600 | 12.0 | 0.0200 | 0.9800 |" in lines
+    assert "| lr=0.01 | 3 | 0.5000 (3) | 2 | 0.400 | 8.0 | 0.0190 | 0.9810 |" in lines
+    assert "| lr=1.0 | 2 | 4.0000 (2) | - | 0.300 | 5.0 | 0.5000 | 0.1000 |" in lines
