@@ -129,12 +129,12 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         lower validation loss (skorch's ``LRScheduler`` with torch's
         ``ReduceLROnPlateau``), and early stopping then counts only
         improvements of more than 1% of the best loss; a ``patience`` of at
-        least 5 leaves the rate room to be cut before training stops. Meant
-        with a higher ``lr`` (``1e-2``) and smaller batches on data sets of
-        many pairs, where it reaches a lower validation loss in fewer epochs
-        (``benchmarks/schedule.py``; the README's speed section has the
-        measurements). Without a validation split (``validation_fraction=0``)
-        the rate stays constant.
+        least 5 leaves the rate room to be cut before training stops. It
+        shortens fits, but it is not the default: on the regime suite it
+        stopped too early on several mid-sized data sets and lost accuracy
+        there (the README's speed section; ``benchmarks/schedule.py``
+        compares schedules on one shape). Without a validation split
+        (``validation_fraction=0``) the rate stays constant.
     validation_fraction : float, default=0.1
         Fraction of each context's observed pairs held out for early stopping.
         Only pairs whose perturbation stays observed in another context are

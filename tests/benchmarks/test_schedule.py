@@ -25,7 +25,7 @@ def test_configurations_are_keyword_literals_the_estimator_accepts():
     assert schedule.parse_config("") == {}
     assert schedule.parse_config("lr=0.01, hidden_dims=(64, 32), lr_schedule='plateau'") == {
         "lr": 0.01, "hidden_dims": (64, 32), "lr_schedule": "plateau"}
-    for text in schedule.CONFIGS:  # the suggested settings are valid parameters
+    for text in schedule.CONFIGS:  # the settings compared by default are valid parameters
         C3TLRegressor(**schedule.parse_config(text))._validate_params()
     with pytest.raises(argparse.ArgumentTypeError, match="keyword arguments"):
         schedule.parse_config("0.01")
