@@ -170,13 +170,19 @@ class ContextReadout:
             raise ValueError("malformed file: ContextReadout factors do not match its contexts")
         first_f, first_r = np.shape(f[0]), np.shape(r[0])
         width, d = first_f[-1] if first_f else 0, first_r[-1] if first_r else 0
-        for a, b in zip(f, r, strict=True):
-            if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
+        for count, a, b in zip(n, f, r, strict=True):
+            if not (width >= 1 and isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
                     and a.ndim == b.ndim == 2 and a.shape[1] == width and b.shape[1] == d
                     and len(a) == len(b) <= width):
                 raise ValueError("malformed file: ContextReadout factors of inconsistent shapes")
             if not (np.isfinite(a).all() and np.isfinite(b).all()):
                 raise ValueError("malformed file: ContextReadout factors hold NaN or infinity")
+            # the ones column's square sum is the pair count: a factor that disagrees
+            # would give the context a feature mean (and offset) of some other data
+            ones = float(a[:, 0] @ a[:, 0])
+            if abs(ones - count) > 1e-6 * max(count, 1.0):
+                raise ValueError("malformed file: ContextReadout pair counts do not match "
+                                 "its factors")
         out = cls.__new__(cls)
         out.n_, out.alpha_ = n, alpha
         out.factor_f_ = [a.astype(np.float64) for a in f]
@@ -279,16 +285,15 @@ def _vector(value, name: str) -> np.ndarray:
     """A stored per-context vector, checked: one dimension, finite, non-negative.
 
     A penalty (``alpha_``) must be positive: a zero one divides by zero in a
-    context whose features do not vary.
+    context whose features do not vary. Pair counts (``n_``) are whole numbers:
+    a fraction of a pair would scale the context's feature mean without bound.
     """
     arr = np.asarray(value, dtype=np.float64) if isinstance(value, np.ndarray) else None
     positive = name == "alpha_"
+    what = "positive numbers" if positive else "non-negative whole numbers"
     if arr is None or arr.ndim != 1 or not np.all(np.isfinite(arr)) \
-            or np.any(arr <= 0 if positive else arr < 0):
-        what = "positive" if positive else "non-negative"
-        raise ValueError(
-            f"malformed file: ContextReadout.{name} is not a vector of {what} numbers"
-        )
+            or np.any(arr <= 0 if positive else (arr < 0) | (arr != np.round(arr))):
+        raise ValueError(f"malformed file: ContextReadout.{name} is not a vector of {what}")
     return arr
 
 

@@ -51,11 +51,11 @@ _MODULE_ARGS = tuple(f"module__{name}" for name in (
     "leave_target_out", "residual", "context_keep_min", "batch_sets"))
 
 
-#: ``lr_schedule="plateau"``: the learning rate is multiplied by this factor once more
-#: than ``PLATEAU_PATIENCE`` epochs in a row bring no lower validation loss (torch's
-#: ``ReduceLROnPlateau`` rule), and an epoch counts
-#: as an improvement for early stopping only below ``1 - PLATEAU_THRESHOLD`` times
-#: the best loss so far (at a decayed rate, smaller gains do not pay for an epoch).
+#: ``lr_schedule="plateau"``: the learning rate is multiplied by ``PLATEAU_FACTOR``
+#: once more than ``PLATEAU_PATIENCE`` epochs in a row bring no lower validation loss
+#: (torch's ``ReduceLROnPlateau`` rule), and early stopping counts an epoch as an
+#: improvement only below ``1 - PLATEAU_THRESHOLD`` times the best loss so far (at
+#: a decayed rate, smaller gains do not pay for an epoch).
 PLATEAU_FACTOR, PLATEAU_PATIENCE, PLATEAU_THRESHOLD = 0.3, 3, 0.01
 
 #: AdamW's fused kernel runs on CPU from torch 2.4 on (earlier versions raise).

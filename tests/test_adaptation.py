@@ -163,8 +163,12 @@ def test_from_attributes_refuses_what_is_not_a_readout():
     with pytest.raises(ValueError, match="NaN or infinity"):
         ContextReadout.from_attributes({**good, "factor_r_": [good["factor_r_"][0] * np.nan,
                                                               *good["factor_r_"][1:]]})
-    with pytest.raises(ValueError, match="non-negative numbers"):
-        ContextReadout.from_attributes({**good, "n_": np.r_[-0.5, good["n_"][1:]]})
+    with pytest.raises(ValueError, match="non-negative whole numbers"):
+        ContextReadout.from_attributes({**good, "n_": np.r_[-1.0, good["n_"][1:]]})
+    with pytest.raises(ValueError, match="non-negative whole numbers"):
+        ContextReadout.from_attributes({**good, "n_": np.r_[1e-300, good["n_"][1:]]})
+    with pytest.raises(ValueError, match="pair counts do not match its factors"):
+        ContextReadout.from_attributes({**good, "n_": good["n_"] + 1})
     with pytest.raises(ValueError, match="alpha_ is not a vector of positive numbers"):
         ContextReadout.from_attributes({**good, "alpha_": np.zeros_like(good["alpha_"])})
     sums = _dense_sums(F, R, codes, 3)
