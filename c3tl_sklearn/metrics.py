@@ -69,6 +69,7 @@ from sklearn.metrics import mean_squared_error
 from ._contract import check_label_columns, check_labels, check_response, match_rows
 from ._groups import segment_means
 from ._labels import sorted_codes
+from ._warnings import user_stacklevel
 
 __all__ = [
     "CONTEXT_METRICS",
@@ -212,7 +213,7 @@ def _warn_rows(flagged: np.ndarray, what: str) -> None:
     warnings.warn(
         f"{int(flagged.sum())} of {flagged.size} row(s) {what}",
         UndefinedMetricWarning,
-        stacklevel=3,
+        stacklevel=user_stacklevel(),
     )
 
 

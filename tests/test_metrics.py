@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 from scipy.stats import pearsonr
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import get_scorer as sklearn_get_scorer
 from sklearn.metrics import get_scorer_names, mean_squared_error
 from sklearn.model_selection import GridSearchCV, cross_val_score, cross_validate
@@ -148,6 +149,29 @@ def test_pearson_constant_rows_are_zero_with_warning():
     assert mean == pytest.approx(per_row.mean())
     with pytest.warns(UserWarning, match="1 of 1"):
         assert pearson_delta(np.ones((1, 4)), np.ones((1, 4))) == 0.0
+
+
+def _constant_row_cases():
+    Y_true, Y_pred = random_pair(4, 10)
+    Y_true[1] = 3.0
+    X = pd.DataFrame({"context": ["a", "a", "b", "c"], "perturbation": list("pqrs")})
+    return [
+        lambda: pearson_delta(Y_true, Y_pred),
+        lambda: centered_pearson_delta(Y_true, Y_pred, X["context"]),
+        lambda: discrimination_score(Y_true, Y_pred, X["context"]),
+        lambda: score_table(X, Y_true, Y_pred, k=3),  # several package frames deep
+    ]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_undefined_metric_warnings_name_the_callers_line(case):
+    call = _constant_row_cases()[case]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    ours = [w for w in caught if issubclass(w.category, UndefinedMetricWarning)]
+    assert ours, [str(w.message) for w in caught]
+    assert {w.filename for w in ours} == {__file__}
 
 
 def test_pearson_no_warning_for_regular_rows_and_extreme_scales():

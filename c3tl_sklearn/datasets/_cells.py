@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
@@ -11,20 +10,14 @@ from scipy import sparse
 from sklearn.utils import check_random_state
 
 from ._cellmatrix import _cells_result
+from ._checks import (
+    check_fraction,
+    check_non_negative,
+    check_positive,
+    check_positive_int,
+)
 
 __all__ = ["CellDesign", "make_synthetic_cells"]
-
-
-def _check_positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-    return int(value)
-
-
-def _check_non_negative(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not value >= 0:
-        raise ValueError(f"{name} must be a non-negative number; got {value!r}.")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -89,8 +82,8 @@ class CellDesign:
         def store(name, value):
             object.__setattr__(self, name, value)
 
-        store("n_programs", _check_positive_int("n_programs", self.n_programs))
-        k_per = _check_positive_int("programs_per_perturbation",
+        store("n_programs", check_positive_int("n_programs", self.n_programs))
+        k_per = check_positive_int("programs_per_perturbation",
                                     self.programs_per_perturbation)
         if k_per > self.n_programs:
             raise ValueError(
@@ -99,13 +92,10 @@ class CellDesign:
         store("programs_per_perturbation", k_per)
         for name in ("effect_scale", "context_scale", "sensitivity_scale", "interaction",
                      "dispersion"):
-            store(name, _check_non_negative(name, getattr(self, name)))
+            store(name, check_non_negative(name, getattr(self, name)))
         for name in ("inactive_fraction", "null_fraction"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1]; got {value!r}.")
-        if not self.library_size > 0:
-            raise ValueError(f"library_size must be positive; got {self.library_size!r}.")
+            store(name, check_fraction(name, getattr(self, name)))
+        store("library_size", check_positive("library_size", self.library_size))
         store("control_label", str(self.control_label))
 
 
@@ -181,12 +171,12 @@ def make_synthetic_cells(n_contexts: int = 24, n_perturbations: int = 90, n_gene
     >>> sorted(adata.obs["perturbation"].unique())
     ['control', 'pert0', 'pert1', 'pert2', 'pert3']
     """
-    n_contexts = _check_positive_int("n_contexts", n_contexts)
-    n_perturbations = _check_positive_int("n_perturbations", n_perturbations)
-    n_genes = _check_positive_int("n_genes", n_genes, minimum=2)
-    n_cells = _check_positive_int("n_cells", n_cells)
+    n_contexts = check_positive_int("n_contexts", n_contexts)
+    n_perturbations = check_positive_int("n_perturbations", n_perturbations)
+    n_genes = check_positive_int("n_genes", n_genes, minimum=2)
+    n_cells = check_positive_int("n_cells", n_cells)
     n_control_cells = (2 * n_cells if n_control_cells is None
-                       else _check_positive_int("n_control_cells", n_control_cells))
+                       else check_positive_int("n_control_cells", n_control_cells))
     d = CellDesign() if design is None else design
     if not isinstance(d, CellDesign):
         raise TypeError(f"design must be a CellDesign or None; got {type(d).__name__}.")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
 from sklearn.utils import check_random_state
+
+from ._checks import check_flag, check_fraction, check_non_negative, check_positive_int
 
 __all__ = ["PerturbationDesign", "make_synthetic_perturbations"]
 
@@ -67,16 +70,22 @@ class PerturbationDesign:
     rank_transform: bool = False
 
     def __post_init__(self):
+        # the checked values are stored as plain int/float/bool (a frozen dataclass)
+        def store(name, value):
+            object.__setattr__(self, name, value)
+
         for name in ("latent_dim", "hidden_dim"):
-            value = getattr(self, name)
-            if int(value) != value or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-        if self.noise < 0 or self.context_scale < 0 or self.context_offset < 0:
-            raise ValueError("noise, context_scale and context_offset must be non-negative.")
-        if self.noise_df is not None and not self.noise_df > 2:
-            raise ValueError(
-                f"noise_df must be above 2 (finite variance) or None; got {self.noise_df!r}."
-            )
+            store(name, check_positive_int(name, getattr(self, name)))
+        for name in ("context_scale", "context_offset", "noise"):
+            store(name, check_non_negative(name, getattr(self, name)))
+        if self.noise_df is not None:
+            noise_df = self.noise_df
+            if isinstance(noise_df, bool) or not isinstance(noise_df, Real) or \
+                    not 2 < noise_df < np.inf:
+                raise ValueError(f"noise_df must be a finite number above 2 (finite variance) "
+                                 f"or None; got {noise_df!r}.")
+            store("noise_df", float(noise_df))
+        store("rank_transform", check_flag("rank_transform", self.rank_transform))
 
 
 def make_synthetic_perturbations(
@@ -133,12 +142,10 @@ def make_synthetic_perturbations(
     >>> X.shape, Y.shape
     ((120, 2), (120, 50))
     """
-    for name, value in (("n_contexts", n_contexts), ("n_perturbations", n_perturbations),
-                        ("n_genes", n_genes)):
-        if int(value) != value or value < 1:
-            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-    if not 0.0 < observed_fraction <= 1.0:
-        raise ValueError(f"observed_fraction must be in (0, 1]; got {observed_fraction!r}.")
+    n_contexts = check_positive_int("n_contexts", n_contexts)
+    n_perturbations = check_positive_int("n_perturbations", n_perturbations)
+    n_genes = check_positive_int("n_genes", n_genes)
+    observed_fraction = check_fraction("observed_fraction", observed_fraction, low_open=True)
     d = PerturbationDesign() if design is None else design
     if not isinstance(d, PerturbationDesign):
         raise TypeError(f"design must be a PerturbationDesign or None; got {type(d).__name__}.")

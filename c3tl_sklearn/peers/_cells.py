@@ -75,6 +75,16 @@ class PeerCells:
     target_sum: float = 1e4
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
+    def __post_init__(self):
+        from ..preprocessing._options import check_options
+
+        check_options({"transform": self.transform, "target_sum": self.target_sum},
+                      caller_name="PeerCells")
+        if self.layer is not None and not isinstance(self.layer, str):
+            raise TypeError(f"PeerCells(layer=...) must be a layer name (str) or None; got "
+                            f"{type(self.layer).__name__}.")
+        self.target_sum = float(self.target_sum)
+
     @property
     def controls(self) -> list:
         if isinstance(self.control, (list, tuple, set, frozenset, np.ndarray, pd.Index)):

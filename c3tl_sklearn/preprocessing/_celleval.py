@@ -16,6 +16,7 @@ import shlex
 import warnings
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -210,8 +211,11 @@ class TruthCells:
                 raise TypeError(f"cells must be an AnnData or an .h5ad path; got "
                                 f"{type(self.cells).__name__}.")
         n_cells = self.n_cells
-        if not (n_cells == "match" or (isinstance(n_cells, int) and n_cells >= 1)):
+        whole = isinstance(n_cells, Integral) and not isinstance(n_cells, bool)
+        if not (whole and n_cells >= 1) and not (isinstance(n_cells, str) and n_cells == "match"):
             raise ValueError(f"n_cells={n_cells!r} must be 'match' or an integer >= 1.")
+        if whole:
+            object.__setattr__(self, "n_cells", int(n_cells))
 
 
 @dataclass(frozen=True, eq=False)
@@ -247,9 +251,9 @@ class TruthEffects:
     2.5
     >>> try:
     ...     TruthEffects(Y_true, controls.to_numpy())
-    ... except ValueError as exc:
+    ... except TypeError as exc:
     ...     print(str(exc).split(" (")[0])
-    With Y_true, pass control_mean=...
+    control_mean must be a DataFrame of every context's control mean
     """
 
     Y_true: object
@@ -257,10 +261,11 @@ class TruthEffects:
 
     def __post_init__(self):
         if not isinstance(self.control_mean, pd.DataFrame):
-            raise ValueError(
-                "With Y_true, pass control_mean=... (a DataFrame of every context's control "
-                "mean: report.control_mean of pseudobulk(..., return_report=True), or "
-                "uns['pseudobulk_control_mean'] of a `c3tl pseudobulk` file)."
+            raise TypeError(
+                "control_mean must be a DataFrame of every context's control mean (index: "
+                "contexts, columns: genes): report.control_mean of pseudobulk(..., "
+                "return_report=True), or uns['pseudobulk_control_mean'] of a `c3tl pseudobulk` "
+                f"file; got {type(self.control_mean).__name__}."
             )
 
 
@@ -537,7 +542,7 @@ def _from_cells(export: _Export, truth: TruthCells) -> CellEvalFiles:
         if key not in cells.obs.columns:
             raise ValueError(
                 f"cells.obs has no column {key!r} (its columns: {list(cells.obs.columns)[:12]}); "
-                f"pass {flag}=... ."
+                f"name the column as TruthCells(cells, {flag}=...)."
             )
     var_names = [str(g) for g in cells.var_names]
     genes = var_names if export.genes is None else export.genes

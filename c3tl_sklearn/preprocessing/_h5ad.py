@@ -352,6 +352,10 @@ def transform_block(block, transform: str | None, target_sum: float, totals=None
     """Return a new transformed block (never modifies ``block``, which may be a view)."""
     if transform is None:
         return block
+    if transform not in ("log1p", "normalize_log1p"):
+        # callers validate first; an unknown name must not quietly mean log1p
+        raise ValueError(f"Unknown transform {transform!r}: use None, 'log1p' or "
+                         "'normalize_log1p'.")
     if transform == "normalize_log1p":
         if totals is None:  # row block: every gene of each cell is present
             totals = np.asarray(block.sum(axis=1), dtype=np.float64).ravel()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -71,6 +70,13 @@ _OPTION_CONSTRAINTS = {
     "target_sum": [Interval(Real, 0, None, closed="neither")],
     "chunk_size": [Interval(Integral, 1, None, closed="left"), None],
 }
+
+
+def check_options(values: dict, caller_name: str) -> None:
+    """Validate some of the pseudo-bulk options for ``caller_name`` (which names them alike)."""
+    validate_parameter_constraints(
+        {name: _OPTION_CONSTRAINTS[name] for name in values}, values, caller_name=caller_name
+    )
 
 
 @dataclass(frozen=True)
@@ -148,10 +154,8 @@ class PseudobulkOptions:
 
     def __post_init__(self):
         # named after pseudobulk, whose arguments these were: the messages stay the same
-        validate_parameter_constraints(
-            _OPTION_CONSTRAINTS,
-            {f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
-            caller_name="pseudobulk",
+        check_options(
+            {name: getattr(self, name) for name in _OPTION_CONSTRAINTS}, caller_name="pseudobulk"
         )
         object.__setattr__(self, "min_cells", int(self.min_cells))
         object.__setattr__(self, "target_sum", float(self.target_sum))

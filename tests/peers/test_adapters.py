@@ -79,6 +79,28 @@ def test_peer_cells_errors_name_the_problem(adata):
         PeerCells(adata, "context", "perturbation", "DMSO").load()
 
 
+@pytest.mark.parametrize(("field", "value", "error"), [
+    ("transform", "log2", ValueError),
+    ("transform", "normalise_log1p", ValueError),
+    ("target_sum", 0, ValueError),
+    ("target_sum", float("nan"), ValueError),
+    ("layer", 3, TypeError),
+])
+def test_peer_cells_refuse_a_reading_the_pseudobulk_would_refuse(adata, field, value, error):
+    # a misspelt transform once read the cells as log1p without a word
+    with pytest.raises(error, match=f"{field}"):
+        PeerCells(adata, "context", "perturbation", "control", **{field: value})
+
+
+def test_transform_block_refuses_an_unknown_transform():
+    from c3tl_sklearn.preprocessing._h5ad import transform_block
+
+    block = np.ones((2, 3))
+    with pytest.raises(ValueError, match="Unknown transform 'log2'"):
+        transform_block(block, "log2", 1e4)
+    np.testing.assert_allclose(transform_block(block, "log1p", 1e4), np.log1p(block))
+
+
 def test_select_cells_takes_the_pairs_and_every_control(adata):
     cells = _cells(adata).load()
     X = pd.DataFrame({"context": ["ctx0", "ctx2"], "perturbation": ["pert1", "pert3"]})

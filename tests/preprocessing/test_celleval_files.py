@@ -160,17 +160,21 @@ def test_bad_inputs_are_refused_with_the_fix(glioblastoma):
     with pytest.raises(TypeError, match=r"or as TruthEffects\(Y_true, control_mean\) "
                        r"\(pseudo-bulk\); got DataFrame"):
         to_cell_eval(X, pred, Y)  # the true effects alone: no control means
-    with pytest.raises(ValueError, match="pass control_mean"):
+    with pytest.raises(TypeError, match=r"control_mean must be a DataFrame .*; got ndarray"):
         TruthEffects(Y, control_mean.to_numpy())
     with pytest.raises(TypeError, match=r"cells must be an AnnData or an \.h5ad path; got int"):
         TruthCells(3)
-    with pytest.raises(ValueError, match="n_cells=0 must be 'match'"):
-        TruthCells(cells, n_cells=0)
+    for bad in (0, True, 2.5, "all"):
+        with pytest.raises(ValueError, match=f"n_cells={bad!r} must be 'match'"):
+            TruthCells(cells, n_cells=bad)
+    assert TruthCells(cells, n_cells=np.int64(40)).n_cells == 40
     in_line = TruthCells(cells, context_key="cell_line")
     with pytest.raises(ValueError, match="no control cells labelled 'NTC'"):
         to_cell_eval(X, pred, in_line, control="NTC")
-    with pytest.raises(ValueError, match="pass context_key"):
+    with pytest.raises(ValueError, match=r"name the column as TruthCells\(cells, context_key="):
         to_cell_eval(X, pred, cells, control="control")  # the cells alone: TruthCells(cells)
+    with pytest.warns(UserWarning, match="expression means"):  # the advice, followed, works
+        to_cell_eval(X, pred, TruthCells(cells, context_key="cell_line"), control="control")
     with pytest.raises(ValueError, match="also a predicted perturbation"):
         to_cell_eval(X, pred, in_line, control="MAPK1")
     counts = cells.copy()
