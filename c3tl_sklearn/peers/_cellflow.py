@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import json
 import os
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.utils._param_validation import Interval
 
 from ._cells import CellData
 from ._peer import PeerRegressor
@@ -71,6 +73,14 @@ class CellFlowPeer(PeerRegressor):
     """
 
     peer = "cellflow"
+
+    _parameter_constraints: dict = {
+        **PeerRegressor._parameter_constraints,
+        **{name: [Interval(Integral, 1, None, closed="left")]
+           for name in ("n_components", "hidden_dim", "condition_dim", "num_iterations",
+                        "batch_size")},
+        "lr": [Interval(Real, 0, None, closed="neither")],
+    }
 
     def __init__(self, cells=None, *, context_col="context", perturbation_col="perturbation",
                  python=None, n_components: int = 30, hidden_dim: int = 128,

@@ -15,11 +15,13 @@ import os
 import shutil
 import tempfile
 import weakref
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ._cells import CellData, PeerCells, effects_from_cells, select_cells
@@ -55,6 +57,18 @@ class PeerRegressor(RegressorMixin, BaseEstimator):
     """
 
     peer: str = ""
+
+    # the cells and label columns are checked where they are read, with the fix
+    _parameter_constraints: dict = {
+        "cells": "no_validation",
+        "context_col": "no_validation",
+        "perturbation_col": "no_validation",
+        "python": [str, os.PathLike, None],
+        "workdir": [str, os.PathLike, None],
+        "keep_files": ["boolean"],
+        "timeout": [Interval(Real, 0, None, closed="neither"), None],
+        "random_state": [Interval(Integral, 0, None, closed="left")],
+    }
 
     def _common_init(self, cells, context_col, perturbation_col, python, workdir, keep_files,
                      timeout, random_state):
@@ -113,6 +127,7 @@ class PeerRegressor(RegressorMixin, BaseEstimator):
         -------
         self
         """
+        self._validate_params()
         if not isinstance(X, pd.DataFrame):
             raise TypeError(f"{type(self).__name__}.fit takes the index table as a DataFrame.")
         source = self._cell_source()

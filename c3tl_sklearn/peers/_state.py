@@ -16,13 +16,16 @@ the predicted effects.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
+from sklearn.utils._param_validation import Interval, validate_parameter_constraints
 
 from ._cells import CellData
 from ._peer import PeerRegressor, _pair_means
@@ -53,6 +56,26 @@ class StateTraining:
     batch_size: int = 8
     lr: float = 1e-3
     seed: int = 0
+
+    def __post_init__(self):
+        validate_parameter_constraints(
+            _TRAINING_CONSTRAINTS,
+            {f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+            caller_name="StateTraining",
+        )
+        for f in dataclasses.fields(self):  # plain values for State's command line
+            object.__setattr__(self, f.name, float(getattr(self, f.name)) if f.name == "lr"
+                               else int(getattr(self, f.name)))
+
+
+_POSITIVE_INT = [Interval(Integral, 1, None, closed="left")]
+_TRAINING_CONSTRAINTS = {
+    **{name: _POSITIVE_INT for name in ("hidden_dim", "n_layers", "cell_set_len", "max_steps",
+                                        "batch_size")},
+    "lr": [Interval(Real, 0, None, closed="neither")],
+    "seed": [Interval(Integral, 0, None, closed="left")],
+}
+_TRAINING = StateTraining()  # StatePeer's defaults are these
 
 
 def state_train_overrides(*, toml: str | os.PathLike, output_dir: str | os.PathLike,
@@ -179,10 +202,17 @@ class StatePeer(PeerRegressor):
 
     peer = "state"
 
+    _parameter_constraints: dict = {
+        **PeerRegressor._parameter_constraints,
+        **{name: rule for name, rule in _TRAINING_CONSTRAINTS.items() if name != "seed"},
+    }
+
     def __init__(self, cells=None, *, context_col="context", perturbation_col="perturbation",
-                 python=None, hidden_dim: int = 64, n_layers: int = 2, cell_set_len: int = 32,
-                 max_steps: int = 400, batch_size: int = 8, lr: float = 1e-3, workdir=None,
-                 keep_files: bool = False, timeout: float | None = None, random_state: int = 0):
+                 python=None, hidden_dim: int = _TRAINING.hidden_dim,
+                 n_layers: int = _TRAINING.n_layers, cell_set_len: int = _TRAINING.cell_set_len,
+                 max_steps: int = _TRAINING.max_steps, batch_size: int = _TRAINING.batch_size,
+                 lr: float = _TRAINING.lr, workdir=None, keep_files: bool = False,
+                 timeout: float | None = None, random_state: int = 0):
         self._common_init(cells, context_col, perturbation_col, python, workdir, keep_files,
                           timeout, random_state)
         self.hidden_dim = hidden_dim
@@ -220,9 +250,9 @@ class StatePeer(PeerRegressor):
     def _fit_peer(self, cells, rows, X, workdir) -> RunStats:
         paths = self.write_input(cells, rows, workdir)
         training = StateTraining(
-            hidden_dim=int(self.hidden_dim), n_layers=int(self.n_layers),
-            cell_set_len=int(self.cell_set_len), max_steps=int(self.max_steps),
-            batch_size=int(self.batch_size), lr=float(self.lr), seed=int(self.random_state),
+            hidden_dim=self.hidden_dim, n_layers=self.n_layers, cell_set_len=self.cell_set_len,
+            max_steps=self.max_steps, batch_size=self.batch_size, lr=self.lr,
+            seed=self.random_state,
         )
         overrides = state_train_overrides(toml=paths["toml"], output_dir=paths["output_dir"],
                                           control=cells.control, training=training)

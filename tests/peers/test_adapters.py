@@ -169,6 +169,43 @@ def test_state_overrides_name_the_columns_sizes_and_steps(tmp_path):
     assert kv["use_wandb"] == "false"
 
 
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"max_steps": 0}, "'max_steps' parameter of StateTraining"),
+    ({"hidden_dim": 8.0}, "'hidden_dim' parameter"),
+    ({"lr": -1e-3}, "'lr' parameter"),
+    ({"seed": -1}, "'seed' parameter"),
+])
+def test_state_training_refuses_sizes_state_cannot_run(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        StateTraining(**kwargs)
+
+
+def test_state_training_stores_plain_values_and_gives_the_peers_defaults():
+    t = StateTraining(hidden_dim=np.int64(32), lr=1)
+    assert (type(t.hidden_dim), type(t.lr)) == (int, float)
+    defaults = StatePeer().get_params()
+    assert {k: defaults[k] for k in ("hidden_dim", "n_layers", "cell_set_len", "max_steps",
+                                     "batch_size", "lr")} == \
+        {k: getattr(StateTraining(), k) for k in ("hidden_dim", "n_layers", "cell_set_len",
+                                                  "max_steps", "batch_size", "lr")}
+
+
+@pytest.mark.parametrize(("peer", "kwargs", "match"), [
+    (StatePeer, {"max_steps": 0}, "'max_steps' parameter of StatePeer"),
+    (StatePeer, {"timeout": 0}, "'timeout' parameter"),
+    (StatePeer, {"random_state": None}, "'random_state' parameter"),
+    (CellFlowPeer, {"n_components": 0}, "'n_components' parameter of CellFlowPeer"),
+    (CellFlowPeer, {"keep_files": "yes"}, "'keep_files' parameter"),
+])
+def test_peers_refuse_bad_parameters_before_looking_for_their_environment(
+        adata, effects, peer, kwargs, match, tmp_path):
+    X, Y = effects
+    # python points nowhere: the parameter error must come first
+    model = peer(_cells(adata), python=tmp_path / "no-such-env", **kwargs)
+    with pytest.raises(ValueError, match=match):
+        model.fit(X, Y)
+
+
 def test_state_query_holds_each_contexts_controls_then_one_copy_per_pair(adata, effects,
                                                                         tmp_path):
     X, Y = effects
