@@ -27,7 +27,7 @@ from .._warnings import user_stacklevel
 from ._h5ad import _open_source
 from ._hvg import _expm1_squares
 from ._options import PseudobulkOptions
-from ._plan import _factorize, _GroupLabels, _groups_table, _Plan, _select
+from ._plan import _factorize, _GroupLabels, _Plan, kept_plan
 from ._pseudobulk import (
     _accumulate,
     _checked_matrix,
@@ -203,34 +203,10 @@ def merged_plan(parts: list[dict], controls: list, min_cells: int, context_key,
                                                                 for p in parts])[:-1])}
     labels = _GroupLabels(np.asarray(contexts), np.asarray(perturbations), controls,
                           context_key, perturbation_key)
-    plan, positions["kept_pairs"] = _filtered_plan(
+    plan, positions["kept_pairs"] = kept_plan(
         labels, observed, observed_counts, control_counts, min_cells,
         sum(p["n_unlabelled"] for p in parts))
     return plan, positions
-
-
-def _filtered_plan(labels: _GroupLabels, observed, observed_counts, control_counts,
-                   min_cells: int, n_unlabelled: int) -> tuple[_Plan, np.ndarray]:
-    """``min_cells`` and the controls applied to the merged groups (as ``_plan_groups``).
-
-    Returns the plan and the merged pairs it keeps (positions in ``observed``).
-    """
-    n_p = len(labels.perturbations)
-    sel = _select(labels, observed // n_p, observed % n_p, observed_counts, control_counts,
-                  min_cells, n_unlabelled)
-    kept_idx = np.flatnonzero(sel.kept)
-    kept_contexts = np.flatnonzero(sel.context_ok)
-    control_row = np.full(len(labels.contexts), -1, dtype=np.int64)
-    control_row[kept_contexts] = kept_idx.size + np.arange(kept_contexts.size)
-    return _Plan(
-        cell_group=np.empty(0, dtype=np.int64),  # no cells here: only merged groups
-        n_pairs=kept_idx.size, pair_context=sel.obs_c[kept_idx],
-        pair_perturbation=sel.obs_p[kept_idx], pair_counts=observed_counts[kept_idx],
-        control_row_of_context=control_row, control_counts=control_counts,
-        kept_contexts=kept_contexts, contexts=labels.contexts,
-        perturbations=labels.perturbations, groups=_groups_table(labels, sel),
-        n_unlabelled=n_unlabelled,
-    ), kept_idx
 
 
 def merged_sums(parts: list[dict], plan: _Plan, positions: dict, key: str) -> np.ndarray:
@@ -295,7 +271,6 @@ def pseudobulk_files(paths: list[str], context_key, perturbation_key, controls: 
     if options.cell_stats:  # the moments of the kept groups' cells, as for one file
         s1 = merged_sums(parts, plan, positions, "m1").sum(axis=0)
         s2 = merged_sums(parts, plan, positions, "m2").sum(axis=0)
-    n_used = float(plan.pair_counts.sum() + plan.control_counts[plan.kept_contexts].sum())
-    return _results(plan, _Totals(group_sums, s1, s2, n_used), gene_names(parts), options,
+    return _results(plan, _Totals(group_sums, s1, s2), gene_names(parts), options,
                     looks_like_counts=counts_like, return_report=return_report,
                     files=files_table(parts))

@@ -75,41 +75,58 @@ def _plan_groups(ctx_values, pert_values, controls: list, min_cells: int, contex
     dense_codes = n_c * n_p <= _MAX_DENSE_PAIR_CODES
     observed, observed_counts = _count_pairs(pair_code, n_c * n_p, dense_codes)
     labels = _GroupLabels(contexts, perturbations, controls, context_key, perturbation_key)
-    sel = _select(labels, observed // n_p, observed % n_p, observed_counts, control_counts,
-                  min_cells, n_unlabelled)
-    obs_c, obs_p, kept = sel.obs_c, sel.obs_p, sel.kept
+    plan, kept_idx = kept_plan(labels, observed, observed_counts, control_counts, min_cells,
+                               n_unlabelled)
 
-    # Accumulator rows: kept pairs (sorted by context, then perturbation), then controls.
-    kept_idx = np.flatnonzero(kept)
-    n_pairs = kept_idx.size
-    kept_contexts = np.flatnonzero(sel.context_ok)
-    control_row = np.full(n_c, -1, dtype=np.int64)
-    control_row[kept_contexts] = n_pairs + np.arange(kept_contexts.size)
+    # every cell's accumulator row, through its observed pair's
     cell_group = np.full(c_codes.shape[0], -1, dtype=np.int32 if n_c * n_p < 2**31 else np.int64)
     row_of_observed = np.full(observed.size, -1, dtype=np.int64)
-    row_of_observed[kept_idx] = np.arange(n_pairs)
+    row_of_observed[kept_idx] = np.arange(plan.n_pairs)
     if dense_codes:
         row_of_pair = np.full(n_c * n_p, -1, dtype=np.int64)
         row_of_pair[observed] = row_of_observed
         cell_group[is_pair_cell] = row_of_pair[pair_code]
     else:
         cell_group[is_pair_cell] = row_of_observed[np.searchsorted(observed, pair_code)]
-    cell_group[is_control_cell] = control_row[c_codes[is_control_cell]]
+    cell_group[is_control_cell] = plan.control_row_of_context[c_codes[is_control_cell]]
+    plan.cell_group = cell_group
+    return plan
 
+
+def kept_plan(labels: _GroupLabels, observed: np.ndarray, observed_counts: np.ndarray,
+              control_counts: np.ndarray, min_cells: int,
+              n_unlabelled: int) -> tuple[_Plan, np.ndarray]:
+    """``min_cells`` and the controls applied to the observed groups: the plan's rows.
+
+    ``observed`` are the sorted pair codes (``context * n_perturbations +
+    perturbation``) that occur. The accumulator rows are the kept pairs (by
+    context, then perturbation), then one per context with enough controls.
+
+    Returns the plan, whose ``cell_group`` is empty for the caller to fill
+    (the files' merge has no cells), and the kept pairs' positions in
+    ``observed``.
+    """
+    n_p = len(labels.perturbations)
+    sel = _select(labels, observed // n_p, observed % n_p, observed_counts, control_counts,
+                  min_cells, n_unlabelled)
+    kept_idx = np.flatnonzero(sel.kept)
+    kept_contexts = np.flatnonzero(sel.context_ok)
+    control_row = np.full(len(labels.contexts), -1, dtype=np.int64)
+    control_row[kept_contexts] = kept_idx.size + np.arange(kept_contexts.size)
     return _Plan(
-        cell_group=cell_group,
-        n_pairs=n_pairs,
-        pair_context=obs_c[kept_idx],
-        pair_perturbation=obs_p[kept_idx],
+        cell_group=np.empty(0, dtype=np.int64),
+        n_pairs=kept_idx.size,
+        pair_context=sel.obs_c[kept_idx],
+        pair_perturbation=sel.obs_p[kept_idx],
         pair_counts=observed_counts[kept_idx],
         control_row_of_context=control_row,
         control_counts=control_counts,
         kept_contexts=kept_contexts,
-        contexts=contexts,
-        perturbations=perturbations,
+        contexts=labels.contexts,
+        perturbations=labels.perturbations,
         groups=_groups_table(labels, sel),
         n_unlabelled=n_unlabelled,
-    )
+    ), kept_idx
 
 
 @dataclass(frozen=True)
@@ -142,7 +159,7 @@ def _select(labels: _GroupLabels, obs_c, obs_p, counts, control_counts, min_cell
     """Apply ``min_cells`` to pairs and controls; refuse unusable data, warn about drops."""
     sel = _Selection(obs_c, obs_p, counts, control_counts,
                      context_ok=control_counts >= min_cells, enough=counts >= min_cells)
-    _check_usable(labels, control_counts, counts, sel.kept, min_cells)
+    _check_usable(labels, sel, min_cells)
     _warn_dropped(labels, sel, min_cells, n_unlabelled)
     return sel
 
@@ -189,10 +206,10 @@ def _count_pairs(pair_code: np.ndarray, n_codes: int, dense: bool):
     return np.unique(pair_code, return_counts=True)
 
 
-def _check_usable(labels: _GroupLabels, control_counts, observed_counts, kept,
-                  min_cells: int) -> None:
+def _check_usable(labels: _GroupLabels, sel: _Selection, min_cells: int) -> None:
     """Refuse data in which no context has controls or no pair has enough cells."""
-    if not (control_counts >= min_cells).any():
+    control_counts = sel.control_counts
+    if not sel.context_ok.any():
         best = int(np.argmax(control_counts))
         raise ValueError(
             f"No context has at least min_cells={min_cells} control cells "
@@ -201,10 +218,10 @@ def _check_usable(labels: _GroupLabels, control_counts, observed_counts, kept,
             "measured against the controls of the same context: check control and "
             f"context_key={labels.context_key!r}, or lower min_cells."
         )
-    if not kept.any():
+    if not sel.kept.any():
         raise ValueError(
             f"No (context, perturbation) pair has at least min_cells={min_cells} cells in a "
-            f"context with controls (largest pair: {int(observed_counts.max(initial=0))} "
+            f"context with controls (largest pair: {int(sel.counts.max(initial=0))} "
             "cells). Lower min_cells."
         )
 

@@ -218,7 +218,7 @@ def _pseudobulk(source: _Source, context_key, perturbation_key, controls,
             stacklevel=user_stacklevel(),
         )
 
-    totals = _Totals(sums.sums, sums.s1, sums.s2, float(sums.used.sum()))
+    totals = _Totals(sums.sums, sums.s1, sums.s2)
     return _results(plan, totals, genes, options, looks_like_counts=checks.looks_like_counts,
                     return_report=return_report)
 
@@ -230,7 +230,6 @@ class _Totals:
     group_sums: np.ndarray
     s1: np.ndarray | None  # per-gene sum of expm1 over the kept groups' cells
     s2: np.ndarray | None  # and of its square
-    n_used: float  # cells in the kept groups
 
 
 def _results(plan: _Plan, totals: _Totals, genes: pd.Index, options: PseudobulkOptions, *,
@@ -248,7 +247,8 @@ def _results(plan: _Plan, totals: _Totals, genes: pd.Index, options: PseudobulkO
             PseudobulkWarning,
             stacklevel=user_stacklevel(),
         )
-    gene_stats, selected = select_genes(effects, totals.s1, totals.s2, totals.n_used,
+    # the moments' cell count is the kept groups' cells: the counts the means divide by
+    gene_stats, selected = select_genes(effects, totals.s1, totals.s2, float(counts.sum()),
                                         n_top_genes, options.hvg_on, genes)
 
     out_genes = genes[selected]

@@ -5,8 +5,9 @@ import sys
 from pathlib import Path
 
 from ..conftest import HANG_TIMEOUT_S
+from ._scripts import load_script, script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "batch_size.py"
+SCRIPT = script("batch_size")
 
 
 def test_reports_a_row_per_batch_size(tmp_path):
@@ -47,9 +48,5 @@ def test_out_is_a_directory_and_the_default_is_not_the_committed_results(tmp_pat
     assert proc.returncode == 2
     assert "--out takes a directory (the table is batch_size.md in it)" in proc.stderr
     assert not (tmp_path / "batch_size.md").exists()
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_batch_size", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("batch_size")
     assert bench.parse_args([]).out == str(Path("c3tl-results") / "batch_size")

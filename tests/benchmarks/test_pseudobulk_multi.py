@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from ..conftest import HANG_TIMEOUT_S
+from ._scripts import script
 
 pytest.importorskip("anndata")
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pseudobulk_multi.py"
+SCRIPT = script("pseudobulk_multi")
 
 
 def test_pseudobulk_multi_writes_its_table(tmp_path):

@@ -1,22 +1,14 @@
 """``benchmarks/regimes.py``: its verdicts and the LINCS rows read from ``make scarcity``."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "regimes.py"
+from ._scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def regimes():
-    spec = importlib.util.spec_from_file_location("regimes", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["regimes"] = module  # its dataclass looks its module up while it is built
-    spec.loader.exec_module(module)
-    return module
+    return load_script("regimes")
 
 
 def _rows(cell, scores):

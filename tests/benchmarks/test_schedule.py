@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
 
 import pytest
 
 from c3tl_sklearn import C3TLRegressor
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "schedule.py"
+from ._scripts import load_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("schedule_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("schedule")
 
 
 def test_configurations_are_keyword_literals_the_estimator_accepts():

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ..conftest import HANG_TIMEOUT_S
+from ._scripts import script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "speed.py"
+SCRIPT = script("speed")
 HEADER = (
     "| shape | contexts x perturbations x genes | test contexts | train pairs | test pairs "
     "| s/epoch (median) | epochs measured | first epoch s | fit s | fit outside epochs s "

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "threads.py"
+from ._scripts import load_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("threads_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("threads")
 
 
 def test_report_lists_every_run_and_the_median_time_per_epoch():
