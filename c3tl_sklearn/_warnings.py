@@ -18,21 +18,25 @@ def user_stacklevel() -> int:
     """``warnings.warn``'s ``stacklevel`` that points at the caller's code.
 
     Called from the function that warns, it counts the frames up to the
-    first one outside this package and scikit-learn (whose ``validate_params``
-    wraps public functions), so the warning names the user's line however
-    deep inside the package it is raised.
+    first one outside this package and the libraries that call into it
+    (scikit-learn's ``validate_params`` and ``_fit_context`` wrap public
+    functions and ``fit``; skorch's training loop calls the callbacks), so
+    the warning names the user's line however deep inside it is raised.
     """
     import sys
 
     frame, level = sys._getframe(1), 1
     while frame is not None and \
-            frame.f_globals.get("__name__", "").split(".")[0] in ("c3tl_sklearn", "sklearn"):
+            frame.f_globals.get("__name__", "").split(".")[0] in _CALLERS_SKIPPED:
         frame, level = frame.f_back, level + 1
     return level
 
 
+_CALLERS_SKIPPED = ("c3tl_sklearn", "sklearn", "skorch")
+
+
 def warn_unknown_contexts(unseen: np.ndarray, contexts: np.ndarray, consequence: str,
-                          *, stacklevel: int = 3) -> None:
+                          *, stacklevel: int | None = None) -> None:
     """Warn that rows ask for contexts never observed in fit, and what they get instead.
 
     Parameters
@@ -43,14 +47,15 @@ def warn_unknown_contexts(unseen: np.ndarray, contexts: np.ndarray, consequence:
         The context label of every row.
     consequence : str
         What those rows get, e.g. ``"they get the mean baseline prediction."``.
-    stacklevel : int, default=3
-        Passed to :func:`warnings.warn`; 3 points at the caller of ``predict``
-        when called from a method ``predict`` calls.
+    stacklevel : int, optional
+        Frames above the caller of this function that the warning names;
+        ``None`` names the first line outside the package
+        (:func:`user_stacklevel`).
     """
     if unseen.any():
         warnings.warn(
             f"{int(unseen.sum())} row(s) ask for context(s) never observed in fit, "
             f"e.g. {label_examples(contexts[unseen])}; {consequence}",
             UserWarning,
-            stacklevel=stacklevel + 1,
+            stacklevel=user_stacklevel() if stacklevel is None else stacklevel + 1,
         )

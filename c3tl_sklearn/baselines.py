@@ -45,7 +45,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._groups import leave_one_out_mean, segment_means
 from ._labels import label_examples
-from ._warnings import warn_unknown_contexts
+from ._warnings import user_stacklevel, warn_unknown_contexts
 from .adaptation import OFFSET_PSEUDOCOUNT
 from .base import PerturbationRegressorMixin
 from .persistence import PersistenceMixin
@@ -171,7 +171,7 @@ class _TransferBaseline(PerturbationRegressorMixin):
         """
         c_codes, p_codes, contexts, perturbations = self._validate_predict_data(X)
         self._raise_unknown_perturbations(p_codes, perturbations)
-        warn_unknown_contexts(c_codes < 0, contexts, self._unseen_context_fallback, stacklevel=2)
+        warn_unknown_contexts(c_codes < 0, contexts, self._unseen_context_fallback)
         return self._predict_codes(c_codes, p_codes)
 
     def _predict_codes(self, c_codes: np.ndarray, p_codes: np.ndarray) -> np.ndarray:
@@ -493,7 +493,7 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
                 "observed perturbations with every other context; their rows get the "
                 "mean baseline prediction.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
         ranks = self.ranking_[c_codes[known]]  # (n_known, n_contexts)
         source_rows = self.pair_index_[np.maximum(ranks, 0), p_codes[known][:, None]]
@@ -682,7 +682,7 @@ effects_, pair_index_, n_features_in_, feature_names_in_, n_genes_, gene_names_
                 f"min_shared={self.min_shared} perturbations observed also in another "
                 "context; they fall back to the additive baseline prediction.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
 
     def _predict_codes(self, c_codes: np.ndarray, p_codes: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ import numpy as np
 from skorch.callbacks import Callback
 
 from ._fitted import discard_fitted
+from ._warnings import user_stacklevel
 
 __all__ = ["TrainingDivergedError", "TrainingGuard", "TrainingInterrupted", "fit_guarded",
            "with_training_guard"]
@@ -129,7 +130,8 @@ class TrainingGuard(Callback):
                     "(from c3tl_sklearn.callbacks)."
                 )
             warnings.warn(message + "; the partially trained model is kept, as "
-                          "keep_on_interrupt=True asks.", UserWarning, stacklevel=2)
+                          "keep_on_interrupt=True asks.", UserWarning,
+                          stacklevel=user_stacklevel())
         module = getattr(net, "module_", None)
         if module is not None:
             for name, value in module.named_parameters():

@@ -552,7 +552,7 @@ gene_names_
             zero_shot, X[self.context_col].to_numpy(dtype=object),
             "none was in `observed` either, so they are predicted zero-shot, with a wide "
             "standard deviation. "
-            "Measure a few perturbations in a context to predict it properly.", stacklevel=2,
+            "Measure a few perturbations in a context to predict it properly.",
         )
         mean = preds.mean(axis=0)
         if not return_std:

@@ -1,4 +1,6 @@
+import contextlib
 import os
+import re
 
 import numpy as np
 import pytest
@@ -59,3 +61,17 @@ def holdout_context(X, context, keep=0.2, seed=0):
     test = np.sort(idx[n_keep:])
     train = np.setdiff1d(np.arange(len(X)), test)
     return train, test
+
+
+@contextlib.contextmanager
+def warns_at(filename: str, category=UserWarning, match: str | None = None):
+    """``pytest.warns`` that also asserts every matching warning names a line of ``filename``.
+
+    A package warning must point at the user's code (``__file__`` of the
+    calling test), not at a frame inside the package or a library it uses.
+    """
+    with pytest.warns(category, match=match) as record:
+        yield record
+    hits = [w for w in record if issubclass(w.category, category)
+            and (match is None or re.search(match, str(w.message)))]
+    assert {w.filename for w in hits} == {filename}, [(w.filename, w.lineno) for w in hits]

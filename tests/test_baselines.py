@@ -25,6 +25,8 @@ from c3tl_sklearn.baselines import (
 )
 from c3tl_sklearn.datasets import load_lincs_knockdowns, make_synthetic_perturbations
 
+from .conftest import warns_at
+
 ALL = [MeanBaseline, AdditiveBaseline, ClosestContextBaseline, LinearTransferBaseline]
 # Small settings so that every baseline fits the small tables of these tests
 # without fallback warnings.
@@ -302,7 +304,7 @@ def test_closest_context_min_shared_and_fallbacks():
     assert (model.ranking_[t_code] == -1).all()
     assert model.closest_context_[t_code] is None
     q = query([("T", "p5"), ("T", "p6")])
-    with pytest.warns(UserWarning, match="min_shared"):
+    with warns_at(__file__, UserWarning, match="min_shared"):
         pred = model.predict(q)
     np.testing.assert_allclose(pred, MeanBaseline().fit(X, Y).predict(q), rtol=1e-6)
     # A perturbation no candidate observed falls back to the mean baseline value.
@@ -354,7 +356,7 @@ def test_linear_transfer_caps_components_at_data_size():
 
 def test_linear_transfer_falls_back_to_additive_and_warns():
     X, Y, perts, _ = linear_table(n_target=4)
-    with pytest.warns(UserWarning, match="fall back to the additive"):
+    with warns_at(__file__, UserWarning, match="fall back to the additive"):
         model = LinearTransferBaseline(min_shared=10).fit(X, Y)
     assert list(model.fallback_contexts_) == ["t"]
     q = query([("t", p) for p in perts])
@@ -396,7 +398,7 @@ def test_unseen_context_warns_and_gives_mean(cls):
     X, Y = synthetic()
     model = make(cls).fit(X, Y)
     q = query([("new-context", "pert3"), ("new-context", "pert7")])
-    with pytest.warns(UserWarning, match="never observed in fit"):
+    with warns_at(__file__, UserWarning, match="never observed in fit"):
         pred = model.predict(q)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

@@ -14,6 +14,8 @@ from sklearn.utils._param_validation import InvalidParameterError
 from c3tl_sklearn import AdditiveBaseline, C3TLRegressor
 from c3tl_sklearn.ensemble import C3TLEnsemble
 
+from .conftest import warns_at
+
 TINY = dict(max_epochs=12, hidden_dims=(16,), latent_dim=4, n_components=None, fallback=None)
 
 
@@ -105,7 +107,7 @@ def test_std_is_larger_away_from_data(fitted, split):
     X, _, X_new, Y_new = split
     known = X[X["context"] == "ctx0"]
     _, std_known = fitted.predict(known, return_std=True)
-    with pytest.warns(UserWarning, match="zero-shot"):
+    with warns_at(__file__, UserWarning, match="zero-shot"):
         _, std_zero_shot = fitted.predict(X_new, return_std=True)
     assert std_zero_shot.mean() > std_known.mean()
     # a few measurements of the new context narrow its intervals

@@ -17,7 +17,7 @@ from c3tl_sklearn._net import TensorBatchIterator
 from c3tl_sklearn.datasets import PerturbationDesign, make_synthetic_perturbations
 from c3tl_sklearn.estimator import _shrinkage
 
-from .conftest import holdout_context
+from .conftest import holdout_context, warns_at
 
 # the network and its read-out alone; the blend with the baselines is tests/test_fallback.py
 FAST = dict(max_epochs=25, hidden_dims=(32,), latent_dim=8, fallback=None, random_state=0)
@@ -314,7 +314,7 @@ def test_unknown_context_warns_and_predicts_finite(small_data):
     X, Y = small_data
     model = C3TLRegressor(**FAST).fit(X, Y)
     X_new = pd.DataFrame({"context": ["brand_new"] * 3, "perturbation": X["perturbation"][:3]})
-    with pytest.warns(UserWarning, match="never observed in fit"):
+    with warns_at(__file__, UserWarning, match="never observed in fit"):
         pred = model.predict(X_new)
     assert pred.shape == (3, Y.shape[1]) and np.isfinite(pred).all()
     # zero-shot uses the mean context code: the same for every unknown context

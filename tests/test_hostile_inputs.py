@@ -22,7 +22,7 @@ from c3tl_sklearn.callbacks import TrainingDivergedError, TrainingGuard, Trainin
 from c3tl_sklearn.datasets import make_synthetic_perturbations
 from c3tl_sklearn.metrics import get_scorer
 
-from .conftest import HANG_TIMEOUT_S
+from .conftest import HANG_TIMEOUT_S, warns_at
 
 
 def tiny(**params) -> C3TLRegressor:
@@ -114,7 +114,7 @@ def test_ctrl_c_during_refit_discards_the_earlier_fit(data):
 def test_following_the_interrupt_advice_keeps_the_partial_model(data):
     X, Y = data
     model = tiny(max_epochs=5, callbacks=[TrainingGuard(keep_on_interrupt=True), CtrlCAt(2)])
-    with pytest.warns(UserWarning, match=re.escape(
+    with warns_at(__file__, UserWarning, match=re.escape(
         "fit was interrupted (Ctrl-C) after 2 of 5 epochs; the partially trained model is "
         "kept, as keep_on_interrupt=True asks."
     )):

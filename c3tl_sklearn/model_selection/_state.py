@@ -37,6 +37,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from .._warnings import user_stacklevel
 from ._base import _IndexTableSplitter, _observed, _read_table, _sorted, _ValidationSplitMixin
 
 __all__ = ["StateSplit"]
@@ -455,7 +456,8 @@ class StateSplit(_ValidationSplitMixin, _IndexTableSplitter):
             warnings.warn(
                 f"{n_unused} row(s) are neither training nor test rows of "
                 f"{type(cv).__name__}'s split {split}; State's layout has no unused rows, so "
-                "the written split trains on them.", UserWarning, stacklevel=2,
+                "the written split trains on them.", UserWarning,
+                stacklevel=user_stacklevel(),
             )
         spec = {
             "datasets": {dataset: str(dataset_path)},
@@ -520,7 +522,8 @@ class StateSplit(_ValidationSplitMixin, _IndexTableSplitter):
             warnings.warn(
                 f"{len(missing)} perturbation(s) listed in the split file have no row in X "
                 f"and are ignored (e.g. {missing[:3]}); pseudo-bulking may have dropped "
-                "them for too few cells.", UserWarning, stacklevel=3,
+                "them for too few cells.", UserWarning,
+                stacklevel=user_stacklevel(),
             )
         train = np.flatnonzero(~in_val & ~in_test)
         observed = _observed(table, train)

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 
 from .._contract import check_index_table, check_no_duplicate_pairs, check_response
 from .._labels import sorted_codes
+from .._warnings import user_stacklevel
 from ._h5ad import _import_anndata
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -441,7 +442,7 @@ def _clip(pred: np.ndarray) -> np.ndarray:
             f"({negative.mean():.2%}) are below 0 (an effect more negative than the control "
             "mean) and are set to 0, since cell-eval refuses negative values; the "
             "effects cell-eval scores differ there (read_cell_eval reads them back).",
-            UserWarning, stacklevel=4,
+            UserWarning, stacklevel=user_stacklevel(),
         )
     return np.maximum(pred, 0.0)
 
@@ -608,7 +609,7 @@ def _from_cells(export: _Export, truth: TruthCells) -> CellEvalFiles:
             f"control mean) or above the largest measured value {cap:.3g}, and are set to "
             "that bound, since cell-eval refuses negative values; the effects cell-eval "
             "scores differ there (read_cell_eval reads them back).",
-            UserWarning, stacklevel=3,
+            UserWarning, stacklevel=user_stacklevel(),
         )
     ctrl_all = np.concatenate([control_rows[c] for c in order])
     real_all = np.concatenate([ctrl_all, *real_rows])

@@ -16,6 +16,8 @@ from c3tl_sklearn.model_selection import (
     StateSplit,
 )
 
+from ..conftest import warns_at
+
 # the standard library reads TOML from Python 3.11 (the package writes it itself)
 tomllib = pytest.importorskip("tomllib", reason="reading TOML needs Python 3.11+ (or tomli)")
 
@@ -184,7 +186,7 @@ def test_listed_perturbations_without_rows_warn():
     X = index_table(contexts=("a", "b"))
     cv = StateSplit({"fewshot": {"ds.b": {"test": ["AARS", "GONE"]}}},
                     context_col="cell_type", perturbation_col="gene")
-    with pytest.warns(UserWarning, match="1 perturbation.*'ds.b: GONE'"):
+    with warns_at(__file__, UserWarning, match="1 perturbation.*'ds.b: GONE'"):
         (_, test), = list(cv.split(X))
     assert rows(X, test) == [("b", "AARS")]
 
@@ -248,7 +250,7 @@ def test_from_splitter_warns_about_rows_it_cannot_leave_out():
     np.testing.assert_array_equal(next(state.split(X))[1], next(cv.split(X))[1])
     # few-shot: r's row would train in State's layout
     cv = LeaveOneContextOut(adaptation_fraction=0.3, test_contexts=["b"], random_state=0)
-    with pytest.warns(UserWarning, match="1 row.*neither training nor test"):
+    with warns_at(__file__, UserWarning, match="1 row.*neither training nor test"):
         StateSplit.from_splitter(cv, X)
     with pytest.raises(ValueError, match="without a dot"):
         StateSplit.from_splitter(cv, X, dataset="my.data")

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from c3tl_sklearn.metrics import discrimination_score, pearson_delta, score_table
 
-from ..conftest import HANG_TIMEOUT_S
+from ..conftest import HANG_TIMEOUT_S, warns_at
 
 ad = pytest.importorskip("anndata")
 
@@ -78,7 +78,7 @@ def test_pseudobulk_export_reads_back_to_the_effects(seed, n_contexts, n_perts, 
 def test_negative_predicted_expression_is_set_to_zero_with_a_warning():
     X, Y_true, Y_pred, control_mean = pseudobulk_case(0)
     Y_pred.iloc[0, 0] = -10.0  # far below the control mean
-    with pytest.warns(UserWarning, match=r"1 of 48 predicted .* below 0"):
+    with warns_at(__file__, UserWarning, match=r"1 of 48 predicted .* below 0"):
         files = to_cell_eval(X, Y_pred, TruthEffects(Y_true, control_mean))
     back = read_back(files)
     # the documented relation: what cell-eval sees is the effect bounded by -control mean
@@ -151,7 +151,8 @@ def test_cells_export_reads_back_to_pseudobulk_effects_and_bounded_predictions(g
 
 def test_cells_export_warns_about_bounded_means(glioblastoma):
     cells, X, _, pred, _ = glioblastoma
-    with pytest.warns(UserWarning, match=r"of 13500 predicted \(pair, gene\) expression means"):
+    with warns_at(__file__, UserWarning,
+                  match=r"of 13500 predicted \(pair, gene\) expression means"):
         to_cell_eval(X, pred, TruthCells(cells, context_key="cell_line"), control="control")
 
 
