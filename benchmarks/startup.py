@@ -2,8 +2,8 @@
 
 Each case runs ``--repeats`` times in a fresh Python process, for this checkout
 and, with ``--reference PATH``, for another checkout of the package (for
-example ``git worktree add /tmp/ref REV``) in the same run, the two
-interleaved so that both see the same load. The code under test is chosen by
+example ``git worktree add /tmp/ref REV``) in the same run: every case and
+version once per round, so that all see the same load. The code under test is chosen by
 ``PYTHONPATH``; the interpreter is this one (``--python`` for another).
 
 Cases
@@ -24,8 +24,8 @@ Cases
     ``.h5ad`` files cannot avoid importing (the network, its skorch net and
     scikit-learn, the files), without any of the package.
 
-Reported: the median wall time of each case and version (and the reference's
-over this checkout's ratio), and the imports that cost most, from one more run
+Reported: the median wall time of each case and version, with its range
+(and the reference's over this checkout's ratio), and the imports that cost most, from one more run
 with ``python -X importtime``: the libraries the package (or the command)
 imports directly, by cumulative time.
 
@@ -200,19 +200,20 @@ def main(argv=None) -> int:
         # the reference writes the model when there is one: this checkout reads the
         # older file formats, an older version may not read today's
         _prepare(workdir, args.python, envs.get("reference", envs["this checkout"]))
-        cases = _cases(args.python)
+        runs = [(case, cmd, name) for case, cmd in _cases(args.python).items()
+                for name in (["this checkout"] if case == "floor" else versions)]
         times: dict[tuple[str, str], list[float]] = {}
         imports: dict[tuple[str, str], list] = {}
-        for case, cmd in cases.items():
-            names = ["this checkout"] if case == "floor" else list(versions)
-            for name in names:  # one untimed run: byte-compiles a fresh checkout
-                _run(cmd, envs[name], workdir)
-            for _ in range(args.repeats):
-                for name in names:
-                    times.setdefault((case, name), []).append(_run(cmd, envs[name], workdir)[0])
-            for name in names:
-                imports[case, name] = top_imports(
-                    _run(cmd, envs[name], workdir, importtime=True)[1], args.top)
+        for _, cmd, name in runs:  # one untimed run each: byte-compiles a fresh checkout
+            _run(cmd, envs[name], workdir)
+        # every case and version once per round, so that each sees the same load as the
+        # others (the floor bounds predict only if they are measured alike)
+        for _ in range(args.repeats):
+            for case, cmd, name in runs:
+                times.setdefault((case, name), []).append(_run(cmd, envs[name], workdir)[0])
+        for case, cmd, name in runs:
+            imports[case, name] = top_imports(
+                _run(cmd, envs[name], workdir, importtime=True)[1], args.top)
     finally:
         if own:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -223,6 +224,7 @@ def main(argv=None) -> int:
     report = _report(args, command, versions, times, imports, load_before, load_after)
     print(report)
     if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report + "\n")
     return 0
 
@@ -236,8 +238,8 @@ def _report(args, command, versions, times, imports, load_before, load_after) ->
         "",
         f"- {datetime.now():%Y-%m-%d %H:%M}, Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs ({platform.machine()}); OMP_NUM_THREADS={args.threads}; "
-        f"median of {args.repeats} fresh processes per case and version, the versions "
-        "interleaved.",
+        f"median (and range) of {args.repeats} fresh processes per case and version, every "
+        "case and version once per round.",
         f"- Load average (1, 5, 15 min) before: {load_before}; after: {load_after}. The "
         "machine is shared with other jobs, so the figures carry their load; compare the "
         "columns (measured together), not runs on different days.",
@@ -250,7 +252,8 @@ def _report(args, command, versions, times, imports, load_before, load_after) ->
     header += " | target (idle machine) |"
     lines += ["", header, "|" + " --- |" * (header.count("|") - 1)]
     for case in _cases(args.python):
-        cells = [f"{median[case, n]:.2f}" if (case, n) in median else "" for n in versions]
+        cells = [f"{median[case, n]:.2f} ({min(times[case, n]):.2f}-{max(times[case, n]):.2f})"
+                 if (case, n) in median else "" for n in versions]
         row = f"| {case} | " + " | ".join(cells)
         if "reference" in versions:
             ratio = (median[case, "reference"] / median[case, "this checkout"]
