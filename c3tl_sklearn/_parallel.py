@@ -5,7 +5,7 @@ active runs them: local processes (loky) by default, a Dask or Ray cluster
 inside ``joblib.parallel_config(backend="dask")`` (or ``"ray"``). Each task
 limits torch's and the BLAS/OpenMP pools' threads to the cores left per worker:
 two workers that each start one thread per core on a two-core machine slow
-each other down several times (a fold took 86 s instead of 16 s).
+each other down several times.
 """
 
 from __future__ import annotations

@@ -544,7 +544,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         self.outside_variances_ = self.outside_shrinkage_ = None
         if self.n_components is None or self.n_components >= min(Y_arr.shape):
             return Y_arr
-        # imported here: a loaded model predicts without it (0.2 s of a `c3tl predict`)
+        # imported here: a loaded model predicts without it (it would slow `c3tl predict`)
         from sklearn.decomposition import PCA
 
         # Y_arr[train] is a copy of our own: the PCA may centre it in place

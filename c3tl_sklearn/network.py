@@ -128,8 +128,8 @@ class C3TLNetwork(nn.Module):
     the observed context codes (zero-shot).
     """
 
-    #: Observations per block when encoding without autograd: a block's activations
-    #: stay in cache (3-4x faster than one pass on 50,000 observations on a CPU).
+    # Observations per block when encoding without autograd: a block's activations stay
+    # in the CPU's cache, which one pass over tens of thousands of observations does not.
     chunk_rows = 4096
 
     def __init__(

@@ -455,7 +455,8 @@ def test_ctrl_c_during_c3tl_fit_exits_130_and_writes_nothing(tmp_path, capsys, m
     status, err = c3tl(capsys, "fit", tmp_path / "e.csv", "-o", tmp_path / "m.c3tl",
                        "--set", "max_epochs=50", "--set", "hidden_dims=(4,)", "--quiet")
     assert status == 130
-    assert err.strip() == "c3tl fit: interrupted; no output was written."
+    assert err.strip() == ("c3tl fit: interrupted; no half-written file was left (each output is "
+                           "written whole or not at all).")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv"]
 
 
@@ -705,7 +706,8 @@ def test_an_interrupted_prediction_write_leaves_the_old_file_and_no_temporary(
     _interrupt_after_writing_half(monkeypatch)
     status, err = c3tl(capsys, "predict", tmp_path / "m.c3tl", "--context", "a",
                        "--all-perturbations", "-o", tmp_path / "p.csv")
-    assert (status, err.strip()) == (130, "c3tl predict: interrupted; no output was written.")
+    assert (status, err.strip()) == (130, "c3tl predict: interrupted; no half-written file was "
+                                  "left (each output is written whole or not at all).")
     assert (tmp_path / "p.csv").read_text() == "the old predictions\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv", "m.c3tl", "p.csv"]
 

@@ -99,7 +99,8 @@ def c3tl_main(argv: Sequence[str] | None = None) -> int:
               "permissions and the free space.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"c3tl {args.command}: interrupted; no output was written.", file=sys.stderr)
+        print(f"c3tl {args.command}: interrupted; no half-written file was left (each output "
+              "is written whole or not at all).", file=sys.stderr)
         return 130
     _print_warnings(caught, args)
     return status

@@ -12,7 +12,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._files import CommandError, _read_h5ad, _require_file, _suffix, read_effects, say
+from ._files import (
+    CommandError,
+    _read_h5ad,
+    _require_file,
+    _suffix,
+    read_effects,
+    same_path,
+    say,
+)
+
+#: What an export writes into its folder.
+_FILES = ("pred.h5ad", "real.h5ad")
 
 
 def _n_cells(text) -> int | str:
@@ -27,23 +38,50 @@ def _n_cells(text) -> int | str:
     return value
 
 
-def _check_folder(folder) -> Path:
+def check_folder(folder, flag: str, others: dict) -> Path:
+    """The folder for ``pred.h5ad`` and ``real.h5ad``, neither of them a file of ``others``.
+
+    ``others``: the command's inputs and other outputs, by flag.
+    """
     out = Path(folder)
     if out.exists() and not out.is_dir():
-        raise CommandError(f"--cell-eval/-o {str(out)!r} is a file; give a folder for "
+        raise CommandError(f"{flag} {str(out)!r} is a file; give a folder for "
                            "pred.h5ad and real.h5ad.")
     if not out.parent.exists():
         raise CommandError(f"the folder above {str(out)!r} does not exist; create it first.")
+    for name in _FILES:
+        for other_flag, other in others.items():
+            if other is not None and same_path(out / name, other):
+                raise CommandError(
+                    f"{flag} {str(out)!r} would write {name} over the {other_flag} file "
+                    f"{str(other)!r}; choose another folder (inputs are never overwritten).")
     return out
 
 
-def export(X: pd.DataFrame, Y_pred: pd.DataFrame, args: argparse.Namespace, folder,
+def check_truth_flags(args: argparse.Namespace) -> None:
+    """Refuse the options of a cells truth beside ``--truth``: they would change nothing."""
+    if args.cells is not None:
+        return
+    only_cells = [flag for flag, value in (
+        ("--n-cells", args.n_cells), ("--export-seed", args.export_seed),
+        ("--cells-context-key", args.cells_context_key),
+        ("--cells-perturbation-key", args.cells_perturbation_key)) if value is not None]
+    if only_cells:
+        raise CommandError(f"{', '.join(only_cells)} go with --cells (single cells); with "
+                           "--truth there are no cells to draw, so leave them out.")
+
+
+def export(X: pd.DataFrame, Y_pred: pd.DataFrame, args: argparse.Namespace, out: Path,
            ccol, pcol) -> None:
-    """Export ``(X, Y_pred)`` and the truth ``args`` names into ``folder``; print the command."""
+    """Export ``(X, Y_pred)`` and the truth ``args`` names into ``out``; print the command.
+
+    ``out`` is a folder :func:`check_folder` accepted.
+    """
     from ..preprocessing import TruthCells, TruthEffects, to_cell_eval
 
-    out = _check_folder(folder)
-    n_cells = _n_cells(args.n_cells)
+    check_truth_flags(args)
+    n_cells = _n_cells("match" if args.n_cells is None else args.n_cells)
+    seed = 0 if args.export_seed is None else args.export_seed
     # the bounded means' warning reaches the user as `c3tl ...: warning:` (see c3tl_main)
     try:
         if args.cells is not None:
@@ -53,7 +91,7 @@ def export(X: pd.DataFrame, Y_pred: pd.DataFrame, args: argparse.Namespace, fold
             path = _require_file(args.cells, "cells")
             truth = TruthCells(_read_h5ad(path, "cells"), context_key=args.cells_context_key,
                                perturbation_key=args.cells_perturbation_key, n_cells=n_cells,
-                               random_state=args.export_seed)
+                               random_state=seed)
             files = to_cell_eval(X, Y_pred, truth, control=args.control, context_col=ccol,
                                  perturbation_col=pcol)
         else:
@@ -103,7 +141,9 @@ def run(args: argparse.Namespace) -> int:
     """Export ``args.predictions`` for cell-eval into ``args.output``."""
     from ._cmd_evaluate import label_columns
 
+    out = check_folder(args.output, "-o", {"predictions": args.predictions,
+                                           "--truth": args.truth, "--cells": args.cells})
     ccol, pcol = label_columns(args.predictions, args.context_col, args.perturbation_col)
     X, Y = read_effects(args.predictions, ccol, pcol, what="predictions")
-    export(X, Y, args, args.output, ccol, pcol)
+    export(X, Y, args, out, ccol, pcol)
     return 0

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import time
 from pathlib import Path
 
+from .._atomic import atomic_path
 from ._files import (
     CommandError,
     _read_h5ad,
@@ -20,9 +20,11 @@ from ._files import (
 )
 from ._progress import epoch_callback, progress_bar
 from ._registry import make_model
+from ._threads import check_threads, thread_limits
 
-#: Parameters ``--set`` may not change: the command line sets them with its own options.
-_RESERVED = {"context_col", "perturbation_col", "random_state", "callbacks"}
+#: Parameters ``--set`` may not change, and what sets them instead.
+_RESERVED = {"context_col": "--context-col", "perturbation_col": "--perturbation-col",
+             "random_state": "--seed", "callbacks": "the command (its progress bar)"}
 
 
 def parse_params(items: list[str]) -> dict:
@@ -55,9 +57,16 @@ def parse_params(items: list[str]) -> dict:
 def _build_model(args: argparse.Namespace):
     params = parse_params(args.params)
     labels = {"context_col": args.context_col, "perturbation_col": args.perturbation_col}
+    if args.model != "c3tl" and args.device != "cpu":
+        raise CommandError(f"--device is C3TL's torch device; the {args.model} baseline runs "
+                           "on the CPU, so leave --device out.")
     model = make_model(args.model, labels=labels, device=args.device, random_state=args.seed)
     known = model.get_params(deep=False)
-    unknown = [n for n in params if n not in known or n in _RESERVED]
+    reserved = [n for n in params if n in _RESERVED and n in known]
+    if reserved:
+        raise CommandError("--set: " + "; ".join(f"{n} is set by {_RESERVED[n]}"
+                                                 for n in reserved) + ", not by --set.")
+    unknown = [n for n in params if n not in known]
     if unknown:
         allowed = ", ".join(sorted(n for n in known if n not in _RESERVED))
         raise CommandError(
@@ -71,40 +80,23 @@ def _build_model(args: argparse.Namespace):
     return model
 
 
-def check_threads(threads: int | None) -> None:
-    """Refuse ``--threads`` below 1."""
-    if threads is not None and threads < 1:
-        raise CommandError(f"--threads {threads}: give a number >= 1.")
-
-
-def thread_limits(threads: int | None, uses_torch: bool = False):
-    """A context limiting torch's and the BLAS/OpenMP threads to ``threads``, then restoring them.
-
-    ``uses_torch`` imports torch first, so that a model that imports it only
-    in ``fit`` is limited too.
-    """
-    if threads is None:
-        return contextlib.nullcontext()
-    check_threads(threads)
-    if uses_torch:
-        import torch  # noqa: F401  (limit_threads limits torch once it is imported)
-    from .._parallel import limit_threads  # joblib: only for --threads
-
-    return limit_threads(threads)
-
-
 def _split_rows(args: argparse.Namespace, X, Y):
-    """The training rows of ``--split``; the test rows written to ``--test-out``."""
+    """The training rows of ``--split``, and the ``--test-out`` writer (or ``None``).
+
+    The test rows are written only once the model is, so that a fit that
+    fails or is interrupted leaves no output at all.
+    """
     from ..model_selection import StateSplit
 
     if args.split is None:
         if args.dataset or args.test_out:
             raise CommandError("--dataset and --test-out go with --split FILE.toml.")
-        return X, Y
+        return X, Y, None
     test_out = None
     if args.test_out is not None:
         test_out = check_output(args.test_out, [args.effects, args.split],
-                                [".h5ad", ".csv", ".tsv", ".parquet"], "test rows")
+                                [".h5ad", ".csv", ".tsv", ".parquet"], "test rows",
+                                flag="--test-out", outputs={"-o": args.output})
     _require_file(args.split, "split")
     cv = StateSplit(args.split, dataset=args.dataset, context_col=args.context_col,
                     perturbation_col=args.perturbation_col)
@@ -116,18 +108,23 @@ def _split_rows(args: argparse.Namespace, X, Y):
     say(f"split {args.split}: {len(train)} training and {len(test)} test pairs"
         + (f", {dropped} held-out pair(s) dropped (their perturbation trains nowhere)"
            if dropped else ""), args.quiet)
+    write_test = None
     if test_out is not None:
         if test.size == 0:
             raise CommandError(f"--split {args.split} has no test rows to write.")
-        _write_rows(args.effects, X, Y, test, test_out, args)
-    return X.iloc[train].reset_index(drop=True), Y.iloc[train].reset_index(drop=True)
+
+        def write_test():
+            _write_rows(args.effects, X, Y, test, test_out, args)
+    return (X.iloc[train].reset_index(drop=True), Y.iloc[train].reset_index(drop=True),
+            write_test)
 
 
 def _write_rows(source, X, Y, rows, out, args) -> None:
     """Rows of the effect file, as .h5ad (the input's obs and uns kept) or as a table."""
     if _suffix(source) == ".h5ad" and _suffix(out) == ".h5ad":
         adata = _read_h5ad(Path(source), "effects")
-        adata[rows].copy().write_h5ad(out)
+        with atomic_path(out) as tmp:
+            adata[rows].copy().write_h5ad(tmp)
     else:
         write_effects(X.iloc[rows], Y.iloc[rows].to_numpy(), Y.columns, out,
                       context_col=args.context_col, perturbation_col=args.perturbation_col)
@@ -136,11 +133,11 @@ def _write_rows(source, X, Y, rows, out, args) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fit the chosen model on ``args.effects`` and save it to ``args.output``."""
-    out = check_output(args.output, [args.effects], None, "model")
+    out = check_output(args.output, [args.effects, args.split], None, "model")
     # an option's own error, before any "cannot fit" could be put in front of it
     check_threads(args.threads)
     X, Y = read_effects(args.effects, args.context_col, args.perturbation_col)
-    X, Y = _split_rows(args, X, Y)
+    X, Y, write_test = _split_rows(args, X, Y)
     model = _build_model(args)
     bar = None
     if args.model == "c3tl":
@@ -164,5 +161,7 @@ def run(args: argparse.Namespace) -> int:
     epochs = f", {model.n_epochs_} epochs" if hasattr(model, "n_epochs_") else ""
     say(f"fitted {type(model).__name__} on {len(X)} pairs in {X[args.context_col].nunique()} "
         f"contexts x {Y.shape[1]} genes ({seconds:.1f} s{epochs}) -> {out}", args.quiet)
+    if write_test is not None:
+        write_test()
     return 0
 

@@ -34,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
                     f"installing {name} failed ({exc}); see pip's output above.") from exc
             print(f"{name}: {exe}")
         return 0
+    if args.prefix or args.pip_arg:
+        raise CommandError("--prefix and --pip-arg go with `c3tl peers install`; `list` reads "
+                           "$C3TL_STATE_PYTHON / $C3TL_CELLFLOW_PYTHON or $C3TL_PEERS_DIR.")
     for name in names:
         try:
             exe = find_peer_python(name)

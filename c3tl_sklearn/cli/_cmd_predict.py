@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .._contract import match_genes
-from ._cmd_export import _check_folder, export
-from ._cmd_fit import check_threads, thread_limits
+from ._cmd_export import check_folder, check_truth_flags, export
 from ._files import (
     CommandError,
     _require_file,
@@ -21,6 +20,7 @@ from ._files import (
     say,
     write_effects,
 )
+from ._threads import check_threads, thread_limits
 
 _EFFECT_SUFFIXES = [".h5ad", ".csv", ".tsv", ".parquet"]
 
@@ -37,6 +37,14 @@ def load_model(path, device: str = "cpu"):
             f"{str(p)!r} is a data file (HDF5/.h5ad), not a model; pass the model written by "
             "`c3tl fit ... -o MODEL` first, the data go to --pairs or --observed."
         )
+    if device != "cpu":  # the machine's refusal, not the file's (torch only when asked)
+        from .._device import check_device, describe_machine
+
+        try:
+            check_device(device)
+        except ValueError:
+            raise CommandError(f"--device {device} cannot be used here ({describe_machine()})"
+                               "; pass --device cpu.") from None
     try:
         return persistence.load(p, device=device)
     except ValueError as exc:
@@ -119,8 +127,9 @@ def _as_model_labels(values, known) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> int:
     """Predict the requested pairs and write them to ``args.output``."""
-    inputs = [args.model, args.pairs, args.observed]
-    out = check_output(args.output, inputs, _EFFECT_SUFFIXES, "predictions")
+    inputs = {"model": args.model, "--pairs": args.pairs, "--observed": args.observed,
+              "--truth": args.truth, "--cells": args.cells}
+    out = check_output(args.output, list(inputs.values()), _EFFECT_SUFFIXES, "predictions")
     check_threads(args.threads)
     if args.cell_eval is None and (args.cells or args.truth):
         raise CommandError("--cells and --truth are the truth of a cell-eval export; add "
@@ -128,8 +137,10 @@ def run(args: argparse.Namespace) -> int:
     if args.cell_eval is not None and not (args.cells or args.truth):
         raise CommandError("--cell-eval DIR needs the truth of the predicted pairs: --cells "
                            "CELLS.h5ad --control LABEL, or --truth EFFECTS.h5ad.")
-    if args.cell_eval is not None:
-        _check_folder(args.cell_eval)  # before the work, not after
+    cell_eval = None
+    if args.cell_eval is not None:  # before the work, not after
+        cell_eval = check_folder(args.cell_eval, "--cell-eval", {**inputs, "-o": out})
+        check_truth_flags(args)
     model = load_model(args.model, args.device)
     ccol = args.context_col or model.context_col
     pcol = args.perturbation_col or model.perturbation_col
@@ -160,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
                   uns={"c3tl": {"context_col": str(ccol), "perturbation_col": str(pcol)}})
     say(f"predicted {len(X)} pairs x {len(genes)} genes with {type(model).__name__} "
         f"({time.perf_counter() - start:.1f} s) -> {out}", args.quiet)
-    if args.cell_eval is not None:
+    if cell_eval is not None:
         export(X, pd.DataFrame(np.asarray(Y_pred), columns=[str(g) for g in genes]), args,
-               args.cell_eval, ccol, pcol)
+               cell_eval, ccol, pcol)
     return 0

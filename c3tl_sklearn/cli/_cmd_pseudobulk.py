@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from ._files import CommandError, _require_file, _suffix, check_output, write_effects
+from ._parsers import control_labels
 from ._progress import progress_bar
 
 
@@ -22,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"{str(cells)!r} is not an .h5ad file; pseudobulk reads single cells "
                            "from an AnnData .h5ad file.")
     out = check_output(args.output, [cells], [".h5ad"], "effects")
-    control = args.control[0] if len(args.control) == 1 else list(args.control)
+    control = control_labels(args.control)
     bar = progress_bar(None, "pseudo-bulk", "it", enabled=not args.quiet)
 
     def advance(done: int, total: int) -> None:

@@ -159,7 +159,9 @@ class BenchmarkConfig:
         "study_prefix": [str],
         "seed": [Interval(Integral, 0, None, closed="left")],
         "tune_only": ["boolean"],
-        "n_jobs": [Integral, None],
+        # joblib's counts: 1 or more workers, or -1, -2, ... for all cores but some; 0 is none
+        "n_jobs": [Interval(Integral, 1, None, closed="left"),
+                   Interval(Integral, None, -1, closed="right"), None],
         "peer_options": [dict, None],
         "isolate": ["boolean"],
     }

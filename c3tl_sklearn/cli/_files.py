@@ -13,20 +13,11 @@ import pandas as pd
 from .._atomic import atomic_path
 from .._contract import first_non_finite, repeated_pairs
 from ._errors import CommandError
-from ._io import BenchmarkDataError, gene_matrix, read_frame
+from ._io import BenchmarkDataError, _suffix, gene_matrix, read_frame
 
 __all__ = ["CommandError", "check_output", "read_effects", "read_pairs", "write_effects"]
 
 _TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
-
-
-def _suffix(path) -> str:
-    """The format suffix of ``path``, ignoring a compression suffix (``x.csv.gz`` is ``.csv``)."""
-    name = Path(path).name.lower()
-    for compression in (".gz", ".bz2", ".xz", ".zst"):
-        if name.endswith(compression):
-            name = name[: -len(compression)]
-    return Path(name).suffix
 
 
 def _require_file(path, what: str) -> Path:
@@ -190,17 +181,26 @@ def read_pairs(path: str | os.PathLike, context_col: Hashable,
     return pairs
 
 
+def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two names are one file: the same file when both exist, else the same path."""
+    a, b = Path(a), Path(b)
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
 def check_output(out: str | os.PathLike, inputs: Sequence, suffixes: Sequence[str] | None,
-                 what: str) -> Path:
+                 what: str, *, flag: str = "-o", outputs: dict | None = None) -> Path:
     """Check an output path: a known suffix (any with ``None``), an existing folder, no input.
 
     Writing over an input would destroy the user's data, so it is refused
-    rather than trusted to be intended.
+    rather than trusted to be intended; so is one output written over
+    another (``outputs``: the command's other outputs, by flag).
     """
     p = Path(out)
     if p.is_dir():
         example = p / ("model.c3tl" if suffixes is None else f"{what}{suffixes[0]}")
-        raise CommandError(f"-o {str(p)!r} is a folder; give a file name, e.g. "
+        raise CommandError(f"{flag} {str(p)!r} is a folder; give a file name, e.g. "
                            f"{str(example)!r}.")
     if suffixes is not None and _suffix(p) not in suffixes:
         raise CommandError(
@@ -210,12 +210,15 @@ def check_output(out: str | os.PathLike, inputs: Sequence, suffixes: Sequence[st
     if not p.parent.exists():
         raise CommandError(f"the folder of {str(p)!r} does not exist; create it first.")
     for source in inputs:
-        if source is not None and Path(source).exists() and p.exists() and \
-                os.path.samefile(p, source):
+        if source is not None and Path(source).exists() and same_path(p, source):
             raise CommandError(
-                f"-o {str(p)!r} is also an input file; choose another output name (inputs "
+                f"{flag} {str(p)!r} is also an input file; choose another output name (inputs "
                 "are never overwritten)."
             )
+    for other_flag, other in (outputs or {}).items():
+        if other is not None and same_path(p, other):
+            raise CommandError(f"{flag} {str(p)!r} is also the {other_flag} file; give each "
+                               "output its own name.")
     return p
 
 

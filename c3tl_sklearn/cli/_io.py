@@ -23,6 +23,15 @@ class BenchmarkDataError(ValueError):
     """The benchmark's input data cannot be used; the message says why."""
 
 
+def _suffix(path) -> str:
+    """The format suffix of ``path``, ignoring a compression suffix (``x.csv.gz`` is ``.csv``)."""
+    name = Path(path).name.lower()
+    for compression in (".gz", ".bz2", ".xz", ".zst"):
+        if name.endswith(compression):
+            name = name[: -len(compression)]
+    return Path(name).suffix
+
+
 def read_frame(path, what: str) -> pd.DataFrame:
     """Read a CSV/TSV/Parquet file into a DataFrame, with clear errors."""
     p = Path(path)
@@ -30,16 +39,13 @@ def read_frame(path, what: str) -> pd.DataFrame:
         raise BenchmarkDataError(f"The {what} file {str(p)!r} does not exist.")
     if p.is_dir():
         raise BenchmarkDataError(f"The {what} path {str(p)!r} is a folder, not a file.")
-    name = p.name.lower()
-    for compression in (".gz", ".bz2", ".xz", ".zst"):
-        if name.endswith(compression):
-            name = name[: -len(compression)]
+    suffix = _suffix(p)
     try:
-        if name.endswith((".csv", ".txt", ".tsv")):
-            frame = _read_text_table(p, what, sep="\t" if name.endswith(".tsv") else ",")
-        elif name.endswith((".parquet", ".pq")):
+        if suffix in (".csv", ".txt", ".tsv"):
+            frame = _read_text_table(p, what, sep="\t" if suffix == ".tsv" else ",")
+        elif suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(p)
-        elif name.endswith(".h5ad"):
+        elif suffix == ".h5ad":
             raise BenchmarkDataError(
                 f"{str(p)!r} is an .h5ad file: pass it with --h5ad together with "
                 "--context-key, --perturbation-key and --control."

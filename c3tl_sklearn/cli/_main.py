@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shlex
 import sys
 import time
@@ -14,7 +13,13 @@ from typing import TYPE_CHECKING
 
 # the parser needs only the names of the models and metrics; the benchmark's modules
 # (pandas, scikit-learn, Optuna) are imported by main, after the arguments are parsed
-from ._parsers import add_label_columns, add_output_flags
+from ._parsers import (
+    MIN_CELLS,
+    add_label_columns,
+    add_output_flags,
+    add_pseudobulk_options,
+    control_labels,
+)
 from ._registry import _TUNE_METRICS, MODEL_LABELS, MODELS, PEER_MODELS
 
 if TYPE_CHECKING:
@@ -101,9 +106,10 @@ def build_parser(prog: str = "c3tl-benchmark") -> argparse.ArgumentParser:
         "--out benchmarks/results/lincs-heldout",
     )
     data = parser.add_argument_group("data")
-    data.add_argument("--data", default="lincs", metavar="lincs|synthetic|PATH",
-                      help="'lincs' (shipped, default), 'synthetic', or one CSV/TSV/Parquet "
-                      "table with the label columns and one numeric column per gene")
+    data.add_argument("--data", metavar="lincs|synthetic|PATH",
+                      help="'lincs' (shipped, the default without --index or --h5ad), "
+                      "'synthetic', or one CSV/TSV/Parquet table with the label columns and "
+                      "one numeric column per gene")
     data.add_argument("--index", metavar="PATH",
                       help="index table (CSV/TSV/Parquet) with the label columns; use with "
                       "--effects")
@@ -121,12 +127,7 @@ def build_parser(prog: str = "c3tl-benchmark") -> argparse.ArgumentParser:
     data.add_argument("--perturbation-key", help="obs column with the perturbation")
     data.add_argument("--control", action="append", metavar="LABEL",
                       help="control label in --perturbation-key (repeat to pool several)")
-    data.add_argument("--layer", help="use this layer instead of X")
-    data.add_argument("--min-cells", type=int, default=10,
-                      help="drop pairs with fewer cells (default: 10)")
-    data.add_argument("--n-top-genes", type=int, help="keep this many highly variable genes")
-    data.add_argument("--transform", choices=["log1p", "normalize_log1p"],
-                      help="transform the cells before averaging")
+    add_pseudobulk_options(data, unset_defaults=True)
 
     proto = parser.add_argument_group("protocol")
     proto.add_argument("--protocol", choices=["heldout", "scarcity"], default="heldout")
@@ -176,7 +177,7 @@ def build_parser(prog: str = "c3tl-benchmark") -> argparse.ArgumentParser:
         peers.add_argument(f"--{name}-python", metavar="PATH",
                            help=f"Python (or virtual environment) with {PEER_MODELS[name]} "
                            f"(default: $C3TL_{name.upper()}_PYTHON, else "
-                           f"~/.cache/c3tl/peers/{name})")
+                           f"$C3TL_PEERS_DIR/{name}, else ~/.cache/c3tl/peers/{name})")
     peers.add_argument("--peer-option", type=_peer_option, action="append", default=[],
                        metavar="PEER.PARAM=VALUE", help="a peer's parameter, e.g. "
                        "state.max_steps=400 or cellflow.num_iterations=1000 (repeat)")
@@ -206,7 +207,8 @@ def build_parser(prog: str = "c3tl-benchmark") -> argparse.ArgumentParser:
     run.add_argument("--max-points", type=int, default=20_000,
                      help="points per panel of scatter.png (default: 20000)")
     run.add_argument("--out", metavar="DIR",
-                     help="output folder (default: ./c3tl-benchmark-<protocol>-<time>)")
+                     help="output folder (default: ./c3tl-benchmark-<protocol>-<time>); an "
+                     "earlier run's results there are replaced")
     run.add_argument("--tune-only", action="store_true",
                      help="only tune (write params.json); with --storage, run several such "
                      "workers, then the same command without --tune-only to evaluate")
@@ -240,22 +242,29 @@ def main(argv: Sequence[str] | None = None, prog: str = "c3tl-benchmark") -> int
         parser.error("--synthetic-shape needs three integers: contexts,perturbations,genes")
     if args.n_trials < 0:
         parser.error("--n-trials must be >= 0")
+    # before the data are read: the flags' own messages, not a library's about its argument
+    if args.seed < 0:
+        parser.error("--seed must be >= 0")
+    if args.n_jobs == 0:
+        parser.error("--n-jobs 0 runs no fit; give 1 or more, or -1 for one per core")
+    if args.split is not None and args.protocol != "heldout":
+        parser.error("--split replaces the held-out protocol's folds; use it with "
+                     "--protocol heldout")
     start_time = time.perf_counter()
     out = args.out or f"c3tl-benchmark-{args.protocol}-{datetime.now():%Y%m%d-%H%M%S}"
+    if Path(out).exists() and not Path(out).is_dir():  # found before the run, not after it
+        parser.error(f"--out {out!r} is a file; give a folder for the results.")
+    problem = _data_flags_problem(args)
+    if problem:
+        parser.error(problem)
     command = f"{prog} " + shlex.join(argv)
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be >= 1")
-    limits = contextlib.nullcontext()
-    if args.threads:
-        from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+    from ._threads import thread_limits
 
-        limits = threadpool_limits(limits=args.threads)
-        if "c3tl" in args.models:
-            import torch
-
-            torch.set_num_threads(args.threads)
     try:
-        with limits:
+        # the count stands for every fit in this process (torch, BLAS and the fits' own choice)
+        with thread_limits(args.threads, uses_torch="c3tl" in args.models):
             result = _main_run(args, start_time, out, command)
     except (BenchmarkDataError, ValueError, ImportError, OSError, PeerEnvironmentError,
             PeerRunError) as exc:
@@ -270,6 +279,31 @@ def main(argv: Sequence[str] | None = None, prog: str = "c3tl-benchmark") -> int
     return 0
 
 
+#: Flags that say how to read single cells: meaningless without --h5ad.
+_CELL_FLAGS = ("context_key", "perturbation_key", "control", "layer", "min_cells",
+               "n_top_genes", "transform")
+
+
+def _data_flags_problem(args) -> str | None:
+    """What is wrong with the data flags, as one sentence, or ``None``.
+
+    One data source only, and the cells' flags only with cells: a flag the
+    run would not use must not pass as if it had.
+    """
+    sources = [flag for flag, given in (("--data", args.data is not None),
+                                        ("--index/--effects", args.index or args.effects),
+                                        ("--h5ad", args.h5ad is not None)) if given]
+    if len(sources) > 1:
+        return f"give one data source; got {' and '.join(sources)}."
+    if args.h5ad is None:
+        unused = ["--" + name.replace("_", "-") for name in _CELL_FLAGS
+                  if getattr(args, name) is not None]
+        if unused:
+            return (f"{', '.join(unused)} say how to read single cells and go with --h5ad "
+                    "CELLS.h5ad; leave them out for an effect table.")
+    return None
+
+
 def _h5ad_cells(args, control) -> H5adCells | None:
     """The ``--h5ad`` cells and their pseudo-bulk flags, or ``None``."""
     if args.h5ad is None:
@@ -279,7 +313,8 @@ def _h5ad_cells(args, control) -> H5adCells | None:
     from ._io import BenchmarkDataError
 
     try:
-        options = PseudobulkOptions(layer=args.layer, min_cells=args.min_cells,
+        min_cells = MIN_CELLS if args.min_cells is None else args.min_cells
+        options = PseudobulkOptions(layer=args.layer, min_cells=min_cells,
                                     n_top_genes=args.n_top_genes, transform=args.transform)
     except ValueError as exc:  # as the pseudo-bulk's own errors read
         raise BenchmarkDataError(f"{args.h5ad}: {exc}") from exc
@@ -292,9 +327,7 @@ def _main_run(args, start_time: float, out: str, command: str) -> BenchmarkResul
     from ._io import BenchmarkDataError, _read_params_file, load_benchmark_data
     from ._run import run_benchmark
 
-    control = None
-    if args.control:
-        control = args.control[0] if len(args.control) == 1 else list(args.control)
+    control = control_labels(args.control) if args.control else None
     X, Y, description = load_benchmark_data(
         args.data, index=args.index, effects=args.effects, h5ad=_h5ad_cells(args, control),
         context_col=args.context_col, perturbation_col=args.perturbation_col,

@@ -53,6 +53,32 @@ def add_output_flags(group, quiet_help: str) -> None:
                        help="show the full traceback of an error")
 
 
+def control_labels(values: list[str]):
+    """The labels of a repeatable ``--control``: one label, or the list to pool."""
+    return values[0] if len(values) == 1 else list(values)
+
+
+#: ``--min-cells`` when it is not given.
+MIN_CELLS = 10
+
+
+def add_pseudobulk_options(group, *, unset_defaults: bool = False) -> None:
+    """How cells become effects: ``--min-cells``, ``--n-top-genes``, ``--layer``, ``--transform``.
+
+    With ``unset_defaults`` every default is ``None``, so that a command can
+    tell whether the user gave one (``MIN_CELLS`` is then the caller's to apply).
+    """
+    group.add_argument("--min-cells", type=int, default=None if unset_defaults else MIN_CELLS,
+                       help=f"drop pairs (and contexts' controls) with fewer cells (default: "
+                       f"{MIN_CELLS})")
+    group.add_argument("--n-top-genes", type=int, metavar="N",
+                       help="keep the N genes whose effects vary most (default: all genes)")
+    group.add_argument("--layer", help="use this layer instead of X")
+    group.add_argument("--transform", choices=["log1p", "normalize_log1p"],
+                       help="transform raw counts before averaging (default: use values as "
+                       "given)")
+
+
 def _command(subparsers, name: str, help: str, description: str, epilog: str):
     p = subparsers.add_parser(name, help=help, description=description, epilog=epilog)
     p.set_defaults(run=handler(name))
@@ -84,13 +110,7 @@ def _pseudobulk(subparsers) -> argparse.ArgumentParser:
                    help="obs column with each cell's perturbation")
     p.add_argument("--control", required=True, action="append", metavar="LABEL",
                    help="control label in the perturbation column (repeat to pool several)")
-    p.add_argument("--min-cells", type=int, default=10,
-                   help="drop pairs (and contexts' controls) with fewer cells (default: 10)")
-    p.add_argument("--n-top-genes", type=int, metavar="N",
-                   help="keep the N genes whose effects vary most (default: all genes)")
-    p.add_argument("--layer", help="use this layer instead of X")
-    p.add_argument("--transform", choices=["log1p", "normalize_log1p"],
-                   help="transform raw counts before averaging (default: use values as given)")
+    add_pseudobulk_options(p)
     p.add_argument("-o", "--output", required=True, metavar="EFFECTS.h5ad",
                    help="output AnnData of effects (.h5ad)")
     return p
@@ -105,7 +125,7 @@ def _fit(subparsers) -> argparse.ArgumentParser:
         "`c3tl pseudobulk`) or a table (.csv, .tsv, .parquet) with the two label columns "
         "and one numeric column per gene.",
         "Example: c3tl fit effects.h5ad -o model.c3tl --set max_epochs=200 "
-        "--set hidden_dims=(128,)",
+        "--set 'hidden_dims=(128,)'",
     )
     p.add_argument("effects", help="effects to fit on (.h5ad, .csv, .tsv or .parquet)")
     p.add_argument("-o", "--output", required=True, metavar="MODEL",
@@ -114,8 +134,9 @@ def _fit(subparsers) -> argparse.ArgumentParser:
                    help="c3tl (default) or a baseline: " + ", ".join(
                        f"{k} ({v})" for k, v in MODELS.items() if k != "c3tl"))
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="params",
-                   help="set a model parameter; VALUE is a Python literal (1e-3, (128, 64), "
-                   "True, 'ridge'); a bare word is taken as a string. Repeat for several")
+                   help="set a model parameter; VALUE is a Python literal (1e-3, True, "
+                   "'ridge', or quoted for the shell: --set 'hidden_dims=(128, 64)'); a bare "
+                   "word is taken as a string. Repeat for several")
     add_label_columns(p, "context column of the effects (default: context)",
                       "perturbation column of the effects (default: perturbation)", default=True)
     p.add_argument("--threads", type=int, metavar="N",
@@ -243,11 +264,13 @@ def add_truth_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:
     group.add_argument("--cells-perturbation-key", metavar="COLUMN",
                        help="obs column of the cells' perturbations (default: the "
                        "perturbation column)")
-    group.add_argument("--n-cells", default="match", metavar="N|match",
+    # None by default: given with --truth, they would change nothing, which is an error
+    group.add_argument("--n-cells", metavar="N|match",
                        help="predicted cells per pair with --cells (default: match, as many "
                        "as the pair's real cells)")
-    group.add_argument("--export-seed", type=int, default=0, metavar="SEED",
-                       help="draws the control cells behind the predicted cells (default: 0)")
+    group.add_argument("--export-seed", type=int, metavar="SEED",
+                       help="with --cells, draws the control cells behind the predicted cells "
+                       "(default: 0)")
 
 
 def _export(subparsers) -> argparse.ArgumentParser:

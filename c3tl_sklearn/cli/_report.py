@@ -144,9 +144,18 @@ def _scarcity_tables(scores, models, k) -> str:
     return "\n".join(parts)
 
 
+#: Every file a benchmark run may write into its folder.
+RESULT_FILES = ("scores.csv", "fits.csv", "table.md", "params.json", "scatter.png",
+                "scarcity.png", "README.md")
+
+
 def _write_outputs(out: Path, result: BenchmarkResult, plots: dict, *, config, record,
                    data, bar) -> dict:
-    """Write the run's files to ``out``; ``record`` is its RunRecord, ``data`` its (X, Y)."""
+    """Write the run's files to ``out``; ``record`` is its RunRecord, ``data`` its (X, Y).
+
+    An earlier run's files that this run does not write are removed, so that
+    the folder never mixes two runs (its README describes this one).
+    """
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     caption = ""
@@ -185,7 +194,11 @@ def _write_outputs(out: Path, result: BenchmarkResult, plots: dict, *, config, r
     path = out / "README.md"
     atomic_write_text(path, readme)
     files["README.md"] = path
-    bar.note(f"wrote {', '.join(files)} to {out} ({wall:.1f} s)")
+    stale = [name for name in RESULT_FILES if name not in files and (out / name).is_file()]
+    for name in stale:
+        (out / name).unlink()
+    bar.note(f"wrote {', '.join(files)} to {out} ({wall:.1f} s)"
+             + (f"; removed the earlier run's {', '.join(stale)}" if stale else ""))
     return files
 
 

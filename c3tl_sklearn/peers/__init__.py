@@ -18,31 +18,31 @@ an environment for one on request, or point to your own with
 ``--state-python`` / ``C3TL_STATE_PYTHON`` (``cellflow`` likewise).
 """
 
-from ._cellflow import CellFlowPeer, read_cellflow_predictions
-from ._cells import CellData, PeerCells
-from ._env import PEERS, PeerEnvironmentError, find_peer_python, install_peer, peer_home
-from ._isolated import IsolatedRegressor
-from ._peer import PeerRegressor
-from ._process import PeerRunError, RunStats, run_measured
-from ._state import StatePeer, StateTraining, read_state_predictions, state_train_overrides
+from .._lazy import lazy_exports
 
-__all__ = [
-    "PEERS",
-    "CellData",
-    "CellFlowPeer",
-    "IsolatedRegressor",
-    "PeerCells",
-    "PeerEnvironmentError",
-    "PeerRegressor",
-    "PeerRunError",
-    "RunStats",
-    "StatePeer",
-    "StateTraining",
-    "find_peer_python",
-    "install_peer",
-    "peer_home",
-    "read_cellflow_predictions",
-    "read_state_predictions",
-    "run_measured",
-    "state_train_overrides",
-]
+# name -> submodule, imported on first use: `c3tl peers list` needs only the environments,
+# not the adapters' pandas, scikit-learn and anndata
+_EXPORTS = {
+    "CellFlowPeer": "_cellflow",
+    "read_cellflow_predictions": "_cellflow",
+    "CellData": "_cells",
+    "PeerCells": "_cells",
+    "PEERS": "_env",
+    "PeerEnvironmentError": "_env",
+    "find_peer_python": "_env",
+    "install_peer": "_env",
+    "peer_home": "_env",
+    "IsolatedRegressor": "_isolated",
+    "PeerRegressor": "_peer",
+    "PeerRunError": "_process",
+    "RunStats": "_process",
+    "run_measured": "_process",
+    "StatePeer": "_state",
+    "StateTraining": "_state",
+    "read_state_predictions": "_state",
+    "state_train_overrides": "_state",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .._atomic import atomic_path
 from .._contract import check_index_table, check_no_duplicate_pairs, check_response
 from .._labels import sorted_codes
 from .._warnings import user_stacklevel
@@ -72,8 +73,9 @@ class CellEvalFiles(NamedTuple):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         paths = folder / "pred.h5ad", folder / "real.h5ad"
-        self.pred.write_h5ad(paths[0])
-        self.real.write_h5ad(paths[1])
+        for adata, path in zip((self.pred, self.real), paths, strict=True):
+            with atomic_path(path) as tmp:  # an interruption leaves no half-written file
+                adata.write_h5ad(tmp)
         return paths
 
     def command_args(self, folder: str | os.PathLike = ".",

@@ -1,10 +1,7 @@
 """The ``c3tl`` command: help, options and errors (small data, in process and as a subprocess)."""
 
 import io
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,27 +14,11 @@ from c3tl_sklearn.cli._files import CommandError
 from c3tl_sklearn.cli._progress import progress_bar
 from c3tl_sklearn.datasets import make_synthetic_perturbations
 
-from ..conftest import HANG_TIMEOUT_S
+from ._helpers import REPO, c3tl_subprocess, error_of, run
 
 anndata = pytest.importorskip("anndata")
 
-REPO = Path(__file__).resolve().parents[2]
 COMMANDS = ["pseudobulk", "fit", "predict", "evaluate", "export"]
-
-
-def c3tl_subprocess(*args, cwd):
-    """``c3tl ARGS`` as a user runs it, with this checkout's package (also in CI)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    return subprocess.run([sys.executable, "-m", "c3tl_sklearn.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, env=env, timeout=HANG_TIMEOUT_S)
-
-
-def run(capsys, *args):
-    """``c3tl ARGS`` in this process: (status, stdout, stderr)."""
-    status = c3tl_main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def write_h5ad(path, values, obs: pd.DataFrame, genes=None) -> None:
@@ -45,14 +26,6 @@ def write_h5ad(path, values, obs: pd.DataFrame, genes=None) -> None:
     var = pd.DataFrame(index=list(genes) if genes is not None else [
         f"g{j}" for j in range(values.shape[1])])
     anndata.AnnData(np.asarray(values, np.float32), obs=obs, var=var).write_h5ad(path)
-
-
-def error_of(capsys, *args) -> str:
-    status, out, err = run(capsys, *args)
-    assert status == 2, (out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 @pytest.fixture
@@ -150,11 +123,28 @@ def test_unknown_parameter_names_the_parameters(capsys, effects):
                     "additive", "--set", "shrinkage=0.5", "--set", "lrr=1")
     assert line == ("c3tl fit: error: --set: AdditiveBaseline has no parameter 'lrr'; its "
                     "parameters: shrinkage.")
-    # labels come from --context-col / --perturbation-col, not --set
+    # labels come from --context-col / --perturbation-col and the seed from --seed
     line = error_of(capsys, "fit", path / "effects.csv", "-o", path / "m.c3tl", "--set",
-                    "context_col='x'")
-    assert line.startswith("c3tl fit: error: --set: C3TLRegressor has no parameter "
-                           "'context_col'; its parameters: adaptation, batch_size,")
+                    "context_col='x'", "--set", "random_state=3")
+    assert line == ("c3tl fit: error: --set: context_col is set by --context-col; "
+                    "random_state is set by --seed, not by --set.")
+    # the advice, followed, fits
+    status, _, err = run(capsys, "fit", path / "effects.csv", "-o", path / "m.c3tl", "--seed",
+                         "3", "--set", "max_epochs=2", "--quiet")
+    assert status == 0, err
+    assert (path / "m.c3tl").is_file()
+
+
+def test_options_a_command_would_ignore_are_refused(capsys, effects):
+    path, _, _ = effects
+    line = error_of(capsys, "fit", path / "effects.csv", "-o", path / "m.c3tl", "--model",
+                    "mean", "--device", "cuda")
+    assert line == ("c3tl fit: error: --device is C3TL's torch device; the mean baseline runs "
+                    "on the CPU, so leave --device out.")
+    assert not (path / "m.c3tl").exists()
+    line = error_of(capsys, "peers", "list", "--prefix", path)
+    assert line.startswith("c3tl peers: error: --prefix and --pip-arg go with `c3tl peers "
+                           "install`")
 
 
 def test_invalid_parameter_value(capsys, effects):
@@ -202,6 +192,60 @@ def test_output_never_overwrites_an_input(capsys, effects):
     assert line == (f"c3tl evaluate: error: -o '{path / 'effects.csv'}' is also an input "
                     "file; choose another output name (inputs are never overwritten).")
     assert (path / "effects.csv").read_bytes() == before
+
+
+def test_no_command_writes_over_its_inputs_or_its_other_outputs(capsys, effects):
+    path, X, Y = effects
+    MeanBaseline().fit(X, Y).save(path / "mean.c3tl")
+    (path / "split.toml").write_text("[datasets]\n")
+    (path / "ce").mkdir()
+    files = {p: p.read_bytes() for p in path.iterdir() if p.is_file()}
+    truth, model = path / "effects.h5ad", path / "mean.c3tl"
+    # the truth of an export is an input like the others
+    line = error_of(capsys, "predict", model, "--pairs", path / "effects.csv", "--cell-eval",
+                    path / "ce", "--truth", truth, "-o", truth)
+    assert line == (f"c3tl predict: error: -o '{truth}' is also an input file; choose another "
+                    "output name (inputs are never overwritten).")
+    # the export's files are outputs too: neither -o nor an input may be one of them
+    line = error_of(capsys, "predict", model, "--pairs", path / "effects.csv", "--cell-eval",
+                    path / "ce", "--truth", truth, "-o", path / "ce" / "pred.h5ad")
+    assert line == (f"c3tl predict: error: --cell-eval '{path / 'ce'}' would write pred.h5ad "
+                    f"over the -o file '{path / 'ce' / 'pred.h5ad'}'; choose another folder "
+                    "(inputs are never overwritten).")
+    (path / "ce" / "pred.h5ad").write_bytes(truth.read_bytes())
+    files[path / "ce" / "pred.h5ad"] = truth.read_bytes()
+    line = error_of(capsys, "export", path / "ce" / "pred.h5ad", "--truth", truth, "-o",
+                    path / "ce")
+    assert line == (f"c3tl export: error: -o '{path / 'ce'}' would write pred.h5ad over the "
+                    f"predictions file '{path / 'ce' / 'pred.h5ad'}'; choose another folder "
+                    "(inputs are never overwritten).")
+    # a model over the split it was fitted with, or over the test rows it wrote
+    line = error_of(capsys, "fit", path / "effects.h5ad", "--split", path / "split.toml", "-o",
+                    path / "split.toml")
+    assert line.endswith("is also an input file; choose another output name (inputs are "
+                         "never overwritten).")
+    line = error_of(capsys, "fit", path / "effects.h5ad", "--split", path / "split.toml",
+                    "--test-out", path / "t.h5ad", "-o", path / "t.h5ad")
+    assert line == (f"c3tl fit: error: --test-out '{path / 't.h5ad'}' is also the -o file; "
+                    "give each output its own name.")
+    assert not (path / "t.h5ad").exists()
+    assert {p: p.read_bytes() for p in files} == files
+
+
+def test_a_device_the_machine_lacks_is_named_with_the_fix(capsys, effects):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    path, X, Y = effects
+    MeanBaseline().fit(X, Y).save(path / "mean.c3tl")
+    line = error_of(capsys, "predict", path / "mean.c3tl", "--pairs", path / "effects.csv",
+                    "-o", path / "p.csv", "--device", "cuda")
+    assert line == ("c3tl predict: error: --device cuda cannot be used here (torch sees no "
+                    "CUDA device); pass --device cpu.")
+    status, _, err = run(capsys, "predict", path / "mean.c3tl", "--pairs", path / "effects.csv",
+                         "-o", path / "p.csv", "--device", "cpu", "--quiet")
+    assert status == 0, err
+    assert (path / "p.csv").is_file()
 
 
 def test_unsupported_output_format(capsys, effects):

@@ -7,9 +7,7 @@ with its defaults, and the mean baseline) -> ``c3tl predict --pairs`` ->
 from its 2 measured knockdowns passed with ``--observed``.
 """
 
-import os
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,11 +17,10 @@ import pytest
 
 from c3tl_sklearn import LeaveOneContextOut, load_glioblastoma_crispri
 
-from ..conftest import HANG_TIMEOUT_S
+from ._helpers import c3tl_subprocess
 
 anndata = pytest.importorskip("anndata")
 
-REPO = Path(__file__).resolve().parents[2]
 LINES = ["A172", "T98G", "U87MG"]
 METRICS = ["pearson_delta", "centered_pearson_delta", "discrimination_score",
            "top_k_overlap", "mse"]
@@ -31,10 +28,7 @@ METRICS = ["pearson_delta", "centered_pearson_delta", "discrimination_score",
 
 def c3tl(*args, cwd: Path) -> subprocess.CompletedProcess:
     """``c3tl ARGS`` in a subprocess with this checkout's package; fails the test on error."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    done = subprocess.run([sys.executable, "-m", "c3tl_sklearn.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, env=env, timeout=HANG_TIMEOUT_S)
+    done = c3tl_subprocess(*args, cwd=cwd)
     assert done.returncode == 0, f"c3tl {' '.join(map(str, args))}\n{done.stderr}"
     return done
 

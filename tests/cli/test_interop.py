@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from c3tl_sklearn import MeanBaseline
 from c3tl_sklearn.cli import c3tl_main
 from c3tl_sklearn.datasets import load_glioblastoma_crispri
 from c3tl_sklearn.metrics import score_table
-from c3tl_sklearn.preprocessing import read_cell_eval
+
+from ._helpers import error_of, ok
 
 anndata = pytest.importorskip("anndata")
 
@@ -31,24 +33,6 @@ val = ["MAP2K3"]
 test = ["MAP2K3", "MAP2K6", "MAP3K21", "MAP4K3", "MAP4K5", "SGK1", "TGFBR2"]
 """
 TEST_PERTS = ["MAP2K3", "MAP2K6", "MAP3K21", "MAP4K3", "MAP4K5", "SGK1", "TGFBR2"]
-
-
-def run(capsys, *args):
-    status = c3tl_main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def ok(capsys, *args):
-    status, out, err = run(capsys, *args)
-    assert status == 0, err
-    return out, err
-
-
-def error_of(capsys, *args) -> str:
-    status, out, err = run(capsys, *args)
-    assert status == 2, (out, err)
-    return err.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +68,22 @@ def test_fit_split_trains_on_the_files_training_rows(capsys, folder, tmp_path):
     assert sorted(model.perturbations_) == sorted([*TEST_PERTS, "MAPK1", "PLK4"])
     X_fit = pd.DataFrame({"context": ["U87MG"] * 7, "perturbation": TEST_PERTS})
     assert model.predict(X_fit).shape == (7, 500)
+
+
+def test_an_interrupted_split_fit_writes_no_test_rows(capsys, folder, tmp_path, monkeypatch):
+    from c3tl_sklearn.cli import _cmd_fit
+
+    class Interrupted(MeanBaseline):
+        def fit(self, X, Y):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_cmd_fit, "_build_model", lambda args: Interrupted())
+    status = c3tl_main([str(a) for a in (
+        "fit", folder / "effects.h5ad", "--split", folder / "split.toml", "--test-out",
+        tmp_path / "test.h5ad", "-o", tmp_path / "mean.model", "--model", "mean", "--quiet")])
+    assert status == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # the test rows wait for the model
 
 
 def test_fit_split_errors_name_the_fix(capsys, folder, tmp_path):
@@ -134,17 +134,32 @@ def test_export_and_evaluate_cell_eval(capsys, folder, tmp_path):
 
 def test_predict_cell_eval_equals_export_and_library(capsys, folder, tmp_path):
     ok(capsys, "fit", folder / "effects.h5ad", "-o", tmp_path / "mean.model", "--model", "mean")
-    ok(capsys, "predict", tmp_path / "mean.model", "--pairs", folder / "effects.h5ad", "-o",
-       tmp_path / "pred.h5ad", "--cell-eval", tmp_path / "ce", "--truth",
+    ok(capsys, "predict", tmp_path / "mean.model", "--pairs", folder / "effects.h5ad",
+       "-o", tmp_path / "pred.h5ad", "--cell-eval", tmp_path / "ce", "--truth",
        folder / "effects.h5ad")
+    # `c3tl export` of the same predictions writes the same two files
+    ok(capsys, "export", tmp_path / "pred.h5ad", "--truth", folder / "effects.h5ad", "-o",
+       tmp_path / "exported")
+    for name in ("pred.h5ad", "real.h5ad"):
+        a, b = (anndata.read_h5ad(tmp_path / d / name) for d in ("ce", "exported"))
+        np.testing.assert_array_equal(np.asarray(a.X), np.asarray(b.X))
+        pd.testing.assert_frame_equal(a.obs, b.obs)
     out, _ = ok(capsys, "evaluate", "--cell-eval", tmp_path / "ce" / "pred.h5ad",
                 tmp_path / "ce" / "real.h5ad", "-o", tmp_path / "scores.csv")
     ours = pd.read_csv(tmp_path / "scores.csv", index_col=0)
-    effects = read_cell_eval(tmp_path / "ce" / "pred.h5ad", tmp_path / "ce" / "real.h5ad",
-                             perturbation_col="perturbation", control="control",
-                             context_col="context")
-    expected = score_table(*effects)
+    # scored from the files, as from the predictions and the truth themselves: each
+    # predicted effect bounded below by minus its control mean (cell-eval takes no
+    # negative expression), the documented difference
+    pred, truth = anndata.read_h5ad(tmp_path / "pred.h5ad"), anndata.read_h5ad(
+        folder / "effects.h5ad")
+    assert pred.obs_names.tolist() == truth.obs_names.tolist()
+    X = pred.obs[["context", "perturbation"]].reset_index(drop=True)
+    control = truth.uns["pseudobulk_control_mean"].loc[X["context"], truth.var_names]
+    bounded = np.maximum(np.asarray(pred.X), -control.to_numpy())
+    assert (bounded != np.asarray(pred.X)).any()  # the bound is in play here
+    expected = score_table(X, np.asarray(truth.X), bounded)
     np.testing.assert_allclose(ours["pearson_delta"], expected["pearson_delta"], atol=1e-4)
+    np.testing.assert_allclose(ours["mse"], expected["mse"], rtol=1e-4)
     # a cell-eval pair written by another tool, with cell-eval's default names
     pred = anndata.read_h5ad(tmp_path / "ce" / "pred.h5ad")
     real = anndata.read_h5ad(tmp_path / "ce" / "real.h5ad")
@@ -173,6 +188,18 @@ def test_cell_eval_errors_name_the_fix(capsys, folder, tmp_path):
     line = error_of(capsys, "export", folder / "effects.h5ad", "--cells", folder / "cells.h5ad",
                     "-o", tmp_path / "ce")
     assert "--cells needs --control LABEL" in line
+    # a cells option beside --truth would change nothing: refused, before predicting
+    line = error_of(capsys, "predict", tmp_path / "m", "--pairs", folder / "effects.h5ad",
+                    "-o", tmp_path / "p.h5ad", "--cell-eval", tmp_path / "ce", "--truth",
+                    folder / "effects.h5ad", "--n-cells", "5", "--export-seed", "1")
+    assert line.endswith("--n-cells, --export-seed go with --cells (single cells); with "
+                         "--truth there are no cells to draw, so leave them out.")
+    assert not (tmp_path / "p.h5ad").exists()
+    line = error_of(capsys, "export", folder / "effects.h5ad", "--truth", folder / "effects.h5ad",
+                    "--cells-context-key", "cell_line", "-o", tmp_path / "ce")
+    assert "--cells-context-key go with --cells" in line
+    ok(capsys, "export", folder / "effects.h5ad", "--truth", folder / "effects.h5ad", "-o",
+       tmp_path / "ce")  # the advice, followed
     line = error_of(capsys, "export", folder / "effects.h5ad", "--truth", folder / "cells.h5ad",
                     "-o", tmp_path / "ce")
     assert "has no column 'context'" in line and "--context-col" in line

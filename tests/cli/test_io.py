@@ -1,30 +1,19 @@
 """Tests of the benchmark's data loading and checks (``c3tl_sklearn.cli._io``)."""
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("optuna")
-matplotlib_image = pytest.importorskip("matplotlib.image")
-
-from c3tl_sklearn.cli import (  # noqa: E402
+from c3tl_sklearn.cli import (
     BenchmarkDataError,
     H5adCells,
     check_benchmark_data,
     load_benchmark_data,
     main,
 )
-from c3tl_sklearn.datasets import make_synthetic_perturbations  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
-SCORE_COLUMNS = ["model", "split", "test_context", "n_train_contexts", "adaptation_fraction",
-                 "metric", "value"]
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-TINY = ["--data", "synthetic", "--synthetic-shape", "5,30,20", "--seed", "0"]
-
+from c3tl_sklearn.datasets import make_synthetic_perturbations
 
 # --------------------------------------------------------------------------- bad data
 

@@ -194,7 +194,7 @@ def test_scarcity_with_few_contexts_draws_training_sets_per_test_context(tmp_pat
 
 
 @pytest.mark.parametrize("option, value", [
-    ("isolate", "no"), ("tune_only", "yes"), ("seed", -1), ("n_jobs", "2"),
+    ("isolate", "no"), ("tune_only", "yes"), ("seed", -1), ("n_jobs", "2"), ("n_jobs", 0),
     ("max_epochs", 0), ("peer_options", [("state", "max_steps", 4)]), ("device", 0),
 ])
 def test_a_config_option_of_the_wrong_kind_is_refused_by_name(option, value):
@@ -202,6 +202,11 @@ def test_a_config_option_of_the_wrong_kind_is_refused_by_name(option, value):
     with pytest.raises(InvalidParameterError, match=f"The '{option}' parameter of "
                        "BenchmarkConfig must be"):
         BenchmarkConfig(**{option: value})
+
+
+def test_n_jobs_takes_joblibs_counts_but_not_zero():
+    assert [BenchmarkConfig(n_jobs=n).n_jobs for n in (None, 1, 4, -1, -2)] == [
+        None, 1, 4, -1, -2]
 
 
 def test_csv_and_parquet_inputs_give_the_same_scores(tmp_path):
@@ -266,6 +271,50 @@ def test_command_line_usage_errors(capsys):
     with pytest.raises(SystemExit):
         main(["--synthetic-shape", "3,4"])
     assert "three integers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--data", "synthetic", "--h5ad", "cells.h5ad"],
+     "give one data source; got --data and --h5ad."),
+    (["--data", "lincs", "--index", "x.csv", "--effects", "y.csv"],
+     "give one data source; got --data and --index/--effects."),
+    (["--data", "synthetic", "--context-key", "line", "--min-cells", "5"],
+     "--context-key, --min-cells say how to read single cells and go with --h5ad CELLS.h5ad; "
+     "leave them out for an effect table."),
+    (["--transform", "log1p"], "--transform say how to read single cells"),
+    (["--seed", "-1"], "--seed must be >= 0"),
+    (["--n-jobs", "0"], "--n-jobs 0 runs no fit; give 1 or more, or -1 for one per core"),
+    (["--protocol", "scarcity", "--split", "s.toml"],
+     "--split replaces the held-out protocol's folds; use it with --protocol heldout"),
+])
+def test_flags_the_run_cannot_use_are_refused_before_it_starts(capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_out_that_is_a_file_is_refused_before_the_run(capsys, tmp_path):
+    (tmp_path / "results").write_text("mine")
+    with pytest.raises(SystemExit) as exc:
+        main([*TINY, "--models", "mean", "--out", str(tmp_path / "results")])
+    assert exc.value.code == 2
+    assert "is a file; give a folder for the results" in capsys.readouterr().err
+    assert (tmp_path / "results").read_text() == "mine"
+
+
+def test_a_second_run_into_a_folder_replaces_the_first_runs_files(tmp_path):
+    out = tmp_path / "run"
+    assert main([*TINY, "--models", "mean", "--n-trials", "0", "--quiet", "--out",
+                 str(out)]) == 0
+    assert (out / "scores.csv").is_file() and (out / "table.md").is_file()
+    (out / "notes.txt").write_text("mine")
+    # a tuning-only run writes no scores: the first run's must not stay beside its README
+    assert main([*TINY, "--models", "mean", "--n-trials", "0", "--quiet", "--tune-only",
+                 "--out", str(out)]) == 0
+    assert not (out / "scores.csv").exists() and not (out / "table.md").exists()
+    assert (out / "params.json").is_file() and (out / "README.md").is_file()
+    assert (out / "notes.txt").read_text() == "mine"  # not a result file: left alone
 
 
 def test_module_runs_as_a_command():

@@ -72,6 +72,12 @@ def test_help_and_import_load_no_heavy_library(statement):
     assert loaded(imported_after(statement), HEAVY) == []
 
 
+def test_peers_list_reads_the_environments_without_the_adapters_libraries(tmp_path):
+    env_dir = f"os.environ['C3TL_PEERS_DIR'] = {str(tmp_path)!r}\n    "
+    modules = imported_after("import os\n    " + env_dir + c3tl("peers", "list"))
+    assert loaded(modules, HEAVY) == []
+
+
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory):
     """A C3TL and a mean-baseline model file, fitted in this process, and pairs to predict."""
