@@ -15,11 +15,11 @@ arguments (Python literals), the second the held-out cell lines.
 from __future__ import annotations
 
 import argparse
-import ast
 import time
 import warnings
 
 import torch
+from _common import parse_kwargs  # beside this script
 from threadpoolctl import threadpool_limits
 
 from c3tl_sklearn import (
@@ -32,21 +32,13 @@ from c3tl_sklearn import (
 from c3tl_sklearn.metrics import centered_pearson_delta, pearson_delta
 
 
-def parse_params(text: str) -> dict:
-    """``"a=1,b=(2,)"`` -> ``{"a": 1, "b": (2,)}`` via the Python parser."""
-    if not text.strip():
-        return {}
-    call = ast.parse(f"f({text})", mode="eval").body
-    return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("params", nargs="?", default="", help="C3TLRegressor keyword arguments")
     parser.add_argument("contexts", nargs="?", default="A375", help="held-out cell lines")
     parser.add_argument("--baselines", action="store_true", help="also score two baselines")
     args = parser.parse_args()
-    params = parse_params(args.params)
+    params = parse_kwargs(args.params)
     torch.set_num_threads(1)
     threadpool_limits(1)
     warnings.simplefilter("ignore", UserWarning)

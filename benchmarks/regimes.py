@@ -33,22 +33,31 @@ reports the mean and the standard error over its splits. Usage::
         --lincs-scores benchmarks/results/lincs-scarcity/scores.csv --out DIR
     python benchmarks/regimes.py --table --out DIR                      # table only
 
-Writes ``scores.csv`` (one row per split and model; appended per group so a
-stopped run keeps what it finished) and ``table.md``.
+Writes ``scores.csv`` (one row per split and model; written after every cell
+so a stopped run keeps what it finished, and a cell run again replaces its
+earlier rows for the models it runs), ``table.md``, and ``runs.md``: one line
+per invocation with its command, date, commit and threads, since the table
+may gather several.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from _common import parse_kwargs  # beside this script
 from threadpoolctl import threadpool_limits
 
 from c3tl_sklearn import (
@@ -291,6 +300,37 @@ def table(scores: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _replace_rows(path: Path, rows: pd.DataFrame) -> None:
+    """Add a cell's rows to ``path``, dropping its earlier rows of the same models first.
+
+    Appending a rerun would count its splits twice and shrink every standard error.
+    """
+    if path.exists():
+        old = pd.read_csv(path)
+        again = (old["group"].eq(rows["group"].iloc[0]) & old["cell"].eq(rows["cell"].iloc[0])
+                 & old["model"].isin(rows["model"].unique()))
+        rows = pd.concat([old[~again], rows], ignore_index=True)
+    tmp = path.with_name(f".part-{path.name}")
+    rows.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _record_run(out: Path) -> None:
+    """One line in ``out/runs.md`` for this invocation: command, date, commit, threads."""
+    try:
+        commit = subprocess.run(["git", "-C", str(Path(__file__).parent), "log", "-1",
+                                 "--format=%h"], capture_output=True, text=True,
+                                timeout=30).stdout.strip() or "?"
+    except (OSError, subprocess.SubprocessError):
+        commit = "?"
+    runs = out / "runs.md"
+    if not runs.exists():
+        runs.write_text("# The runs behind scores.csv and table.md\n\n", encoding="utf-8")
+    with runs.open("a", encoding="utf-8") as f:
+        f.write(f"- {datetime.now():%Y-%m-%d %H:%M}, commit {commit}: `"
+                + shlex.join(["python", "benchmarks/regimes.py", *sys.argv[1:]]) + "`\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="c3tl-results/regimes", help="output directory")
@@ -312,12 +352,15 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "scores.csv"
+    _record_run(out)
     if not args.table:
+        # OMP_NUM_THREADS too: a fit keeps a count above 1 only when the variable says so
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
         torch.set_num_threads(args.threads)
         threadpool_limits(args.threads)
         for spec in args.c3tl:
             label = f"C3TL {spec}"
-            kwargs = eval(f"dict({spec})", {"__builtins__": {}, "dict": dict})  # literals
+            kwargs = parse_kwargs(spec)
             MODELS[label] = lambda kwargs=kwargs: C3TLRegressor(random_state=0, **kwargs)
             args.models.append(label)
         for cell in cells():
@@ -329,16 +372,17 @@ def main() -> None:
                 cell.seeds = cell.seeds[:args.seeds]
             start = time.perf_counter()
             rows = pd.DataFrame(run_cell(cell, args.models))
-            rows.to_csv(path, mode="a", header=not path.exists(), index=False)
+            _replace_rows(path, rows)
             print(f"{cell.group} / {cell.name}: {len(rows)} fits, "
                   f"{time.perf_counter() - start:.0f} s", flush=True)
     if args.lincs_scores:
         lincs = lincs_from_benchmark(args.lincs_scores)
         lincs.to_csv(out / "lincs_scores.csv", index=False)
+    scores = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["group"])
     if (out / "lincs_scores.csv").exists():
-        scores = pd.concat([pd.read_csv(out / "lincs_scores.csv"), pd.read_csv(path)])
-    else:
-        scores = pd.read_csv(path)
+        # `make scarcity`'s rows are the lincs group: they replace any fitted here
+        scores = pd.concat([pd.read_csv(out / "lincs_scores.csv"),
+                            scores[scores["group"] != "lincs"]], ignore_index=True)
     (out / "table.md").write_text(table(scores))
     print(table(scores))
 

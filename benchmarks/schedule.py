@@ -29,7 +29,6 @@ other configurations instead. Nothing is written unless ``--out`` is given.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import platform
@@ -38,6 +37,8 @@ import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
+
+from _common import load_average, parse_kwargs  # beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = (48, 1138, 2000)
@@ -72,17 +73,6 @@ print(json.dumps({{
 """
 
 
-def parse_config(text: str) -> dict:
-    """``"lr=0.01, patience=10"`` as keyword arguments (literals only)."""
-    call = ast.parse(f"f({text})", mode="eval").body
-    if not isinstance(call, ast.Call) or call.args:
-        raise argparse.ArgumentTypeError(f"{text!r}: give keyword arguments, e.g. 'lr=0.01'")
-    try:
-        return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: the values must be literals") from None
-
-
 def run(kwargs: dict, threads: int) -> dict:
     """One fit in a fresh process."""
     code = CHILD.format(benchmarks=str(REPO / "benchmarks"), threads=threads, shape=SHAPE,
@@ -109,7 +99,7 @@ def report(results: list[tuple[str, dict]], args: argparse.Namespace, argv: list
         f"{os.cpu_count()} CPUs; {args.threads} torch thread(s); one fit per configuration "
         f"(seed {SEED}), in its own process.",
         "- Load average (1, 5, 15 min) at the end: "
-        + " ".join(f"{x:.2f}" for x in os.getloadavg()) + ".",
+        + load_average() + ".",
         f"- *reaches default's best*: first epoch with a validation loss at most the default "
         f"fit's best ({default_best:.4f}).", "",
         "| configuration | epochs | best validation loss (epoch) | reaches default's best "
@@ -136,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, metavar="FILE.md", help="also write the report here")
     args = parser.parse_args(argv)
     texts = [""] + (args.config if args.config is not None else CONFIGS[1:])
-    configs = [(text or "default", parse_config(text)) for text in texts]
+    configs = [(text or "default", parse_kwargs(text)) for text in texts]
     results = []
     for label, kwargs in configs:
         res = run(kwargs, args.threads)

@@ -55,7 +55,9 @@ perturbations x 2,000 genes; more contexts means more observed pairs) and at
 series, that epoch time grew at most 10% more than the size did (``time ratio
 <= 1.1 x size ratio``; for a doubling: at most doubled plus 10%). The series
 runs ``--rounds`` times (each configuration once per round, in a fresh
-subprocess) and quotes the median over rounds.
+subprocess) and quotes the median over rounds; a shape that is also a step of
+the series (Tahoe) keeps that median s/epoch beside its first round's fit
+time and memory.
 
 Read-out memory cases (``--memory``, on by default) fit one default model on a
 sparse design, each context measuring a few pairs: 1,000 contexts x 10 pairs x
@@ -79,7 +81,8 @@ Usage::
     python benchmarks/speed.py --shapes tahoe --no-scaling --threads 1
     python benchmarks/speed.py --tiny --epochs 3   # seconds; a smoke test, prints only
 
-Full size takes several minutes (7 subprocesses; more with ``--full-fit``).
+Full size takes several minutes (one subprocess per configuration, and the
+scaling series' once more per extra round; longer with ``--full-fit``).
 ``--tiny`` runs miniature shapes, all in one subprocess unless ``--isolate``,
 and writes a file only when ``--out`` is given. The table goes to
 ``speed.md`` in ``--out`` (default ``./c3tl-results/speed``; ``--out
@@ -554,10 +557,8 @@ def main(argv: list[str] | None = None) -> int:
         for key in list(rounds):
             print(f"scaling round {r}/{args.rounds}: {key} ...", flush=True)
             res = run_worker([by_key[key]], args.threads)[key]
-            if "error" in res:
-                print(f"  {key}: FAILED {res['error']}", flush=True)
-                results[key] = res
-                rounds.pop(key)
+            if "error" in res:  # the rounds before stand; this one is left out
+                print(f"  {key}: round {r} FAILED {res['error']}", flush=True)
                 continue
             rounds[key].append(res["epoch_s"])
             print(f"  {key}: {res['epoch_s']:.3f} s/epoch", flush=True)
@@ -722,7 +723,7 @@ def render_memory(results: list[dict], tiny: bool) -> list[str]:
         "features x genes, computed); *file MiB*: the saved model.",
         "",
         "| case | contexts x perturbations x genes | measured pairs per context | fit s "
-        "| epochs | predict s | peak RSS GB | RSS before fit GB | read-out MiB "
+        "| epochs | predict s (one call) | peak RSS GB | RSS before fit GB | read-out MiB "
         "| dense read-out MiB | file MiB | targets |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]

@@ -56,19 +56,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from _common import load_average  # beside this script
+from walkthrough import SPLIT  # the README's split
+
 REPO = Path(__file__).resolve().parents[1]
 
 #: The issue's targets on an idle 2-core machine (seconds of wall time).
 TARGETS = {"import c3tl_sklearn": 1.0, "c3tl --help": 0.5, "c3tl predict": 2.0}
-
-_SPLIT = """
-import anndata
-effects = anndata.read_h5ad("effects.h5ad")
-test = (effects.obs["context"] == "U87MG") & ~effects.obs["perturbation"].isin(["MAPK1", "PLK4"])
-effects[~test].write_h5ad("train.h5ad")
-effects[test].write_h5ad("test.h5ad")
-"""
-
 
 def _cases(python: str) -> dict[str, list[str]]:
     c3tl = [python, "-m", "c3tl_sklearn.cli"]
@@ -109,7 +103,7 @@ def _prepare(workdir: Path, python: str, env: dict[str, str]) -> None:
          "load().write_h5ad('cells.h5ad')"],
         [*c3tl, "pseudobulk", "cells.h5ad", "--context", "cell_line", "--perturbation",
          "perturbation", "--control", "control", "-o", "effects.h5ad", "--quiet"],
-        [python, "-c", _SPLIT],
+        [python, "-c", SPLIT],
         [*c3tl, "fit", "train.h5ad", "-o", "c3tl.model", "--threads", "1", "--quiet"],
     ]
     for cmd in steps:
@@ -156,13 +150,6 @@ def _revision(checkout: Path) -> str:
     return done.stdout.strip()[:90] or "?"
 
 
-def _load() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:  # pragma: no cover - not on this platform
-        return "?"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=7, help="runs per case and version "
@@ -188,7 +175,7 @@ def main(argv=None) -> int:
     own = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="c3tl-startup-")) if own else args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
-    load_before = _load()
+    load_before = load_average()
     try:
         # the children run in the work folder, first on sys.path: PYTHONPATH must then
         # pick the version, not a checkout there or an installed copy
@@ -217,7 +204,7 @@ def main(argv=None) -> int:
     finally:
         if own:
             shutil.rmtree(workdir, ignore_errors=True)
-    load_after = _load()
+    load_after = load_average()
 
     command = "python benchmarks/startup.py " + shlex.join(
         sys.argv[1:] if argv is None else list(argv))

@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from _common import emit, load_average  # beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -163,8 +164,8 @@ def report(runs: dict[tuple[str, str], list[dict]], versions: dict[str, Path],
             threads = ", ".join(str(r["threads"]) for r in got)
             lines.append(f"| {name} | {name_of_condition} | {fits} | {epochs} | {threads} "
                          f"| {per_epoch:.0f} |")
-    lines += ["", "ms/epoch: the median over every epoch of the condition's fits of skorch's "
-              "`dur` (the epoch alone, not the fit's set-up)."]
+    lines += ["", "ms/epoch: the median of the fits' median epoch durations (skorch's `dur`: "
+              "the epoch alone, not the fit's set-up)."]
     return "\n".join(lines) + "\n"
 
 
@@ -204,23 +205,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeats must be at least 1")
     if args.demo and args.reference is not None:
         parser.error("--demo runs this checkout's demo only; leave out --reference")
-    before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    before = load_average()
     if args.demo:
         with tempfile.TemporaryDirectory(prefix="c3tl-threads-") as workdir:
             tables = measure_demo(Path(workdir))
-        after = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        after = load_average()
         text = report_demo(tables, argv, (before, after))
     else:
         versions = {"this checkout": REPO}
         if args.reference is not None:
             versions = {"reference": args.reference.resolve(), **versions}
         runs = measure(versions, args.repeats)
-        after = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        after = load_average()
         text = report(runs, versions, argv, (before, after))
-    print("\n" + text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    emit(text, args.out)
     return 0
 
 

@@ -17,6 +17,9 @@ def script(name: str) -> Path:
 
 def load_script(name: str) -> ModuleType:
     """``benchmarks/<name>.py`` imported as the module ``benchmark_<name>``."""
+    # as when run: the scripts import their helpers (``_common``, ``speed``) from beside them
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(f"benchmark_{name}", script(name))
     module = importlib.util.module_from_spec(spec)
     # registered first: a dataclass of the script looks its module up while it is built

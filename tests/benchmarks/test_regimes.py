@@ -57,3 +57,17 @@ def test_lincs_rows_from_a_scarcity_run(regimes, tmp_path):
     assert rows.loc["Linear transfer", "mse"] == 0.09
     assert set(rows["group"]) == {"lincs"}
     assert rows["pearson_delta"].isna().all()  # a run without it leaves it empty
+
+
+def test_a_cell_run_again_replaces_its_rows_instead_of_counting_them_twice(regimes, tmp_path):
+    path = tmp_path / "scores.csv"
+    first = pd.DataFrame({"group": "g", "cell": ["a", "a", "b"], "model": ["C3TL", "mean", "C3TL"],
+                          "value": [1.0, 2.0, 3.0]})
+    regimes._replace_rows(path, first)
+    again = pd.DataFrame({"group": "g", "cell": ["a"], "model": ["C3TL"], "value": [9.0]})
+    regimes._replace_rows(path, again)
+    got = pd.read_csv(path).sort_values(["cell", "model"]).reset_index(drop=True)
+    # cell a's C3TL row replaced; its mean row (not rerun) and cell b kept
+    assert got[["cell", "model", "value"]].values.tolist() == [
+        ["a", "C3TL", 9.0], ["a", "mean", 2.0], ["b", "C3TL", 3.0]]
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.csv"]  # no temporary left

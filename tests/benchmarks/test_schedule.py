@@ -16,16 +16,19 @@ def _module():
 
 
 def test_configurations_are_keyword_literals_the_estimator_accepts():
-    schedule = _module()
-    assert schedule.parse_config("") == {}
-    assert schedule.parse_config("lr=0.01, hidden_dims=(64, 32), lr_schedule='plateau'") == {
+    kwargs, schedule = load_script("_common"), _module()
+    assert kwargs.parse_kwargs("") == {}
+    assert kwargs.parse_kwargs("lr=0.01, hidden_dims=(64, 32), lr_schedule='plateau'") == {
         "lr": 0.01, "hidden_dims": (64, 32), "lr_schedule": "plateau"}
     for text in schedule.CONFIGS:  # the settings compared by default are valid parameters
-        C3TLRegressor(**schedule.parse_config(text))._validate_params()
+        C3TLRegressor(**kwargs.parse_kwargs(text))._validate_params()
     with pytest.raises(argparse.ArgumentTypeError, match="keyword arguments"):
-        schedule.parse_config("0.01")
+        kwargs.parse_kwargs("0.01")
     with pytest.raises(argparse.ArgumentTypeError, match="literals"):
-        schedule.parse_config("lr=compute()")
+        kwargs.parse_kwargs("lr=compute()")
+    for not_kwargs in ("**{'lr': 1}", "lr=", "__import__('os')"):
+        with pytest.raises(argparse.ArgumentTypeError, match="keyword arguments"):
+            kwargs.parse_kwargs(not_kwargs)
 
 
 def test_report_finds_the_epoch_each_run_reaches_the_defaults_best():
