@@ -67,8 +67,9 @@ def check_truth_flags(args: argparse.Namespace) -> None:
         ("--cells-context-key", args.cells_context_key),
         ("--cells-perturbation-key", args.cells_perturbation_key)) if value is not None]
     if only_cells:
-        raise CommandError(f"{', '.join(only_cells)} go with --cells (single cells); with "
-                           "--truth there are no cells to draw, so leave them out.")
+        goes, them = ("goes", "it") if len(only_cells) == 1 else ("go", "them")
+        raise CommandError(f"{', '.join(only_cells)} {goes} with --cells (single cells); with "
+                           f"--truth there are no cells to draw, so leave {them} out.")
 
 
 def export(X: pd.DataFrame, Y_pred: pd.DataFrame, args: argparse.Namespace, out: Path,

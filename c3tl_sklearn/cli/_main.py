@@ -299,8 +299,10 @@ def _data_flags_problem(args) -> str | None:
         unused = ["--" + name.replace("_", "-") for name in _CELL_FLAGS
                   if getattr(args, name) is not None]
         if unused:
-            return (f"{', '.join(unused)} say how to read single cells and go with --h5ad "
-                    "CELLS.h5ad; leave them out for an effect table.")
+            says, goes, them = (("says", "goes", "it") if len(unused) == 1
+                                else ("say", "go", "them"))
+            return (f"{', '.join(unused)} {says} how to read single cells and {goes} with "
+                    f"--h5ad CELLS.h5ad; leave {them} out for an effect table.")
     return None
 
 

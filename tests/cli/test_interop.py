@@ -197,7 +197,8 @@ def test_cell_eval_errors_name_the_fix(capsys, folder, tmp_path):
     assert not (tmp_path / "p.h5ad").exists()
     line = error_of(capsys, "export", folder / "effects.h5ad", "--truth", folder / "effects.h5ad",
                     "--cells-context-key", "cell_line", "-o", tmp_path / "ce")
-    assert "--cells-context-key go with --cells" in line
+    assert line.endswith("--cells-context-key goes with --cells (single cells); with --truth "
+                         "there are no cells to draw, so leave it out.")
     ok(capsys, "export", folder / "effects.h5ad", "--truth", folder / "effects.h5ad", "-o",
        tmp_path / "ce")  # the advice, followed
     line = error_of(capsys, "export", folder / "effects.h5ad", "--truth", folder / "cells.h5ad",

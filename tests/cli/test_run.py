@@ -281,7 +281,8 @@ def test_command_line_usage_errors(capsys):
     (["--data", "synthetic", "--context-key", "line", "--min-cells", "5"],
      "--context-key, --min-cells say how to read single cells and go with --h5ad CELLS.h5ad; "
      "leave them out for an effect table."),
-    (["--transform", "log1p"], "--transform say how to read single cells"),
+    (["--transform", "log1p"], "--transform says how to read single cells and goes with "
+     "--h5ad CELLS.h5ad; leave it out for an effect table."),
     (["--seed", "-1"], "--seed must be >= 0"),
     (["--n-jobs", "0"], "--n-jobs 0 runs no fit; give 1 or more, or -1 for one per core"),
     (["--protocol", "scarcity", "--split", "s.toml"],
