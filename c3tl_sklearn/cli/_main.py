@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 import time
@@ -23,7 +24,7 @@ from ._parsers import (
 from ._registry import _TUNE_METRICS, MODEL_LABELS, MODELS, PEER_MODELS
 
 if TYPE_CHECKING:
-    from ._config import H5adCells
+    from ._config import BenchmarkConfig, H5adCells
     from ._report import BenchmarkResult
 
 __all__ = ["build_parser", "main"]
@@ -324,17 +325,32 @@ def _h5ad_cells(args, control) -> H5adCells | None:
 
 
 def _main_run(args, start_time: float, out: str, command: str) -> BenchmarkResult:
-    """Load the data named on the command line and run the benchmark."""
-    from ._config import BenchmarkConfig
-    from ._io import BenchmarkDataError, _read_params_file, load_benchmark_data
+    """Check the options, then load the data named on the command line and run the benchmark."""
+    from ._io import load_benchmark_data
     from ._run import run_benchmark
 
     control = control_labels(args.control) if args.control else None
+    # the options first: a bad flag is named before a large file is read
+    config = _config(args, control)
     X, Y, description = load_benchmark_data(
         args.data, index=args.index, effects=args.effects, h5ad=_h5ad_cells(args, control),
         context_col=args.context_col, perturbation_col=args.perturbation_col,
         synthetic_shape=tuple(args.synthetic_shape), seed=args.seed,
     )
+    return run_benchmark(X, Y, config, out_dir=out, progress=not args.quiet, command=command,
+                         data_description=description, start_time=start_time)
+
+
+_CONFIG_PARAMETER = re.compile(r"The '(\w+)' parameter of BenchmarkConfig")
+
+
+def _config(args, control) -> BenchmarkConfig:
+    """The run's ``BenchmarkConfig``; its refusals name the command-line flag."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from ._config import BenchmarkConfig
+    from ._io import BenchmarkDataError, _read_params_file
+
     params = _read_params_file(args.params) if args.params else None
     cells, peer_options = _peer_setup(args, control)
     split = None
@@ -345,20 +361,23 @@ def _main_run(args, start_time: float, out: str, command: str) -> BenchmarkResul
             raise BenchmarkDataError(f"--split {args.split!r}: the file does not exist.")
         # the loaded data carry the standard label names, whatever the file called them
         split = StateSplit(args.split, dataset=args.split_dataset)
-    config = BenchmarkConfig(
-        protocol=args.protocol, models=args.models, n_trials=args.n_trials,
-        tune_metric=args.tune_metric, inner_folds=args.inner_folds,
-        adaptation_fraction=args.adaptation_fraction,
-        n_test_contexts=args.n_test_contexts, n_train_contexts=args.n_train_contexts,
-        adaptation_fractions=args.adaptation_fractions,
-        scarcity_test_set=args.scarcity_test_set, params=params,
-        max_epochs=args.max_epochs, device=args.device, storage=args.storage,
-        study_prefix=args.study_prefix, seed=args.seed, max_points=args.max_points,
-        tune_only=args.tune_only, n_jobs=args.n_jobs, split=split, cells=cells,
-        peer_options=peer_options, isolate=args.isolate,
-    )
-    return run_benchmark(X, Y, config, out_dir=out, progress=not args.quiet, command=command,
-                         data_description=description, start_time=start_time)
+    try:
+        return BenchmarkConfig(
+            protocol=args.protocol, models=args.models, n_trials=args.n_trials,
+            tune_metric=args.tune_metric, inner_folds=args.inner_folds,
+            adaptation_fraction=args.adaptation_fraction,
+            n_test_contexts=args.n_test_contexts, n_train_contexts=args.n_train_contexts,
+            adaptation_fractions=args.adaptation_fractions,
+            scarcity_test_set=args.scarcity_test_set, params=params,
+            max_epochs=args.max_epochs, device=args.device, storage=args.storage,
+            study_prefix=args.study_prefix, seed=args.seed, max_points=args.max_points,
+            tune_only=args.tune_only, n_jobs=args.n_jobs, split=split, cells=cells,
+            peer_options=peer_options, isolate=args.isolate,
+        )
+    except InvalidParameterError as exc:
+        text = _CONFIG_PARAMETER.sub(
+            lambda m: "--" + m.group(1).replace("_", "-"), str(exc), count=1)
+        raise BenchmarkDataError(text) from None
 
 
 def _peer_setup(args, control):

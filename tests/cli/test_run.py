@@ -295,6 +295,17 @@ def test_flags_the_run_cannot_use_are_refused_before_it_starts(capsys, argv, mes
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--inner-folds", "0", "--inner-folds must be an int in the range [1, inf). Got 0"),
+    ("--n-test-contexts", "0", "--n-test-contexts must be an int in the range [1, inf) or None"),
+])
+def test_an_option_the_config_refuses_is_named_by_its_flag(capsys, tmp_path, flag, value,
+                                                            message):
+    assert main([*TINY, "--models", "mean", flag, value, "--out", str(tmp_path / "r")]) == 2
+    assert f"c3tl-benchmark: error: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_out_that_is_a_file_is_refused_before_the_run(capsys, tmp_path):
     (tmp_path / "results").write_text("mine")
     with pytest.raises(SystemExit) as exc:
