@@ -90,7 +90,7 @@ def _split_rows(args: argparse.Namespace, X, Y):
 
     if args.split is None:
         if args.dataset or args.test_out:
-            raise CommandError("--dataset and --test-out go with --split FILE.toml.")
+            raise CommandError("--split-dataset and --test-out go with --split FILE.toml.")
         return X, Y, None
     test_out = None
     if args.test_out is not None:

@@ -151,8 +151,9 @@ def _fit(subparsers) -> argparse.ArgumentParser:
     split.add_argument("--split", metavar="FILE.toml",
                        help="fit only on the file's training rows (validation rows too, "
                        "unless they are test rows)")
-    split.add_argument("--dataset", metavar="NAME",
-                       help="the dataset of the file's keys (default: its only one)")
+    split.add_argument("--split-dataset", "--dataset", metavar="NAME", dest="dataset",
+                       help="the dataset of the file's 'dataset.context' keys (default: its "
+                       "only one); --split-dataset as in `c3tl benchmark`")
     split.add_argument("--test-out", metavar="FILE",
                        help="write the file's test rows here (.h5ad keeps the input's uns, "
                        "e.g. the control means; or .csv/.tsv/.parquet), for `c3tl predict "

@@ -95,6 +95,11 @@ def test_fit_split_errors_name_the_fix(capsys, folder, tmp_path):
     assert "'LN229' is not a context of X" in line and "--context-col" in line
     assert "go with --split" in error_of(capsys, "fit", folder / "effects.h5ad", "--test-out",
                                          tmp_path / "t.h5ad", "-o", tmp_path / "m")
+    # the dataset is named as in `c3tl benchmark` (--dataset, the older name, still works)
+    for flag in ("--split-dataset", "--dataset"):
+        line = error_of(capsys, "fit", folder / "effects.h5ad", "--split", folder / "split.toml",
+                        flag, "other", "-o", tmp_path / "m")
+        assert "other" in line, line
 
 
 def test_evaluate_reads_the_label_columns_predict_wrote(capsys, folder, tmp_path):
