@@ -69,6 +69,7 @@ from c3tl_sklearn import (
     load_lincs_knockdowns,
     make_synthetic_perturbations,
 )
+from c3tl_sklearn._atomic import atomic_path
 from c3tl_sklearn.datasets import PerturbationDesign, make_regime_perturbations
 from c3tl_sklearn.metrics import centered_pearson_delta, pearson_delta
 from c3tl_sklearn.model_selection import LeaveOneContextOut, ScarcitySplit
@@ -305,14 +306,15 @@ def _replace_rows(path: Path, rows: pd.DataFrame) -> None:
 
     Appending a rerun would count its splits twice and shrink every standard error.
     """
+    if rows.empty:
+        return
     if path.exists():
         old = pd.read_csv(path)
         again = (old["group"].eq(rows["group"].iloc[0]) & old["cell"].eq(rows["cell"].iloc[0])
                  & old["model"].isin(rows["model"].unique()))
         rows = pd.concat([old[~again], rows], ignore_index=True)
-    tmp = path.with_name(f".part-{path.name}")
-    rows.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # a stopped run keeps the file it had
+        rows.to_csv(tmp, index=False)
 
 
 def _record_run(out: Path) -> None:

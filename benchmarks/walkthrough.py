@@ -22,6 +22,7 @@ go to ``--workdir`` (default: a temporary folder, removed afterwards).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -120,8 +121,6 @@ def _run(python: str, args: list[str], cwd: Path) -> tuple[float, str]:
 
 def measure(python: str, workdir: Path, repeats: int) -> tuple[dict[str, list[float]], dict]:
     """Every step's wall seconds per repeat (a fresh folder each time), then the scores."""
-    import json
-
     times: dict[str, list[float]] = {}
     for i in range(repeats):
         folder = workdir / f"run{i}"

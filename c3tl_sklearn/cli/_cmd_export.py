@@ -76,11 +76,11 @@ def export(X: pd.DataFrame, Y_pred: pd.DataFrame, args: argparse.Namespace, out:
            ccol, pcol) -> None:
     """Export ``(X, Y_pred)`` and the truth ``args`` names into ``out``; print the command.
 
-    ``out`` is a folder :func:`check_folder` accepted.
+    ``out`` is a folder :func:`check_folder` accepted, for flags
+    :func:`check_truth_flags` accepted.
     """
     from ..preprocessing import TruthCells, TruthEffects, to_cell_eval
 
-    check_truth_flags(args)
     n_cells = _n_cells("match" if args.n_cells is None else args.n_cells)
     seed = 0 if args.export_seed is None else args.export_seed
     # the bounded means' warning reaches the user as `c3tl ...: warning:` (see c3tl_main)
@@ -144,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = check_folder(args.output, "-o", {"predictions": args.predictions,
                                            "--truth": args.truth, "--cells": args.cells})
+    check_truth_flags(args)
     ccol, pcol = label_columns(args.predictions, args.context_col, args.perturbation_col)
     X, Y = read_effects(args.predictions, ccol, pcol, what="predictions")
     export(X, Y, args, out, ccol, pcol)

@@ -78,11 +78,8 @@ class PeerCells:
     def __post_init__(self):
         from ..preprocessing._options import check_options
 
-        check_options({"transform": self.transform, "target_sum": self.target_sum},
-                      caller_name="PeerCells")
-        if self.layer is not None and not isinstance(self.layer, str):
-            raise TypeError(f"PeerCells(layer=...) must be a layer name (str) or None; got "
-                            f"{type(self.layer).__name__}.")
+        check_options({"layer": self.layer, "transform": self.transform,
+                       "target_sum": self.target_sum}, caller_name="PeerCells")
         self.target_sum = float(self.target_sum)
 
     @property

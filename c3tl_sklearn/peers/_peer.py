@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
@@ -112,6 +112,7 @@ class PeerRegressor(RegressorMixin, BaseEstimator):
         return path
 
     # ------------------------------------------------------------------ API
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: pd.DataFrame, y):
         """Train the peer on the cells of the pairs in ``X`` (and every control cell).
 
@@ -127,7 +128,6 @@ class PeerRegressor(RegressorMixin, BaseEstimator):
         -------
         self
         """
-        self._validate_params()
         if not isinstance(X, pd.DataFrame):
             raise TypeError(f"{type(self).__name__}.fit takes the index table as a DataFrame.")
         source = self._cell_source()

@@ -63,6 +63,7 @@ class PseudobulkReport:
 
 
 _OPTION_CONSTRAINTS = {
+    "layer": [str, None],
     "min_cells": [Interval(Integral, 1, None, closed="left")],
     "n_top_genes": [Interval(Integral, 1, None, closed="left"), None],
     "hvg_on": [StrOptions(set(_HVG_ON))],

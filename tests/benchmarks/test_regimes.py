@@ -71,3 +71,5 @@ def test_a_cell_run_again_replaces_its_rows_instead_of_counting_them_twice(regim
     assert got[["cell", "model", "value"]].values.tolist() == [
         ["a", "C3TL", 9.0], ["a", "mean", 2.0], ["b", "C3TL", 3.0]]
     assert [p.name for p in tmp_path.iterdir()] == ["scores.csv"]  # no temporary left
+    regimes._replace_rows(path, again.iloc[:0])  # a cell without rows changes nothing
+    assert len(pd.read_csv(path)) == 3

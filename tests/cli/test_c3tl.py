@@ -142,6 +142,8 @@ def test_options_a_command_would_ignore_are_refused(capsys, effects):
     assert line == ("c3tl fit: error: --device is C3TL's torch device; the mean baseline runs "
                     "on the CPU, so leave --device out.")
     assert not (path / "m.c3tl").exists()
+    assert run(capsys, "fit", path / "effects.csv", "-o", path / "m.c3tl", "--model", "mean",
+               "--quiet")[0] == 0  # the advice, followed
     line = error_of(capsys, "peers", "list", "--prefix", path)
     assert line.startswith("c3tl peers: error: --prefix and --pip-arg go with `c3tl peers "
                            "install`")
@@ -219,6 +221,10 @@ def test_no_command_writes_over_its_inputs_or_its_other_outputs(capsys, effects)
     assert line == (f"c3tl export: error: -o '{path / 'ce'}' would write pred.h5ad over the "
                     f"predictions file '{path / 'ce' / 'pred.h5ad'}'; choose another folder "
                     "(inputs are never overwritten).")
+    # the check sees the folders, not the names: the same folder through a link is refused
+    (path / "ce_link").symlink_to(path / "ce")
+    assert "would write pred.h5ad over the predictions file" in error_of(
+        capsys, "export", path / "ce" / "pred.h5ad", "--truth", truth, "-o", path / "ce_link")
     # a model over the split it was fitted with, or over the test rows it wrote
     line = error_of(capsys, "fit", path / "effects.h5ad", "--split", path / "split.toml", "-o",
                     path / "split.toml")

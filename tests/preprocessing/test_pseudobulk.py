@@ -521,6 +521,7 @@ def test_nan_in_matrix_names_the_cell(storage, where, tmp_path):
         ({"chunk_size": 0}, r"'chunk_size' parameter of pseudobulk must be an int in the "
                             r"range \[1, inf\) or None"),
         ({"layer": "missing"}, "no layer 'missing'"),
+        ({"layer": 3}, r"'layer' parameter of pseudobulk must be an instance of 'str' or None"),
     ],
 )
 def test_bad_parameters(kwargs, match):
