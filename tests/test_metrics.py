@@ -40,6 +40,8 @@ from c3tl_sklearn.metrics import (
 )
 from c3tl_sklearn.model_selection import LeaveOneContextOut
 
+from .conftest import warns_at
+
 PROPERTY = settings(max_examples=40, deadline=None)
 
 
@@ -165,13 +167,8 @@ def _constant_row_cases():
 
 @pytest.mark.parametrize("case", range(4))
 def test_undefined_metric_warnings_name_the_callers_line(case):
-    call = _constant_row_cases()[case]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        call()
-    ours = [w for w in caught if issubclass(w.category, UndefinedMetricWarning)]
-    assert ours, [str(w.message) for w in caught]
-    assert {w.filename for w in ours} == {__file__}
+    with warns_at(__file__, UndefinedMetricWarning):
+        _constant_row_cases()[case]()
 
 
 def test_pearson_no_warning_for_regular_rows_and_extreme_scales():
