@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -94,7 +95,7 @@ def report(results: list[tuple[str, dict]], args: argparse.Namespace, argv: list
     default_best = min(results[0][1]["valid"])
     lines = [
         "# Epochs and accuracy per training schedule (Tahoe shape)", "",
-        f"`python benchmarks/schedule.py {' '.join(argv)}`".replace(" `", "`"), "",
+        f"`{shlex.join(['python', 'benchmarks/schedule.py', *argv])}`", "",
         f"- {datetime.now():%Y-%m-%d %H:%M}, Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs; {args.threads} torch thread(s); one fit per configuration "
         f"(seed {SEED}), in its own process.",

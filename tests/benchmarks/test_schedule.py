@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 import pytest
 
@@ -48,3 +49,12 @@ def test_report_finds_the_epoch_each_run_reaches_the_defaults_best():
     assert "| default | 4 | 1.0000 (3) | 3 | 0.600 | 12.0 | 0.0200 | 0.9800 |" in lines
     assert "| lr=0.01 | 3 | 0.5000 (3) | 2 | 0.400 | 8.0 | 0.0190 | 0.9810 |" in lines
     assert "| lr=1.0 | 2 | 4.0000 (2) | - | 0.300 | 5.0 | 0.5000 | 0.1000 |" in lines
+
+
+def test_report_quotes_the_command_so_that_it_runs_again():
+    schedule = _module()
+    run = {"valid": [2.0, 1.0], "dur": [1.0, 0.5], "fit_s": 1.5, "mse": 0.1, "centred": 0.5}
+    argv = ["--config", "lr=0.01, max_epochs=40", "--threads", "2"]
+    text = schedule.report([("default", run)], argparse.Namespace(threads=2), argv)
+    command = next(line for line in text.splitlines() if line.startswith("`python"))
+    assert shlex.split(command.strip("`")) == ["python", "benchmarks/schedule.py", *argv]
