@@ -65,3 +65,18 @@ def test_startup_report_gives_the_ratio_and_the_range():
                            times, {}, "0", "0")
     assert "| c3tl --help | 1.10 (1.00-1.20) | 0.10 (0.10-0.20) | 11.0x | <= 0.5 s |" in \
         text.splitlines()
+
+
+def test_startup_floors_run_once_and_say_what_they_bound():
+    startup = load_script("startup")
+    cases = startup._cases("python")
+    # every case that is not the package is a floor, and the floors import no package code
+    assert set(cases) - set(startup.TARGETS) == set(startup.FLOORS)
+    for case in startup.FLOORS:
+        assert "c3tl_sklearn" not in " ".join(cases[case])
+    args = SimpleNamespace(threads=1, repeats=2, python="python")
+    times = {("floor without skorch", "this checkout"): [1.5, 1.7]}
+    text = startup._report(args, "python benchmarks/startup.py", {"this checkout": "/c"},
+                           times, {}, "0", "0")
+    assert ("| floor without skorch | 1.60 (1.50-1.70) | what a predict without skorch or "
+            "scikit-learn cannot avoid |") in text.splitlines()
