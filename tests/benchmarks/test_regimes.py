@@ -73,3 +73,17 @@ def test_a_cell_run_again_replaces_its_rows_instead_of_counting_them_twice(regim
     assert [p.name for p in tmp_path.iterdir()] == ["scores.csv"]  # no temporary left
     regimes._replace_rows(path, again.iloc[:0])  # a cell without rows changes nothing
     assert len(pd.read_csv(path)) == 3
+
+
+def test_each_run_is_recorded_with_its_command_and_threads(regimes, tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["regimes.py", "--groups", "shapes", "--cells", "Tahoe x"])
+    regimes._record_run(tmp_path, 1)
+    monkeypatch.setattr("sys.argv", ["regimes.py", "--table"])
+    regimes._record_run(tmp_path, 2)
+    lines = (tmp_path / "runs.md").read_text().splitlines()
+    assert lines[0] == "# The runs behind scores.csv and table.md"
+    runs = [line for line in lines if line.startswith("- ")]
+    assert len(runs) == 2  # appended, the first kept
+    assert ", 1 thread(s): `python benchmarks/regimes.py --groups shapes --cells 'Tahoe x'`" \
+        in runs[0]
+    assert runs[1].endswith(", 2 thread(s): `python benchmarks/regimes.py --table`")
