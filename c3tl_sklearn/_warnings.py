@@ -20,7 +20,8 @@ def user_stacklevel() -> int:
     Called from the function that warns, it counts the frames up to the
     first one outside this package and the libraries that call into it
     (scikit-learn's ``validate_params`` and ``_fit_context`` wrap public
-    functions and ``fit``; skorch's training loop calls the callbacks), so
+    functions and ``fit``; skorch's training loop calls the callbacks and
+    Optuna's the search's objective), so
     the warning names the user's line however deep inside it is raised.
     """
     import sys
@@ -32,12 +33,13 @@ def user_stacklevel() -> int:
     return level
 
 
-_CALLERS_SKIPPED = ("c3tl_sklearn", "sklearn", "skorch")
+_CALLERS_SKIPPED = ("c3tl_sklearn", "sklearn", "skorch", "optuna")
 
 
-def warn_unknown_contexts(unseen: np.ndarray, contexts: np.ndarray, consequence: str,
-                          *, stacklevel: int | None = None) -> None:
+def warn_unknown_contexts(unseen: np.ndarray, contexts: np.ndarray, consequence: str) -> None:
     """Warn that rows ask for contexts never observed in fit, and what they get instead.
+
+    The warning names the first line outside the package (:func:`user_stacklevel`).
 
     Parameters
     ----------
@@ -47,15 +49,11 @@ def warn_unknown_contexts(unseen: np.ndarray, contexts: np.ndarray, consequence:
         The context label of every row.
     consequence : str
         What those rows get, e.g. ``"they get the mean baseline prediction."``.
-    stacklevel : int, optional
-        Frames above the caller of this function that the warning names;
-        ``None`` names the first line outside the package
-        (:func:`user_stacklevel`).
     """
     if unseen.any():
         warnings.warn(
             f"{int(unseen.sum())} row(s) ask for context(s) never observed in fit, "
             f"e.g. {label_examples(contexts[unseen])}; {consequence}",
             UserWarning,
-            stacklevel=user_stacklevel() if stacklevel is None else stacklevel + 1,
+            stacklevel=user_stacklevel(),
         )

@@ -381,7 +381,7 @@ class C3TLNetwork(nn.Module):
         sum_z, n_z = _segment_sum(hz, obs_pert, self.n_perturbations)
         sum_psi, n_psi = _segment_sum(hpsi, obs_ctx, self.n_contexts, keep)
         # index_select rather than indexing: its backward is an index_add_, where
-        # indexing's accumulating index_put_ took a sixth of a CPU training step
+        # indexing's is an accumulating index_put_, far slower on a CPU
         s_z, c_z = sum_z.index_select(0, pert), n_z[pert]
         s_psi, c_psi = sum_psi.index_select(0, ctx), n_psi[ctx]
         if self.leave_target_out:

@@ -14,7 +14,7 @@ def test_warn_unknown_contexts_points_at_the_caller():
     def predict():
         warn_unknown_contexts(np.array([True, False, True]),
                               np.array(["new", "a", "new"], dtype=object),
-                              "they get the mean.", stacklevel=1)
+                              "they get the mean.")
 
     with pytest.warns(UserWarning, match=r"2 row\(s\) .*e\.g\. \['new'\]; they get the mean"):
         predict()

@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._contract import match_rows
 from .._labels import object_array
 from .._parallel import parallel_map
+from .._warnings import user_stacklevel
 from ..metrics import CONTEXT_METRICS, get_scorer, make_context_scorer
 from ..persistence import jsonable
 from ._budget import _FINISHED, check_slot, run_until_finished
@@ -212,7 +213,7 @@ class _Objective:
             message = f"{type(exc).__name__}: {exc}"
             trial.set_user_attr("error", message[:2000])
             warnings.warn(f"Trial {trial.number} failed with parameters {params}: {message}",
-                          UserWarning, stacklevel=2)
+                          UserWarning, stacklevel=user_stacklevel())
             return float("nan")
         for key in ("fit_times", "score_times", "n_epochs"):
             if record[key]:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ..conftest import HANG_TIMEOUT_S
+from ..conftest import HANG_TIMEOUT_S, warns_at
 
 optuna = pytest.importorskip("optuna")
 
@@ -146,7 +146,7 @@ def test_failed_trials_are_recorded_or_raised(data):
     def space(trial):  # the first trial gets an invalid penalty
         return {"alpha": -1.0 if trial.number == 0 else float(trial.suggest_float("a", 1, 10))}
 
-    with pytest.warns(UserWarning, match="Trial 0 failed"):
+    with warns_at(__file__, match="Trial 0 failed"):  # names this line, not Optuna's
         search = C3TLSearchCV(LinearTransferBaseline(), space, n_trials=3, cv=loco(),
                               random_state=0).fit(X, Y)
     res = search.cv_results_
