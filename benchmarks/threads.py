@@ -2,7 +2,11 @@
 
 Two measurements, each run in fresh processes with torch's default threads
 and ``OMP_NUM_THREADS`` unset, as a user's would; ``busy`` runs them while a
-second process spins on one core (``while True: pass``).
+second process spins on one core (``while True: pass``). A third condition,
+``idle, one thread``, runs them idle with ``OMP_NUM_THREADS=1`` (a count the
+user chose): what a fit can reach on the one core a busy machine leaves, so
+that the busy figures can be told apart into the second core's share and any
+slowdown of the first.
 
 - The fold (default): ``make demo``'s A375 fold (the LINCS knockdowns,
   ``LeaveOneContextOut(adaptation_fraction=0.1, random_state=0)``, default
@@ -14,9 +18,9 @@ second process spins on one core (``while True: pass``).
   inside it), and the median of the epochs' own durations (skorch's
   ``dur``; the epochs differ between runs with more than one thread, and a
   fit's time outside its epochs is the same in both conditions).
-- ``--demo``: ``make demo`` itself (``examples/lincs_demo.py``), idle and
-  then busy, and per fold the seconds of C3TL's fit and prediction as the
-  demo recorded them, with the busy / idle ratio.
+- ``--demo``: ``make demo`` itself (``examples/lincs_demo.py``) in each
+  condition, and per fold the seconds of C3TL's fit and prediction as the
+  demo recorded them, with the busy / idle and busy / one-thread ratios.
 
 Usage::
 
@@ -70,16 +74,26 @@ print(json.dumps({"fit_s": fit_s, "epochs": int(model.n_epochs_), "threads": thr
 DEMO = REPO / "examples" / "lincs_demo.py"
 
 
-def _child_env(code_path: Path) -> dict:
+#: Each condition: whether a process spins on one core, and the child's OMP_NUM_THREADS.
+CONDITIONS: dict[str, tuple[bool, str | None]] = {
+    "idle": (False, None),
+    "idle, one thread": (False, "1"),
+    "busy": (True, None),
+}
+
+
+def _child_env(code_path: Path, threads: str | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     env["PYTHONPATH"] = str(code_path)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = threads
     return env
 
 
-def run_fit(code_path: Path) -> dict:
+def run_fit(code_path: Path, threads: str | None = None) -> dict:
     """One fit in a fresh process importing the package from ``code_path``."""
     done = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True,
-                          env=_child_env(code_path), cwd=code_path, check=False)
+                          env=_child_env(code_path, threads), cwd=code_path, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the fit with {code_path} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -87,8 +101,8 @@ def run_fit(code_path: Path) -> dict:
 
 @contextlib.contextmanager
 def condition(name: str):
-    """``idle``: nothing; ``busy``: a process spinning on one core for the block."""
-    if name == "idle":
+    """A process spinning on one core for the block where ``CONDITIONS`` says so."""
+    if not CONDITIONS[name][0]:
         yield
         return
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -103,11 +117,11 @@ def condition(name: str):
 def measure(versions: dict[str, Path], repeats: int) -> dict[tuple[str, str], list[dict]]:
     """Every (condition, version) run of the A375 fold."""
     runs: dict[tuple[str, str], list[dict]] = {}
-    for name_of_condition in ("idle", "busy"):
+    for name_of_condition, (_, threads) in CONDITIONS.items():
         with condition(name_of_condition):
             for _ in range(repeats):
                 for name, path in versions.items():
-                    run = run_fit(path)
+                    run = run_fit(path, threads)
                     runs.setdefault((name_of_condition, name), []).append(run)
                     print(f"{name_of_condition:4s} {name}: {run['fit_s']:.1f} s, "
                           f"{run['epochs']} epochs, {run['threads']} torch thread(s)",
@@ -116,15 +130,15 @@ def measure(versions: dict[str, Path], repeats: int) -> dict[tuple[str, str], li
 
 
 def measure_demo(workdir: Path) -> dict[str, pd.DataFrame]:
-    """``examples/lincs_demo.py`` idle and busy: its per-fold table of each run."""
+    """``examples/lincs_demo.py`` in each condition: its per-fold table of each run."""
     tables = {}
-    for name in ("idle", "busy"):
-        out = workdir / name
+    for i, (name, (_, threads)) in enumerate(CONDITIONS.items()):
+        out = workdir / str(i)
         with condition(name):
             start = time.perf_counter()
             done = subprocess.run([sys.executable, str(DEMO), "--out", str(out)],
-                                  capture_output=True, text=True, env=_child_env(REPO),
-                                  cwd=REPO, check=False)
+                                  capture_output=True, text=True,
+                                  env=_child_env(REPO, threads), cwd=REPO, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"make demo ({name}) failed:\n{done.stderr[-2000:]}")
         table = pd.read_csv(out / "lincs_demo.csv")
@@ -156,7 +170,7 @@ def report(runs: dict[tuple[str, str], list[dict]], versions: dict[str, Path],
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for name in versions:
-        for name_of_condition in ("idle", "busy"):
+        for name_of_condition in CONDITIONS:
             got = runs[name_of_condition, name]
             per_epoch = statistics.median(r["epoch_ms"] for r in got)
             fits = ", ".join(f"{r['fit_s']:.1f}" for r in got)
@@ -165,29 +179,38 @@ def report(runs: dict[tuple[str, str], list[dict]], versions: dict[str, Path],
             lines.append(f"| {name} | {name_of_condition} | {fits} | {epochs} | {threads} "
                          f"| {per_epoch:.0f} |")
     lines += ["", "ms/epoch: the median of the fits' median epoch durations (skorch's `dur`: "
-              "the epoch alone, not the fit's set-up)."]
+              "the epoch alone, not the fit's set-up).", ""]
+    for name in versions:
+        fit = {c: statistics.median(r["fit_s"] for r in runs[c, name]) for c in CONDITIONS}
+        lines.append(f"- {name}, median fit: busy / idle {fit['busy'] / fit['idle']:.2f}, "
+                     f"busy / idle with one thread "
+                     f"{fit['busy'] / fit['idle, one thread']:.2f}.")
     return "\n".join(lines) + "\n"
 
 
 def report_demo(tables: dict[str, pd.DataFrame], argv: list[str],
                 load: tuple[str, str]) -> str:
-    idle, busy = (t[t["model"] == "C3TLRegressor"].set_index("context")["seconds"]
-                  for t in (tables["idle"], tables["busy"]))
+    idle, one, busy = (
+        tables[c][tables[c]["model"] == "C3TLRegressor"].set_index("context")["seconds"]
+        for c in ("idle", "idle, one thread", "busy"))
     lines = [
         *_header("`make demo` on an idle machine and beside a busy core", argv, load),
         "",
         "Seconds of each fold's C3TL fit and prediction, as `examples/lincs_demo.py` "
-        "recorded them in `lincs_demo.csv`:",
+        "recorded them in `lincs_demo.csv` (*one thread*: idle, `OMP_NUM_THREADS=1`):",
         "",
-        "| held out | idle | busy | busy / idle |",
-        "| --- | ---: | ---: | ---: |",
+        "| held out | idle | one thread | busy | busy / idle | busy / one thread |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for context in idle.index:
-        lines.append(f"| {context} | {idle[context]:.1f} | {busy[context]:.1f} "
-                     f"| {busy[context] / idle[context]:.2f} |")
-    lines.append(f"| whole demo (wall, every model) | {tables['idle'].attrs['wall_s']:.0f} "
-                 f"| {tables['busy'].attrs['wall_s']:.0f} "
-                 f"| {tables['busy'].attrs['wall_s'] / tables['idle'].attrs['wall_s']:.2f} |")
+        lines.append(f"| {context} | {idle[context]:.1f} | {one[context]:.1f} "
+                     f"| {busy[context]:.1f} | {busy[context] / idle[context]:.2f} "
+                     f"| {busy[context] / one[context]:.2f} |")
+    wall = {c: t.attrs["wall_s"] for c, t in tables.items()}
+    lines.append(f"| whole demo (wall, every model) | {wall['idle']:.0f} "
+                 f"| {wall['idle, one thread']:.0f} | {wall['busy']:.0f} "
+                 f"| {wall['busy'] / wall['idle']:.2f} "
+                 f"| {wall['busy'] / wall['idle, one thread']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -198,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="another checkout, measured in the same session")
     parser.add_argument("--repeats", type=int, default=2, help="fits per condition and version")
     parser.add_argument("--demo", action="store_true",
-                        help="run make demo idle and busy instead of the A375 fold")
+                        help="run make demo in each condition instead of the A375 fold")
     parser.add_argument("--out", type=Path, metavar="FILE.md", help="also write the table here")
     args = parser.parse_args(argv)
     if args.repeats < 1:
