@@ -1,6 +1,6 @@
 """Benchmark: default fits on an idle machine and beside another process busy on one core.
 
-Two measurements, each run in fresh processes with torch's default threads
+Two measurements, each run in fresh processes, by default with torch's threads
 and ``OMP_NUM_THREADS`` unset, as a user's would; ``busy`` runs them while a
 second process spins on one core (``while True: pass``). A third condition,
 ``idle, one thread``, runs them idle with ``OMP_NUM_THREADS=1`` (a count the
@@ -16,8 +16,9 @@ slowdown of the first.
   that they see the same load. Reported per condition and version: each
   run's fit seconds, epochs and the torch threads the fit ran with (read
   inside it), and the median of the epochs' own durations (skorch's
-  ``dur``; the epochs differ between runs with more than one thread, and a
-  fit's time outside its epochs is the same in both conditions).
+  ``dur``; the epoch count differs between runs with more than one thread,
+  so the median epoch compares the conditions where fit seconds cannot), and
+  the median fit's busy / idle and busy / one-thread ratios.
 - ``--demo``: ``make demo`` itself (``examples/lincs_demo.py``) in each
   condition, and per fold the seconds of C3TL's fit and prediction as the
   demo recorded them, with the busy / idle and busy / one-thread ratios.
