@@ -530,17 +530,24 @@ def _cells_with_mean(drawn: np.ndarray, target: np.ndarray, cap: float) -> np.nd
     return drawn * a + b
 
 
-def _from_cells(export: _Export, truth: TruthCells) -> CellEvalFiles:
-    anndata = _import_anndata()
-    values, contexts, perturbations = export.values, export.contexts, export.perturbations
-    control, context_col, perturbation_col = (export.control, export.context_col,
-                                              export.perturbation_col)
-    n_cells = truth.n_cells
+class _TruthCells(NamedTuple):
+    """The truth cells as the export reads them: the predicted genes, in their order."""
+
+    matrix: object  # cells x predicted genes, sparse or dense, as the file holds it
+    genes: list[str]
+    contexts: np.ndarray  # each cell's context label, as text
+    perturbations: np.ndarray  # each cell's perturbation label, as text
+    names: np.ndarray  # obs_names
+    perturbation_key: Hashable
+
+
+def _read_truth_cells(export: _Export, truth: TruthCells, anndata) -> _TruthCells:
+    """The cells of ``truth``, their labels and the predicted genes, after checking them."""
     cells = truth.cells
     if isinstance(cells, (str, os.PathLike)):
         cells = anndata.read_h5ad(cells)
-    ckey = context_col if truth.context_key is None else truth.context_key
-    pkey = perturbation_col if truth.perturbation_key is None else truth.perturbation_key
+    ckey = export.context_col if truth.context_key is None else truth.context_key
+    pkey = export.perturbation_col if truth.perturbation_key is None else truth.perturbation_key
     for key, flag in ((ckey, "context_key"), (pkey, "perturbation_key")):
         if key not in cells.obs.columns:
             raise ValueError(
@@ -554,57 +561,56 @@ def _from_cells(export: _Export, truth: TruthCells) -> CellEvalFiles:
     if missing:
         raise ValueError(f"The cells lack {len(missing)} predicted gene(s), e.g. {missing[:3]}; "
                          "predict the genes the cells measure.")
-    if len(genes) != values.shape[1]:
-        raise ValueError(f"The cells have {len(genes)} genes, Y_pred {values.shape[1]}; pass "
-                         "genes=... (the predicted genes' names).")
-    columns = np.array([position[g] for g in genes], dtype=np.intp)
-    # the predicted genes only, in the predictions' order
-    matrix = cells.X[:, columns]
+    if len(genes) != export.values.shape[1]:
+        raise ValueError(f"The cells have {len(genes)} genes, Y_pred {export.values.shape[1]}; "
+                         "pass genes=... (the predicted genes' names).")
+    matrix = cells.X[:, np.array([position[g] for g in genes], dtype=np.intp)]
     # before anything is computed: the cells must be what cell-eval reads as log-normalised
     _check_expression(matrix, "the cells")
-    cell_ctx = cells.obs[ckey].astype(object).map(str).to_numpy()
-    cell_pert = cells.obs[pkey].astype(object).map(str).to_numpy()
-    # the rows of every (context, perturbation) group, in one pass over the cells
-    rows_of = pd.DataFrame({"c": cell_ctx, "p": cell_pert}).groupby(
-        ["c", "p"], sort=False).indices
-    empty = np.empty(0, dtype=np.intp)
+    return _TruthCells(
+        matrix, genes,
+        cells.obs[ckey].astype(object).map(str).to_numpy(),
+        cells.obs[pkey].astype(object).map(str).to_numpy(),
+        np.asarray(cells.obs_names, dtype=object), pkey,
+    )
+
+
+class _PredictedCells(NamedTuple):
+    """The drawn cells of every exported pair, in the pairs' order."""
+
+    blocks: list  # one sparse (k, n_genes) block per pair
+    perturbations: list[str]  # per cell
+    contexts: list[str]
+    names: list[str]
+
+
+def _draw_predicted_cells(export: _Export, truth: TruthCells, matrix, control_cells,
+                          sizes: list[int]) -> _PredictedCells:
+    """Each pair's control cells, resampled and rescaled to the control mean plus its effect.
+
+    ``control_cells[c]`` is the dense block of context ``c``'s control cells
+    and its mean; ``sizes`` the cells to draw per pair. Warns once about the
+    means set to the bounds cell-eval accepts.
+    """
     rng = np.random.RandomState(truth.random_state)
-    pair_ctx = [str(c) for c in contexts]
-    pair_pert = [str(p) for p in perturbations]
-    order = list(dict.fromkeys(pair_ctx))
-    real_rows, pred_blocks, pred_labels, pred_ctx, pred_names = [], [], [], [], []
-    control_rows, control_mean = {}, {}
-    for c in order:
-        rows = rows_of.get((c, str(control)), empty)
-        if rows.size == 0:
-            raise ValueError(
-                f"Context {c!r} has no control cells labelled {control!r} in "
-                f"obs[{pkey!r}]; pass the control label as control=..."
-            )
-        block = _dense(matrix[rows])
-        control_rows[c], control_mean[c] = rows, (block, block.mean(axis=0))
     cap = _max_value(matrix)
+    out = _PredictedCells([], [], [], [])
     n_clipped = 0
-    for i, (c, p) in enumerate(zip(pair_ctx, pair_pert, strict=True)):
-        rows = rows_of.get((c, p), empty)
-        if rows.size == 0:
-            raise ValueError(f"The cells have no cell of the pair ({c!r}, {p!r}); export "
-                             "pairs that were measured.")
-        real_rows.append(rows)
-        block, mean = control_mean[c]
-        k = rows.size if n_cells == "match" else int(n_cells)
+    for i, (c, p, k) in enumerate(zip(map(str, export.contexts), map(str, export.perturbations),
+                                      sizes, strict=True)):
+        block, mean = control_cells[c]
         drawn = block[rng.choice(block.shape[0], size=k, replace=k > block.shape[0])]
-        target = mean + values[i]
+        target = mean + export.values[i]
         n_clipped += int(((target < -_ROUNDING) | (target > cap + _ROUNDING)).sum())
         # stored sparse block by block: the rescaled controls keep their zeros, and the
         # predicted cells of a large atlas would not fit in memory dense
         cells_k = _cells_with_mean(drawn, np.clip(target, 0.0, cap), cap)
-        pred_blocks.append(sp.csr_matrix(np.maximum(cells_k, 0.0).astype(np.float32)))
-        pred_labels += [p] * k
-        pred_ctx += [c] * k
-        pred_names += [f"pred|{c}|{p}|{j}" for j in range(k)]
+        out.blocks.append(sp.csr_matrix(np.maximum(cells_k, 0.0).astype(np.float32)))
+        out.perturbations.extend([p] * k)
+        out.contexts.extend([c] * k)
+        out.names.extend(f"pred|{c}|{p}|{j}" for j in range(k))
     if n_clipped:
-        total = len(pair_ctx) * len(genes)
+        total = len(sizes) * export.values.shape[1]
         warnings.warn(
             f"{n_clipped} of {total} predicted (pair, gene) expression means "
             f"({n_clipped / total:.2%}) are below 0 (an effect more negative than the "
@@ -613,23 +619,55 @@ def _from_cells(export: _Export, truth: TruthCells) -> CellEvalFiles:
             "scores differ there (read_cell_eval reads them back).",
             UserWarning, stacklevel=user_stacklevel(),
         )
+    return out
+
+
+def _from_cells(export: _Export, truth: TruthCells) -> CellEvalFiles:
+    anndata = _import_anndata()
+    control, context_col, perturbation_col = (export.control, export.context_col,
+                                              export.perturbation_col)
+    cells = _read_truth_cells(export, truth, anndata)
+    # the rows of every (context, perturbation) group, in one pass over the cells
+    rows_of = pd.DataFrame({"c": cells.contexts, "p": cells.perturbations}).groupby(
+        ["c", "p"], sort=False).indices
+    empty = np.empty(0, dtype=np.intp)
+    order = list(dict.fromkeys(str(c) for c in export.contexts))
+    control_rows, control_cells = {}, {}
+    for c in order:
+        rows = rows_of.get((c, str(control)), empty)
+        if rows.size == 0:
+            raise ValueError(
+                f"Context {c!r} has no control cells labelled {control!r} in "
+                f"obs[{cells.perturbation_key!r}]; pass the control label as control=..."
+            )
+        block = _dense(cells.matrix[rows])
+        control_rows[c], control_cells[c] = rows, (block, block.mean(axis=0))
+    real_rows = []
+    for c, p in zip(map(str, export.contexts), map(str, export.perturbations), strict=True):
+        rows = rows_of.get((c, p), empty)
+        if rows.size == 0:
+            raise ValueError(f"The cells have no cell of the pair ({c!r}, {p!r}); export "
+                             "pairs that were measured.")
+        real_rows.append(rows)
+    sizes = [rows.size if truth.n_cells == "match" else int(truth.n_cells) for rows in real_rows]
+    predicted = _draw_predicted_cells(export, truth, cells.matrix, control_cells, sizes)
+
     ctrl_all = np.concatenate([control_rows[c] for c in order])
     real_all = np.concatenate([ctrl_all, *real_rows])
-    real_matrix = matrix[real_all]
+    real_matrix = cells.matrix[real_all]
     real_matrix = sp.csr_matrix(real_matrix, dtype=np.float32) if sp.issparse(real_matrix) \
         else np.asarray(real_matrix, dtype=np.float32)
-    names = np.asarray(cells.obs_names, dtype=object)
-    real_obs = _obs(cell_pert[real_all], cell_ctx[real_all], perturbation_col, context_col,
-                    names[real_all])
-    var = pd.DataFrame(index=pd.Index(genes, dtype=object))
+    real_obs = _obs(cells.perturbations[real_all], cells.contexts[real_all], perturbation_col,
+                    context_col, cells.names[real_all])
+    var = pd.DataFrame(index=pd.Index(cells.genes, dtype=object))
     real = anndata.AnnData(X=real_matrix, obs=real_obs, var=var.copy())
     # the real control cells themselves, so both files hold identical controls
     ctrl_values = sp.csr_matrix(real_matrix[: ctrl_all.size], dtype=np.float32)
-    pred_values = sp.vstack([ctrl_values, *pred_blocks], format="csr")
+    pred_values = sp.vstack([ctrl_values, *predicted.blocks], format="csr")
     pred_obs = _obs(
-        [str(control)] * ctrl_all.size + pred_labels,
-        list(cell_ctx[ctrl_all]) + pred_ctx, perturbation_col, context_col,
-        [f"control|{n}" for n in names[ctrl_all]] + pred_names,
+        [str(control)] * ctrl_all.size + predicted.perturbations,
+        list(cells.contexts[ctrl_all]) + predicted.contexts, perturbation_col, context_col,
+        [f"control|{n}" for n in cells.names[ctrl_all]] + predicted.names,
     )
     pred = anndata.AnnData(X=pred_values, obs=pred_obs, var=var.copy())
     return CellEvalFiles(pred, real, str(perturbation_col), str(context_col), str(control))
