@@ -188,6 +188,62 @@ def _format_toml(spec: dict) -> str:
 # --------------------------------------------------------------------------- the splitter
 
 
+def _codes_by_name(contexts: np.ndarray) -> dict[str, int]:
+    """Each context's code under its string form, the only name a TOML file has for it."""
+    by_name: dict[str, int] = {}
+    for code, label in enumerate(contexts):
+        name = str(label)
+        if name in by_name:
+            raise ValueError(
+                f"Contexts {contexts[by_name[name]]!r} and {label!r} have the same "
+                "string form, so a TOML file cannot tell them apart; relabel one."
+            )
+        by_name[name] = code
+    return by_name
+
+
+def _rows_in_file(spec: dict, dataset: str, table, p_names: np.ndarray):
+    """The rows the file puts in validation and in test, and the listed pairs X lacks.
+
+    ``table`` is the coded index table of X and ``p_names`` X's perturbations
+    as text. Returns boolean masks ``(in_val, in_test)`` over the rows and
+    ``missing``, one ``"key: perturbation"`` per few-shot entry without a row.
+    """
+    contexts = table.context_labels
+    by_name = _codes_by_name(contexts)
+
+    def rows_of(key: str, section: str) -> np.ndarray:
+        name = _split_key(key, section)[1]
+        if name not in by_name:
+            shown = [str(c) for c in contexts[:20]]
+            raise ValueError(
+                f"[{section}] {key!r}: {name!r} is not a context of X; its contexts are "
+                f"{shown}{' ...' if len(contexts) > 20 else ''}. Check the context column "
+                "(context_col, --context-col) and the dataset prefix."
+            )
+        return table.c_codes == by_name[name]
+
+    default = spec["training"].get(dataset, "train")
+    in_val = np.full(table.n_rows, default == "val")
+    in_test = np.full(table.n_rows, default == "test")
+    for key, value in spec["zeroshot"].items():
+        if _split_key(key, "zeroshot")[0] == dataset:
+            here = rows_of(key, "zeroshot")
+            in_val[here], in_test[here] = value == "val", value == "test"
+    missing: list[str] = []
+    for key, entry in spec["fewshot"].items():
+        if _split_key(key, "fewshot")[0] != dataset:
+            continue
+        here = rows_of(key, "fewshot")
+        for name, target in (("val", in_val), ("test", in_test)):
+            listed = entry.get(name, [])
+            hit = here & np.isin(p_names, listed)
+            target[hit] = True
+            found = set(p_names[hit])
+            missing += [f"{key}: {p}" for p in listed if p not in found]
+    return in_val, in_test, missing
+
+
 class StateSplit(_ValidationSplitMixin, _IndexTableSplitter):
     """The split of a State TOML file (zero-shot and few-shot sections) over an index table.
 
@@ -472,52 +528,9 @@ class StateSplit(_ValidationSplitMixin, _IndexTableSplitter):
         dataset = self._chosen_dataset(spec)
         table = _read_table(X, groups, self.context_col, self.perturbation_col)
         contexts = table.context_labels
-        by_name: dict[str, int] = {}
-        for code, label in enumerate(contexts):
-            name = str(label)
-            if name in by_name:
-                raise ValueError(
-                    f"Contexts {contexts[by_name[name]]!r} and {label!r} have the same "
-                    "string form, so a TOML file cannot tell them apart; relabel one."
-                )
-            by_name[name] = code
-        default = spec["training"].get(dataset, "train")
-        in_val = np.zeros(table.n_rows, dtype=bool)
-        in_test = np.zeros(table.n_rows, dtype=bool)
-        if default == "val":
-            in_val[:] = True
-        elif default == "test":
-            in_test[:] = True
-
-        def context_code(key: str, section: str) -> int:
-            name = _split_key(key, section)[1]
-            if name not in by_name:
-                shown = [str(c) for c in contexts[:20]]
-                raise ValueError(
-                    f"[{section}] {key!r}: {name!r} is not a context of X; its contexts are "
-                    f"{shown}{' ...' if len(contexts) > 20 else ''}. Check the context column "
-                    "(context_col, --context-col) and the dataset prefix."
-                )
-            return by_name[name]
-
         # the table's rows are X's rows; the file names perturbations as strings
         p_names = np.array([str(p) for p in X[self.perturbation_col]], dtype=object)
-        for key, value in spec["zeroshot"].items():
-            if _split_key(key, "zeroshot")[0] != dataset:
-                continue
-            here = table.c_codes == context_code(key, "zeroshot")
-            in_val[here], in_test[here] = value == "val", value == "test"
-        missing: list[str] = []
-        for key, entry in spec["fewshot"].items():
-            if _split_key(key, "fewshot")[0] != dataset:
-                continue
-            here = table.c_codes == context_code(key, "fewshot")
-            for name, target in (("val", in_val), ("test", in_test)):
-                listed = entry.get(name, [])
-                hit = here & np.isin(p_names, listed)
-                target[hit] = True
-                found = set(p_names[hit])
-                missing += [f"{key}: {p}" for p in listed if p not in found]
+        in_val, in_test, missing = _rows_in_file(spec, dataset, table, p_names)
         if missing:
             warnings.warn(
                 f"{len(missing)} perturbation(s) listed in the split file have no row in X "
