@@ -188,20 +188,6 @@ def _format_toml(spec: dict) -> str:
 # --------------------------------------------------------------------------- the splitter
 
 
-def _codes_by_name(contexts: np.ndarray) -> dict[str, int]:
-    """Each context's code under its string form, the only name a TOML file has for it."""
-    by_name: dict[str, int] = {}
-    for code, label in enumerate(contexts):
-        name = str(label)
-        if name in by_name:
-            raise ValueError(
-                f"Contexts {contexts[by_name[name]]!r} and {label!r} have the same "
-                "string form, so a TOML file cannot tell them apart; relabel one."
-            )
-        by_name[name] = code
-    return by_name
-
-
 def _rows_in_file(spec: dict, dataset: str, table, p_names: np.ndarray):
     """The rows the file puts in validation and in test, and the listed pairs X lacks.
 
@@ -210,7 +196,9 @@ def _rows_in_file(spec: dict, dataset: str, table, p_names: np.ndarray):
     ``missing``, one ``"key: perturbation"`` per few-shot entry without a row.
     """
     contexts = table.context_labels
-    by_name = _codes_by_name(contexts)
+    # a TOML file names a context by its string form; the input contract has refused
+    # labels that print alike, so each form names one context
+    by_name = {str(label): code for code, label in enumerate(contexts)}
 
     def rows_of(key: str, section: str) -> np.ndarray:
         name = _split_key(key, section)[1]

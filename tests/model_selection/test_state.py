@@ -136,6 +136,23 @@ def test_labels_are_matched_by_string_form():
     assert X.iloc[test].values.tolist() == [[2, 11]]
 
 
+def test_labels_that_print_alike_are_refused_before_a_file_could_merge_them():
+    X = pd.DataFrame({"context": [1] * 3 + ["1"] * 3 + ["b"] * 3,
+                      "perturbation": ["p", "q", "r"] * 3})
+    cv = LeaveOneContextOut(adaptation_fraction=0.34, random_state=0)
+    with pytest.raises(ValueError, match=r"print alike: 1 \(int\) and '1' \(str\).*rename one"):
+        StateSplit.from_splitter(cv, X)
+    with pytest.raises(ValueError, match="print alike"):
+        list(StateSplit({"zeroshot": {"d.1": "test"}}).split(X))
+    # the advice followed: one of them renamed, each context has its own entry
+    X["context"] = X["context"].replace({1: "one"})
+    state = StateSplit.from_splitter(cv, X)
+    for got, expected in zip(next(state.split(X)), next(cv.split(X)), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    (train, test), = list(StateSplit({"zeroshot": {"d.1": "test"}}).split(X))
+    assert set(X.context.iloc[test]) == {"1"} and "1" not in set(X.context.iloc[train])
+
+
 def test_only_the_chosen_datasets_entries_apply():
     X = index_table(contexts=("a", "b"))
     spec = {"training": {"one": "train", "two": "train"},
