@@ -317,8 +317,11 @@ def _replace_rows(path: Path, rows: pd.DataFrame) -> None:
         rows.to_csv(tmp, index=False)
 
 
-def _record_run(out: Path, threads: int) -> None:
-    """One line in ``out/runs.md`` for this invocation: command, date, commit, threads."""
+def _record_run(out: Path, threads: int | None) -> None:
+    """One line in ``out/runs.md`` for this invocation: command, date, commit, threads.
+
+    ``threads`` is ``None`` for a run that fits nothing (``--table``).
+    """
     try:
         commit = subprocess.run(["git", "-C", str(Path(__file__).parent), "log", "-1",
                                  "--format=%h"], capture_output=True, text=True,
@@ -329,7 +332,8 @@ def _record_run(out: Path, threads: int) -> None:
     if not runs.exists():
         runs.write_text("# The runs behind scores.csv and table.md\n\n", encoding="utf-8")
     with runs.open("a", encoding="utf-8") as f:
-        f.write(f"- {datetime.now():%Y-%m-%d %H:%M}, commit {commit}, {threads} thread(s): `"
+        how = "table only" if threads is None else f"{threads} thread(s)"
+        f.write(f"- {datetime.now():%Y-%m-%d %H:%M}, commit {commit}, {how}: `"
                 + shlex.join(["python", "benchmarks/regimes.py", *sys.argv[1:]]) + "`\n")
 
 
@@ -354,7 +358,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "scores.csv"
-    _record_run(out, args.threads)
+    _record_run(out, None if args.table else args.threads)
     if not args.table:
         # OMP_NUM_THREADS too: a fit keeps a count above 1 only when the variable says so
         os.environ["OMP_NUM_THREADS"] = str(args.threads)

@@ -79,11 +79,11 @@ def test_each_run_is_recorded_with_its_command_and_threads(regimes, tmp_path, mo
     monkeypatch.setattr("sys.argv", ["regimes.py", "--groups", "shapes", "--cells", "Tahoe x"])
     regimes._record_run(tmp_path, 1)
     monkeypatch.setattr("sys.argv", ["regimes.py", "--table"])
-    regimes._record_run(tmp_path, 2)
+    regimes._record_run(tmp_path, None)  # --table fits nothing
     lines = (tmp_path / "runs.md").read_text().splitlines()
     assert lines[0] == "# The runs behind scores.csv and table.md"
     runs = [line for line in lines if line.startswith("- ")]
     assert len(runs) == 2  # appended, the first kept
     assert ", 1 thread(s): `python benchmarks/regimes.py --groups shapes --cells 'Tahoe x'`" \
         in runs[0]
-    assert runs[1].endswith(", 2 thread(s): `python benchmarks/regimes.py --table`")
+    assert runs[1].endswith(", table only: `python benchmarks/regimes.py --table`")
