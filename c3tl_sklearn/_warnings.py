@@ -20,9 +20,9 @@ def user_stacklevel() -> int:
     Called from the function that warns, it counts the frames up to the
     first one outside this package and the libraries that call into it
     (scikit-learn's ``validate_params`` and ``_fit_context`` wrap public
-    functions and ``fit``; skorch's training loop calls the callbacks and
-    Optuna's the search's objective), so
-    the warning names the user's line however deep inside it is raised.
+    functions and ``fit``; skorch's training loop calls the callbacks, and
+    Optuna's calls the search's objective), so the warning names the user's
+    line however deep inside it is raised.
     """
     import sys
 
