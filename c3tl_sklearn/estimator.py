@@ -35,20 +35,30 @@ from .base import PerturbationRegressorMixin
 from .callbacks import TrainingDivergedError, fit_guarded, with_training_guard
 from .fallback import baselines as fallback_baselines
 from .fallback import fit_fallback, refit_with_observed
-from .network import CONTEXT, PERTURBATION, C3TLNetwork, query_pairs
+from .network import CONTEXT, CONTEXT_INPUTS, PERTURBATION, C3TLNetwork, query_pairs
 from .persistence import PersistenceMixin
 
-__all__ = ["AUTO_FALLBACK_MAX_PAIRS", "C3TLRegressor"]
+__all__ = ["AUTO_EPOCH_PAIRS", "AUTO_FALLBACK_MAX_PAIRS", "AUTO_MAX_EPOCHS", "C3TLRegressor"]
 
 #: ``fallback="auto"`` blends with the baselines up to this many fit pairs. Its
 #: sub-fits cost about two more fits; above it the network alone was first in
 #: every cell of the regime suite (``benchmarks/regimes.py``).
 AUTO_FALLBACK_MAX_PAIRS = 4000
 
+#: ``max_epochs="auto"``: at most this many epochs, and no more than
+#: ``AUTO_EPOCH_PAIRS`` training-pair visits (epochs x training pairs) once the
+#: pairs are many, but never fewer than ``AUTO_MIN_EPOCHS`` epochs.
+AUTO_MAX_EPOCHS = 500
+#: Above ``AUTO_EPOCH_PAIRS / AUTO_MAX_EPOCHS`` training pairs an epoch holds
+#: several steps of ``batch_size`` pairs, and the fit's cost is bounded by about
+#: as many steps as a small data set's 500 full-batch epochs.
+AUTO_EPOCH_PAIRS = 2_000_000
+AUTO_MIN_EPOCHS = 20
+
 #: C3TLNetwork's arguments, in its signature's order, as skorch parameters.
 _MODULE_ARGS = tuple(f"module__{name}" for name in (
     "n_genes", "n_contexts", "n_perturbations", "latent_dim", "hidden_dims", "dropout",
-    "leave_target_out", "residual", "context_keep_min", "batch_sets"))
+    "leave_target_out", "residual", "context_keep_min", "batch_sets", "context_input"))
 
 
 #: ``lr_schedule="plateau"``: the learning rate is multiplied by ``PLATEAU_FACTOR``
@@ -106,8 +116,16 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         AdamW learning rate.
     weight_decay : float, default=1e-4
         AdamW weight decay.
-    max_epochs : int, default=500
-        Upper bound on training epochs.
+    max_epochs : int or "auto", default="auto"
+        Upper bound on training epochs. ``"auto"`` allows
+        :data:`AUTO_MAX_EPOCHS` (500), or, with more than 4,000 training
+        pairs, ``AUTO_EPOCH_PAIRS / n_training_pairs`` (rounded up, at least
+        20): a large data set's epoch holds several optimisation steps, so it
+        needs fewer epochs, and the fit's cost stays bounded. Early stopping
+        may end training sooner either way; ``net_.max_epochs`` is the bound
+        a fit used. On large data sets a fit that runs until early stopping
+        (an integer such as 500) can reach a lower error in several times
+        the time (the README's speed section).
     batch_size : int or None, default=4096
         Query pairs per optimisation step. With at most this many training
         pairs an epoch is one exact full-batch step in which the encoders see
@@ -148,6 +166,19 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         Decode a correction to the perturbation's mean observed effect rather
         than the effect itself: ``x_hat = mean_p + Gamma(z_p + psi_c)``. The
         network then spends its capacity on how contexts differ.
+    context_input : {"departure", "effect"}, default="departure"
+        What the context encoder reads of each observed pair ``(c, q)``:
+        ``"departure"``, the effect minus the mean effect of ``q`` in the
+        other contexts that measured it (zero where none did), so a context
+        code is built from how the context departs from the others on the
+        perturbations it measured; ``"effect"``, the effect itself (the
+        paper's encoder, which learns to cancel each perturbation's mean
+        through its identity input). Post-fit measurements (``observed``)
+        depart from the mean over all fit contexts. ``"departure"`` trains
+        in fewer epochs to a lower validation loss on large data sets
+        (the README's speed section); model files written before this
+        parameter existed load with ``"effect"``, the encoder they were
+        trained with.
     shrink_outside_basis : bool, default=True
         With ``residual`` and a basis, weight each perturbation's mean
         outside the basis by how much of it recurs across contexts
@@ -287,13 +318,14 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "patience": [Interval(Integral, 1, None, closed="left")],
         "lr_schedule": [StrOptions({"constant", "plateau"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "leave_target_out": ["boolean"],
         "residual": ["boolean"],
+        "context_input": [StrOptions(set(CONTEXT_INPUTS))],
         "shrink_outside_basis": ["boolean"],
         "context_keep_min": [Interval(Real, 0, 1, closed="right")],
         "context_balance": [Interval(Real, 0, 1, closed="both")],
@@ -316,13 +348,14 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         dropout=0.0,
         lr=3e-3,
         weight_decay=1e-4,
-        max_epochs=500,
+        max_epochs="auto",
         batch_size=4096,
         patience=20,
         lr_schedule="constant",
         validation_fraction=0.1,
         leave_target_out=True,
         residual=True,
+        context_input="departure",
         shrink_outside_basis=True,
         context_keep_min=1.0,
         context_balance=1.0,
@@ -348,6 +381,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         self.validation_fraction = validation_fraction
         self.leave_target_out = leave_target_out
         self.residual = residual
+        self.context_input = context_input
         self.shrink_outside_basis = shrink_outside_basis
         self.context_keep_min = context_keep_min
         self.context_balance = context_balance
@@ -394,7 +428,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         rng = check_random_state(self.random_state)
         valid = holdout_mask(
             c_codes, p_codes, self.validation_fraction, rng, name="validation_fraction",
-            consequence=f"training runs all {self.max_epochs} epochs without early stopping.",
+            consequence="training runs every epoch max_epochs allows, without early stopping.",
         )
         train = ~valid
         targets = train & self._encodable(c_codes, p_codes, train)
@@ -619,6 +653,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         batch_sets = batch_size < n_targets
         return {
             **params,
+            "max_epochs": self._max_epochs(n_targets),
             "module__n_genes": Y_arr.shape[1],
             "module__n_contexts": len(self.contexts_),
             "module__n_perturbations": len(self.perturbations_),
@@ -627,6 +662,13 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
             "batch_size": batch_size,
             "iterator_train__group_col": PERTURBATION if batch_sets else None,
         }
+
+    def _max_epochs(self, n_targets: int) -> int:
+        """The epoch limit of a fit on ``n_targets`` training pairs."""
+        if self.max_epochs != "auto":
+            return self.max_epochs
+        budget = -(-AUTO_EPOCH_PAIRS // max(n_targets, 1))
+        return min(AUTO_MAX_EPOCHS, max(AUTO_MIN_EPOCHS, budget))
 
     def _validation_callbacks(self) -> list[tuple[str, object]]:
         """Early stopping, and the learning-rate schedule, on the validation loss."""
@@ -658,13 +700,15 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
             "module__dropout": self.dropout,
             "module__leave_target_out": self.leave_target_out,
             "module__residual": self.residual,
+            "module__context_input": self.context_input,
             "module__context_keep_min": self.context_keep_min,
             "optimizer": torch.optim.AdamW,
             "optimizer__weight_decay": self.weight_decay,
             # one kernel per step, far faster than the loop on CPU (torch >= 2.4)
             "optimizer__fused": _FUSED_ADAMW,
             "lr": self.lr,
-            "max_epochs": self.max_epochs,
+            # fit gives the bound "auto" chooses for its data
+            "max_epochs": AUTO_MAX_EPOCHS if self.max_epochs == "auto" else self.max_epochs,
             "batch_size": self.batch_size,
             "iterator_train": TensorBatchIterator,
             "iterator_train__shuffle": True,

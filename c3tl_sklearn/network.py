@@ -8,6 +8,9 @@ pairs to predicted effects:
     psi_c = mean over observed (c, q) of Theta_psi(x_q^c, q)
     x_hat = Gamma(z_p + psi_c)            (+ mean_g x_p^g with ``residual``)
 
+With ``context_input="departure"`` the context encoder reads
+``x_q^c - mean_{g != c} x_q^g`` instead of ``x_q^c``.
+
 Everything the user sees (labels, validation, training) lives in
 :class:`c3tl_sklearn.C3TLRegressor`; this file only knows integer codes.
 """
@@ -24,13 +27,16 @@ from torch import nn
 
 from ._groups import leave_one_out_mean
 
-__all__ = ["CONTEXT", "PERTURBATION", "ROW", "C3TLNetwork", "CodeTables", "HeldOut",
-           "mlp", "query_pairs"]
+__all__ = ["CONTEXT", "CONTEXT_INPUTS", "PERTURBATION", "ROW", "C3TLNetwork", "CodeTables",
+           "HeldOut", "mlp", "query_pairs"]
 
 #: Columns of the ``(n, 3)`` long tensor of query pairs that ``forward`` takes:
 #: the context code, the perturbation code and the pair's row in the
 #: observation buffers (-1 when the pair is not among the observations).
 CONTEXT, PERTURBATION, ROW = 0, 1, 2
+
+#: What the context encoder ``Theta_psi`` reads of each observation (see C3TLNetwork).
+CONTEXT_INPUTS = ("effect", "departure")
 
 
 def query_pairs(contexts, perturbations, rows=None) -> np.ndarray:
@@ -111,6 +117,17 @@ class C3TLNetwork(nn.Module):
         pairs): perturbation codes are then exact and context codes are means
         over the batch's pairs of each context, so a step costs in proportion
         to the batch rather than to the whole data set.
+    context_input : {"effect", "departure"}, default="effect"
+        What ``Theta_psi`` reads of an observation ``x_q^c``: the effect
+        itself (the paper), or its departure from the mean effect of ``q``
+        in the other contexts that measured it (zero where none did).
+        Observations passed as ``extra`` depart from the mean of all stored
+        observations of their perturbation, which they are not among. A
+        context code then describes how the context differs from the others
+        on the perturbations it measured, which the paper's encoder has to
+        learn by cancelling each perturbation's mean through its embedding,
+        an embedding that a step of whole-perturbation batches updates once
+        per epoch.
 
     Notes
     -----
@@ -144,8 +161,12 @@ class C3TLNetwork(nn.Module):
         residual: bool = True,
         context_keep_min: float = 1.0,
         batch_sets: bool = False,
+        context_input: str = "effect",
     ):
         super().__init__()
+        if context_input not in CONTEXT_INPUTS:
+            raise ValueError(f"context_input must be one of {CONTEXT_INPUTS}; got "
+                             f"{context_input!r}.")
         hidden_dims = tuple(hidden_dims)
         h0 = hidden_dims[0] if hidden_dims else latent_dim
         self.n_contexts = n_contexts
@@ -155,6 +176,7 @@ class C3TLNetwork(nn.Module):
         self.residual = residual
         self.context_keep_min = context_keep_min
         self.batch_sets = batch_sets
+        self.context_input = context_input
         self.input_proj = nn.Linear(n_genes, 2 * h0)
         # On the meta device (a model file's shapes are checked there) nothing is drawn:
         # torch draws normal_ on meta tensors through its Python reference, which
@@ -190,16 +212,37 @@ class C3TLNetwork(nn.Module):
         self.obs_perturbation = torch.as_tensor(perturbation, dtype=torch.long, device=device)
 
     # ----------------------------------------------------------- encoders
-    def encode_rows(self, x=None, context=None, perturbation=None):
+    def perturbation_sums(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sum of the stored observations per perturbation code, and their count."""
+        return _segment_sum(self.obs_x, self.obs_perturbation, self.n_perturbations)
+
+    def encode_rows(self, x=None, context=None, perturbation=None, *, stored=True,
+                    sums=None):
         """Per-observation outputs of ``Theta_z`` and ``Theta_psi``, (n_obs, latent) each.
 
         Defaults to the stored observations. A context code outside
         ``0 .. n_contexts - 1`` (a context unknown to the network) gets no
-        context embedding in ``Theta_z``.
+        context embedding in ``Theta_z``. With ``context_input="departure"``,
+        ``stored`` says whether the rows are among the stored observations
+        (each then departs from the mean of its perturbation's *other*
+        stored observations), and ``sums`` is :meth:`perturbation_sums` (or
+        the same sums over a set of whole perturbations that holds the
+        rows), computed when not given.
         """
         if x is None:
             x, context, perturbation = self.obs_x, self.obs_context, self.obs_perturbation
-        hz, hpsi = self.input_proj(x).chunk(2, dim=1)
+        if self.context_input == "effect":
+            hz, hpsi = self.input_proj(x).chunk(2, dim=1)
+        else:
+            total, count = self.perturbation_sums() if sums is None else sums
+            total, count = total[perturbation], count[perturbation, None]
+            if stored:
+                total, count = total - x, count - 1
+            departure = torch.where(count > 0, x - total / count.clamp(min=1), 0.0)
+            weight_z, weight_psi = self.input_proj.weight.chunk(2, dim=0)
+            bias_z, bias_psi = self.input_proj.bias.chunk(2)
+            hz = nn.functional.linear(x, weight_z, bias_z)
+            hpsi = nn.functional.linear(departure, weight_psi, bias_psi)
         known = (context >= 0) & (context < self.n_contexts)
         ctx_emb = self.context_embedding(torch.where(known, context, 0))
         if not bool(known.all()):  # the mask costs a pass over the rows: only when needed
@@ -243,6 +286,7 @@ class C3TLNetwork(nn.Module):
         n_z = x0.new_zeros(self.n_perturbations)
         sum_psi = x0.new_zeros(n_ctx, self.latent_dim)
         n_psi = x0.new_zeros(n_ctx)
+        reference = self.perturbation_sums() if self.context_input == "departure" else None
         for x, ctx, pert, informs_z in sources:
             # Without autograd nothing needs the activations afterwards, so on a
             # CPU rows go through in blocks of `chunk_rows`.
@@ -250,7 +294,8 @@ class C3TLNetwork(nn.Module):
             step = max(len(x), 1) if one_pass else self.chunk_rows
             for start in range(0, len(x), step):
                 block = slice(start, start + step)
-                hz, hpsi = self.encode_rows(x[block], ctx[block], pert[block])
+                hz, hpsi = self.encode_rows(x[block], ctx[block], pert[block],
+                                            stored=informs_z, sums=reference)
                 if informs_z:
                     if self.residual:
                         hz = torch.cat([hz, x[block]], dim=1)
@@ -305,11 +350,12 @@ class C3TLNetwork(nn.Module):
         z, psi, n_z, n_psi = tables
         psi_seen = psi[n_psi > 0].mean(0)
         x, ctx, pert, informs_z = source
+        reference = self.perturbation_sums() if self.context_input == "departure" else None
         out, codes = [], []
         for start in range(0, len(x), self.chunk_rows):
             block = slice(start, start + self.chunk_rows)
             xb, cb, pb = x[block], ctx[block], pert[block]
-            hz, hpsi = self.encode_rows(xb, cb, pb)
+            hz, hpsi = self.encode_rows(xb, cb, pb, stored=informs_z, sums=reference)
             zb = z[pb]
             if informs_z:
                 if self.residual:
@@ -368,7 +414,11 @@ class C3TLNetwork(nn.Module):
             position[rows] = torch.arange(len(rows), device=x.device)
             x, obs_ctx, obs_pert = x[rows], obs_ctx[rows], obs_pert[rows]
             row = torch.where(row >= 0, position[row.clamp(min=0)], row)
-        hz, hpsi = self.encode_rows(x, obs_ctx, obs_pert)
+        # the rows encoded hold every observation of their perturbations (all rows, or
+        # the batch's whole perturbations), so their own sums give the departures
+        reference = (_segment_sum(x, obs_pert, self.n_perturbations)
+                     if self.context_input == "departure" else None)
+        hz, hpsi = self.encode_rows(x, obs_ctx, obs_pert, sums=reference)
         if self.residual:
             # raw effects ride along with the perturbation codes: one segment sum
             hz = torch.cat([hz, x], dim=1)

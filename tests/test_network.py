@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from c3tl_sklearn.network import C3TLNetwork
+from c3tl_sklearn.network import CONTEXT_INPUTS, C3TLNetwork
 
 
 def make_net(residual, seed=0, **kwargs):
@@ -34,9 +34,10 @@ def naive_prediction(net, x, ctx, pert, c, p, exclude_row=None):
     return out
 
 
+@pytest.mark.parametrize("context_input", CONTEXT_INPUTS)
 @pytest.mark.parametrize("residual", [False, True])
-def test_eval_forward_matches_set_means(residual):
-    net, x, ctx, pert = make_net(residual)
+def test_eval_forward_matches_set_means(residual, context_input):
+    net, x, ctx, pert = make_net(residual, context_input=context_input)
     net.eval()
     observed = {(int(c), int(p)) for c, p in zip(ctx, pert, strict=True)}
     queries = [(c, p) for c in range(4) for p in range(6)
@@ -50,9 +51,10 @@ def test_eval_forward_matches_set_means(residual):
     assert any(q in observed for q in queries) and any(q not in observed for q in queries)
 
 
+@pytest.mark.parametrize("context_input", CONTEXT_INPUTS)
 @pytest.mark.parametrize("residual", [False, True])
-def test_training_forward_leaves_the_target_out(residual):
-    net, x, ctx, pert = make_net(residual, seed=1)
+def test_training_forward_leaves_the_target_out(residual, context_input):
+    net, x, ctx, pert = make_net(residual, seed=1, context_input=context_input)
     net.train()  # dropout is 0, so training mode is deterministic here
     n_p = torch.bincount(pert, minlength=6)
     n_c = torch.bincount(ctx, minlength=4)
@@ -85,8 +87,9 @@ def test_unknown_context_uses_the_mean_context_code():
         torch.testing.assert_close(out[0], net.gamma(z[pert[0]] + psi.mean(0)))
 
 
-def test_extra_observations_change_only_their_context_code():
-    net, *_ = make_net(True, seed=4)
+@pytest.mark.parametrize("context_input", CONTEXT_INPUTS)
+def test_extra_observations_change_only_their_context_code(context_input):
+    net, *_ = make_net(True, seed=4, context_input=context_input)
     net.eval()
     with torch.no_grad():
         z0, psi0 = net.codes()[:2]
@@ -98,7 +101,8 @@ def test_extra_observations_change_only_their_context_code():
     assert not torch.allclose(psi1[1], psi0[1])
     # the new context is encoded from its single observation alone
     with torch.no_grad():
-        _, hpsi = net.encode_rows(extra[0][1:], torch.tensor([-1]), extra[2][1:])
+        _, hpsi = net.encode_rows(extra[0][1:], torch.tensor([-1]), extra[2][1:],
+                                  stored=False)
     torch.testing.assert_close(psi1[4], hpsi[0])
 
 
@@ -114,9 +118,10 @@ def test_context_subsampling_only_in_training():
     torch.testing.assert_close(net(pairs), net(pairs))
 
 
+@pytest.mark.parametrize("context_input", CONTEXT_INPUTS)
 @pytest.mark.parametrize("residual", [False, True])
-def test_batch_sets_encode_the_batch_perturbations_only(residual):
-    net, x, ctx, pert = make_net(residual, seed=6, batch_sets=True)
+def test_batch_sets_encode_the_batch_perturbations_only(residual, context_input):
+    net, x, ctx, pert = make_net(residual, seed=6, batch_sets=True, context_input=context_input)
     net.train()
     n_p = torch.bincount(pert, minlength=6)
     batch_perts = [p for p in range(6) if n_p[p] > 1][:2]
@@ -165,8 +170,9 @@ def test_batch_sets_context_alone_in_batch_gets_the_mean_code():
         torch.testing.assert_close(out[0], net.gamma(hz[1] + mean_psi))
 
 
-def test_codes_in_blocks_equal_one_pass():
-    net, *_ = make_net(True, seed=7)
+@pytest.mark.parametrize("context_input", CONTEXT_INPUTS)
+def test_codes_in_blocks_equal_one_pass(context_input):
+    net, *_ = make_net(True, seed=7, context_input=context_input)
     net.eval()
     extra = (torch.randn(3, 5), torch.tensor([0, 4, 4]), torch.tensor([1, 2, 3]))
     with torch.enable_grad():  # autograd on: a single pass over all rows
@@ -176,3 +182,61 @@ def test_codes_in_blocks_equal_one_pass():
         z2, psi2 = net.codes(extra)[:2]
     torch.testing.assert_close(z2, z1.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(psi2, psi1.detach(), rtol=1e-5, atol=1e-6)
+
+
+def naive_departures(x, pert, reference_x=None, reference_pert=None):
+    """Each row minus the mean of its perturbation's other stored rows (0 without any)."""
+    out = torch.zeros_like(x)
+    for i in range(len(x)):
+        if reference_x is None:  # stored rows: the others of the perturbation
+            others = [j for j in range(len(x)) if pert[j] == pert[i] and j != i]
+            rows = x[others]
+        else:
+            rows = reference_x[reference_pert == pert[i]]
+        if len(rows):
+            out[i] = x[i] - rows.mean(0)
+    return out
+
+
+def test_departure_input_is_the_effect_input_of_departures():
+    net, x, ctx, pert = make_net(True, seed=8, context_input="departure")
+    # perturbation 0 keeps one observation: it has no others to depart from
+    keep = (pert != 0) | (torch.arange(len(pert)) == int(torch.nonzero(pert == 0)[0]))
+    x, ctx, pert = x[keep], ctx[keep], pert[keep]
+    net.set_observations(x, ctx, pert)
+    paper = C3TLNetwork(5, 4, 6, latent_dim=3, hidden_dims=(8,), context_input="effect")
+    paper.set_observations(x, ctx, pert)
+    paper.load_state_dict(net.state_dict())
+    assert int((pert == 0).sum()) == 1 and (torch.bincount(pert)[1:] > 1).all()
+    extra_x, extra_ctx, extra_pert = torch.randn(3, 5), torch.tensor([4, 4, 1]), pert[:3]
+    with torch.no_grad():
+        hz, hpsi = net.encode_rows()
+        hz_e, _ = paper.encode_rows(x, ctx, pert)
+        torch.testing.assert_close(hz, hz_e)
+        _, expected = paper.encode_rows(naive_departures(x, pert), ctx, pert)
+        torch.testing.assert_close(hpsi, expected, rtol=1e-5, atol=1e-6)
+        # post-fit rows depart from the mean of every stored row of their perturbation
+        _, hpsi_extra = net.encode_rows(extra_x, extra_ctx, extra_pert, stored=False)
+        _, expected = paper.encode_rows(naive_departures(extra_x, extra_pert, x, pert),
+                                        extra_ctx, extra_pert)
+        torch.testing.assert_close(hpsi_extra, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("context_input", CONTEXT_INPUTS)
+def test_departure_context_codes_ignore_a_shift_shared_by_a_perturbation(context_input):
+    """Adding one vector to every observation of a perturbation moves no context code."""
+    net, x, ctx, pert = make_net(True, seed=9, context_input=context_input)
+    net.eval()
+    p = int(torch.bincount(pert).argmax())
+    shifted = x + 3.0 * (pert == p)[:, None] * torch.randn(1, 5)
+    with torch.no_grad():
+        psi = net.codes().psi
+        net.set_observations(shifted, ctx, pert)
+        psi_shifted = net.codes().psi
+    moved = not torch.allclose(psi_shifted, psi, rtol=1e-5, atol=1e-6)
+    assert moved == (context_input == "effect")
+
+
+def test_unknown_context_input_is_refused():
+    with pytest.raises(ValueError, match="context_input must be one of"):
+        C3TLNetwork(5, 4, 6, context_input="raw")

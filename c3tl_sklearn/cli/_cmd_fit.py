@@ -141,7 +141,9 @@ def run(args: argparse.Namespace) -> int:
     model = _build_model(args)
     bar = None
     if args.model == "c3tl":
-        bar = progress_bar(model.max_epochs, "fit C3TL", "epoch", enabled=not args.quiet)
+        # "auto" bounds the epochs by the data: the bar learns its total when training starts
+        total = model.max_epochs if isinstance(model.max_epochs, int) else None
+        bar = progress_bar(total, "fit C3TL", "epoch", enabled=not args.quiet)
         if bar is not None:
             model.set_params(callbacks=[epoch_callback(bar)])
     start = time.perf_counter()

@@ -77,6 +77,11 @@ def epoch_callback(bar):
     from skorch.callbacks import Callback
 
     class _EpochBar(Callback):
+        def on_train_begin(self, net, **kwargs):
+            if bar.total is None:
+                bar.total = net.max_epochs
+                bar.refresh()
+
         def on_epoch_end(self, net, **kwargs):
             row = net.history[-1]
             losses = {k: f"{row[k]:.4g}" for k in ("train_loss", "valid_loss") if k in row}

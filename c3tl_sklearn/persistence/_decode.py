@@ -17,6 +17,7 @@ from ._format import (
     _FORMAT,
     _META_KEY,
     _PLAIN_OBJECTS,
+    PARAMS_OF_OLDER_FILES,
     READABLE_VERSIONS,
     V1_NET_CLASS,
     _checksum,
@@ -240,7 +241,10 @@ class _Decoder:
             params[k] = self.value(v, f"{where}.{k}")
         if "device" in names:
             params["device"] = str(self.device)
-        # a parameter added since the file was written keeps its default
+        for name, value in PARAMS_OF_OLDER_FILES.items():
+            if name in names and name not in spec["params"]:
+                params[name] = value
+        # any other parameter added since the file was written keeps its default
         est = self._store(spec, cls(**params))
         self.set_attributes(est, spec["attributes"], where)
         for name, value in list(vars(est).items()):

@@ -18,6 +18,11 @@ import numpy as np
 FORMAT_VERSION = 3
 #: Versions this version reads.
 READABLE_VERSIONS = (1, 2, 3)
+#: Parameters added since model files were first written whose default computes
+#: something else than the models of older files, with the value those were
+#: trained with: a file without one predates it. Any other parameter a file lacks
+#: keeps its default.
+PARAMS_OF_OLDER_FILES: dict[str, Any] = {"context_input": "effect"}
 #: What version 1 files call the net of a C3TLRegressor; only checked, never imported.
 V1_NET_CLASS = "c3tl_sklearn.estimator.C3TLNet"
 _FORMAT = "c3tl-sklearn-model"

@@ -30,8 +30,10 @@ class PruningCallback(Callback):
         The trial to report to.
     step_offset : int, default=0
         Added to the epoch number (``C3TLSearchCV`` uses ``fold * 100000``).
-    warmup_epochs : int, default=5
-        Epochs before the first pruning decision.
+    warmup_epochs : int or None, default=5
+        Epochs before the first pruning decision; ``None`` waits a tenth of
+        the net's ``max_epochs`` (at least 5), the bound the fit uses, read
+        when training starts.
     monitor : str, default="valid_loss"
         History key to report (lower is better).
 
@@ -52,7 +54,7 @@ class PruningCallback(Callback):
     [1, 2, 3]
     """
 
-    def __init__(self, trial, step_offset: int = 0, warmup_epochs: int = 5,
+    def __init__(self, trial, step_offset: int = 0, warmup_epochs: int | None = 5,
                  monitor: str = "valid_loss"):
         self.trial = trial
         self.step_offset = step_offset
@@ -72,6 +74,8 @@ class PruningCallback(Callback):
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         self.best_ = np.inf
+        self.warmup_ = (max(5, int(net.max_epochs) // 10) if self.warmup_epochs is None
+                        else self.warmup_epochs)
 
     def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         row = net.history[-1]
@@ -81,7 +85,7 @@ class PruningCallback(Callback):
         self.best_ = min(getattr(self, "best_", np.inf), float(loss))
         epoch = int(row.get("epoch", len(net.history)))
         self.trial.report(-self.best_, self.step_offset + epoch)
-        if epoch >= self.warmup_epochs and self.trial.should_prune():
+        if epoch >= self.warmup_ and self.trial.should_prune():
             raise optuna.TrialPruned(
                 f"pruned at epoch {epoch} ({self.monitor} {self.best_:.4g})"
             )

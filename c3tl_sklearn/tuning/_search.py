@@ -153,19 +153,12 @@ class _Objective:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.started: list[int] = []  # trials started by this fit (other workers add more)
 
-    def _warmup(self, est) -> int:
-        if self.search.warmup_epochs is not None:
-            return int(self.search.warmup_epochs)
-        key = self.callbacks_key[: -len("callbacks")] + "max_epochs"
-        max_epochs = est.get_params(deep=True).get(key)
-        return max(5, int(max_epochs) // 10) if isinstance(max_epochs, Integral) else 5
-
     def _estimator(self, params: dict, trial, fold: int):
         est = clone(self.search.estimator).set_params(**params)
         if self.callbacks_key:
             from ._pruning import PruningCallback  # skorch (and torch) only when pruning
 
-            cb = PruningCallback(trial, fold * FOLD_STEP, self._warmup(est))
+            cb = PruningCallback(trial, fold * FOLD_STEP, self.search.warmup_epochs)
             own = list(est.get_params(deep=True)[self.callbacks_key] or [])
             est.set_params(**{self.callbacks_key: [*own, cb]})
         return est
@@ -287,7 +280,8 @@ class C3TLSearchCV(MetaEstimatorMixin, BaseEstimator):
         quarter of the earlier trials' at the same fold and epoch.
     warmup_epochs : int, default=None
         Epochs of each fold before a trial can be pruned; ``None`` uses a
-        tenth of the estimator's ``max_epochs`` (at least 5).
+        tenth of the bound on epochs the fold's fit uses (``max_epochs``, or
+        the one ``"auto"`` chooses), at least 5.
     random_state : int or None, default=None
         Seeds the default sampler and the default ``cv``.
     timeout : float, default=None
