@@ -21,11 +21,12 @@ Usage::
     python benchmarks/schedule.py --threads 2 --out c3tl-results/schedule.md
     python benchmarks/schedule.py --config "lr=0.01, lr_schedule='plateau'"
 
-Without ``--config`` the default is compared with the shorter-fit setting
-the regime suite checked (the README's speed section: faster, and more
-accurate on this shape, but not on several mid-sized ones); ``--config``
-(keyword arguments of ``C3TLRegressor``, literals only, repeatable) gives
-other configurations instead. Nothing is written unless ``--out`` is given.
+Without ``--config`` the default (``max_epochs="auto"``, which bounds a fit
+of this shape at 45 epochs) is compared with a fit that runs until early
+stopping (``max_epochs=500``) and with the default before
+``context_input="departure"`` (``context_input='effect', max_epochs=500``);
+``--config`` (keyword arguments of ``C3TLRegressor``, literals only,
+repeatable) gives other configurations instead. Nothing is written unless ``--out`` is given.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ SHAPE = (48, 1138, 2000)
 SEED = 0
 
 #: The default, and what is compared with it unless ``--config`` says otherwise.
-CONFIGS = ["", "lr=0.01, batch_size=1024, patience=10, lr_schedule='plateau'"]
+CONFIGS = ["", "max_epochs=500", "context_input='effect', max_epochs=500"]
 
 CHILD = """
 import json, sys, time

@@ -194,6 +194,30 @@ def test_no_validation_runs_all_epochs(tiny_data):
     assert "valid_loss" not in model.history_[-1]
 
 
+@pytest.mark.parametrize(("budget", "most", "epochs"), [
+    (48 * 30 + 1, 500, 31),  # 31 epochs of the 48 pairs reach the budget
+    (48, 500, 20),  # a budget of one epoch: at least 20
+    (10**9, 25, 25),  # few pairs: the most "auto" allows
+])
+def test_auto_max_epochs_bounds_the_training_pair_visits(tiny_data, monkeypatch, budget,
+                                                         most, epochs):
+    import c3tl_sklearn.estimator as module
+
+    monkeypatch.setattr(module, "AUTO_EPOCH_PAIRS", budget)
+    monkeypatch.setattr(module, "AUTO_MAX_EPOCHS", most)
+    X, Y = tiny_data  # complete: all 48 pairs train, none held out for validation
+    model = C3TLRegressor(**{**FAST, "max_epochs": "auto", "validation_fraction": 0.0})
+    model.fit(X, Y)
+    assert model.net_.max_epochs == model.n_epochs_ == epochs
+
+
+def test_auto_max_epochs_defaults():
+    from c3tl_sklearn.estimator import AUTO_EPOCH_PAIRS, AUTO_MAX_EPOCHS
+
+    assert C3TLRegressor().max_epochs == "auto"
+    assert (AUTO_MAX_EPOCHS, AUTO_EPOCH_PAIRS) == (500, 2_000_000)
+
+
 def test_validation_pairs_keep_their_perturbation_observed_elsewhere(small_data):
     X, Y = small_data
     model = C3TLRegressor(**{**FAST, "validation_fraction": 0.5}).fit(X, Y)
@@ -396,6 +420,9 @@ def test_bad_fit_input(tiny_data, mutate, error, match):
         ({"validation_fraction": 1.0}, "validation_fraction"),
         ({"hidden_dims": (8, -1)}, "hidden_dims"),
         ({"device": "tpu"}, "tpu"),
+        ({"max_epochs": "fast"}, "max_epochs"),
+        ({"max_epochs": 0}, "max_epochs"),
+        ({"context_input": "raw"}, "context_input"),
     ],
 )
 def test_bad_parameters(tiny_data, params, match):

@@ -13,6 +13,7 @@ from optuna.distributions import (  # noqa: E402
 from sklearn.compose import TransformedTargetRegressor  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
+from c3tl_sklearn import C3TLRegressor  # noqa: E402
 from c3tl_sklearn.tuning import (  # noqa: E402
     FOLD_STEP,
     C3TLSearchCV,
@@ -53,6 +54,17 @@ def test_c3tl_search_prunes_losing_trials_on_the_validation_loss(data):
     assert isinstance(search.best_params_["hidden_dims"], tuple)
     assert pickle.loads(pickle.dumps(search.best_estimator_)).predict(X.iloc[:2]).shape == (2, 20)
     assert res["mean_n_epochs"][0] == 8
+
+
+@pytest.mark.parametrize(("max_epochs", "warmup"), [(60, 6), (30, 5)])
+def test_default_warmup_is_a_tenth_of_the_bound_the_fit_uses(data, max_epochs, warmup):
+    X, Y = data
+    est = C3TLRegressor(max_epochs=max_epochs, patience=max_epochs, hidden_dims=(32,),
+                        latent_dim=8, random_state=0)
+    search = C3TLSearchCV(est, n_trials=2, cv=loco(), random_state=0,
+                          pruner=PruneAfterFirstTrial()).fit(X, Y)
+    assert search.cv_results_["state"].tolist() == ["COMPLETE", "PRUNED"]
+    assert sorted(search.study_.trials[1].intermediate_values) == list(range(1, warmup + 1))
 
 
 def test_pruning_keeps_the_users_callbacks_and_can_be_switched_off(data):
