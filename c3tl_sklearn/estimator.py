@@ -38,7 +38,8 @@ from .fallback import fit_fallback, refit_with_observed
 from .network import CONTEXT, CONTEXT_INPUTS, PERTURBATION, C3TLNetwork, query_pairs
 from .persistence import PersistenceMixin
 
-__all__ = ["AUTO_EPOCH_PAIRS", "AUTO_FALLBACK_MAX_PAIRS", "AUTO_MAX_EPOCHS", "C3TLRegressor"]
+__all__ = ["AUTO_DEPARTURE_MIN_CONTEXTS", "AUTO_EPOCH_PAIRS", "AUTO_FALLBACK_MAX_PAIRS",
+           "AUTO_MAX_EPOCHS", "C3TLRegressor"]
 
 #: ``fallback="auto"`` blends with the baselines up to this many fit pairs. Its
 #: sub-fits cost about two more fits; above it the network alone was first in
@@ -54,6 +55,11 @@ AUTO_MAX_EPOCHS = 500
 #: as many steps as a small data set's 500 full-batch epochs.
 AUTO_EPOCH_PAIRS = 2_000_000
 AUTO_MIN_EPOCHS = 20
+
+#: ``context_input="auto"`` reads departures from this many fit contexts on: with
+#: fewer, a perturbation's mean over the other contexts is one or two measurements,
+#: and on the regime suite the departure lost there (most on offset-dominated data).
+AUTO_DEPARTURE_MIN_CONTEXTS = 4
 
 #: C3TLNetwork's arguments, in its signature's order, as skorch parameters.
 _MODULE_ARGS = tuple(f"module__{name}" for name in (
@@ -166,7 +172,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         Decode a correction to the perturbation's mean observed effect rather
         than the effect itself: ``x_hat = mean_p + Gamma(z_p + psi_c)``. The
         network then spends its capacity on how contexts differ.
-    context_input : {"departure", "effect"}, default="departure"
+    context_input : {"auto", "departure", "effect"}, default="auto"
         What the context encoder reads of each observed pair ``(c, q)``:
         ``"departure"``, the effect minus the mean effect of ``q`` in the
         other contexts that measured it (zero where none did), so a context
@@ -174,9 +180,12 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         perturbations it measured; ``"effect"``, the effect itself (the
         paper's encoder, which learns to cancel each perturbation's mean
         through its identity input). Post-fit measurements (``observed``)
-        depart from the mean over all fit contexts. ``"departure"`` trains
-        in fewer epochs to a lower validation loss on large data sets
-        (the README's speed section); model files written before this
+        depart from the mean over all fit contexts. ``"auto"`` reads
+        departures when the fit data have at least
+        :data:`AUTO_DEPARTURE_MIN_CONTEXTS` (4) contexts, effects otherwise;
+        ``net_.module_.context_input`` is what a fit used. Departures train
+        in fewer epochs to a lower validation loss where contexts are many
+        (the README's speed section). Model files written before this
         parameter existed load with ``"effect"``, the encoder they were
         trained with.
     shrink_outside_basis : bool, default=True
@@ -325,7 +334,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "leave_target_out": ["boolean"],
         "residual": ["boolean"],
-        "context_input": [StrOptions(set(CONTEXT_INPUTS))],
+        "context_input": [StrOptions({"auto", *CONTEXT_INPUTS})],
         "shrink_outside_basis": ["boolean"],
         "context_keep_min": [Interval(Real, 0, 1, closed="right")],
         "context_balance": [Interval(Real, 0, 1, closed="both")],
@@ -355,7 +364,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         validation_fraction=0.1,
         leave_target_out=True,
         residual=True,
-        context_input="departure",
+        context_input="auto",
         shrink_outside_basis=True,
         context_keep_min=1.0,
         context_balance=1.0,
@@ -720,6 +729,10 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
             "verbose": self.verbose,
             **params,
         }
+        if settings["module__context_input"] == "auto":
+            # fit and a model file give the module's sizes; "auto" follows the contexts
+            many = settings.get("module__n_contexts", 0) >= AUTO_DEPARTURE_MIN_CONTEXTS
+            settings["module__context_input"] = "departure" if many else "effect"
         # the module's arguments in C3TLNetwork's order (messages list them so)
         module = {key: settings.pop(key) for key in _MODULE_ARGS if key in settings}
         return C3TLNet(C3TLNetwork, **module, **settings)

@@ -218,6 +218,17 @@ def test_auto_max_epochs_defaults():
     assert (AUTO_MAX_EPOCHS, AUTO_EPOCH_PAIRS) == (500, 2_000_000)
 
 
+@pytest.mark.parametrize(("n_contexts", "expected"), [(3, "effect"), (4, "departure")])
+def test_auto_context_input_follows_the_number_of_contexts(tiny_data, n_contexts, expected):
+    X, Y = tiny_data
+    keep = X["context"].isin(sorted(X["context"].unique())[:n_contexts]).to_numpy()
+    model = C3TLRegressor(**FAST).fit(X[keep], Y[keep])
+    assert model.context_input == "auto"
+    assert model.net_.module_.context_input == expected
+    chosen = C3TLRegressor(**{**FAST, "context_input": expected}).fit(X[keep], Y[keep])
+    np.testing.assert_array_equal(model.predict(X[keep]), chosen.predict(X[keep]))
+
+
 def test_validation_pairs_keep_their_perturbation_observed_elsewhere(small_data):
     X, Y = small_data
     model = C3TLRegressor(**{**FAST, "validation_fraction": 0.5}).fit(X, Y)
