@@ -834,7 +834,7 @@ CLI_REFUSALS = [
      "RandomState' or None. Got -1 instead."),
     (["fit", "e.csv", "-o", "x.c3tl", "--set", "max_epochs=0"],
      "c3tl fit: error: cannot fit c3tl on e.csv: The 'max_epochs' parameter of C3TLRegressor "
-     "must be an int in the range [1, inf). Got 0 instead."),
+     "must be an int in the range [1, inf) or a str among {'auto'}. Got 0 instead."),
     (["fit", "e.csv", "-o", "x.c3tl", "--set", "lr=float('nan')"],
      "c3tl fit: error: --set \"lr=float('nan')\": \"float('nan')\" is not a Python literal; "
      "write numbers as 1e-3, tuples as (128,64), strings as words or 'quoted'."),
