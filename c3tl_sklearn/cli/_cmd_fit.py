@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ast
 import time
+from numbers import Integral
 from pathlib import Path
 
 from .._atomic import atomic_path
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     bar = None
     if args.model == "c3tl":
         # "auto" bounds the epochs by the data: the bar learns its total when training starts
-        total = model.max_epochs if isinstance(model.max_epochs, int) else None
+        total = model.max_epochs if isinstance(model.max_epochs, Integral) else None
         bar = progress_bar(total, "fit C3TL", "epoch", enabled=not args.quiet)
         if bar is not None:
             model.set_params(callbacks=[epoch_callback(bar)])

@@ -74,8 +74,6 @@ class PruningCallback(Callback):
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         self.best_ = np.inf
-        self.warmup_ = (max(5, int(net.max_epochs) // 10) if self.warmup_epochs is None
-                        else self.warmup_epochs)
 
     def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         row = net.history[-1]
@@ -85,7 +83,10 @@ class PruningCallback(Callback):
         self.best_ = min(getattr(self, "best_", np.inf), float(loss))
         epoch = int(row.get("epoch", len(net.history)))
         self.trial.report(-self.best_, self.step_offset + epoch)
-        if epoch >= self.warmup_ and self.trial.should_prune():
+        warmup = self.warmup_epochs
+        if warmup is None:  # the fit's own bound: "auto" chose it for the data
+            warmup = max(5, int(net.max_epochs) // 10)
+        if epoch >= warmup and self.trial.should_prune():
             raise optuna.TrialPruned(
                 f"pruned at epoch {epoch} ({self.monitor} {self.best_:.4g})"
             )

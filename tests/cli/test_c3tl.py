@@ -515,3 +515,16 @@ def test_output_that_is_a_folder_or_cannot_be_written(capsys, effects, monkeypat
                     path / "m.c3tl")
     assert line == (f"c3tl fit: error: Permission denied ({path / 'm.c3tl'}); check the path, "
                     "its permissions and the free space.")
+
+
+def test_progress_bar_learns_the_epochs_auto_allows(capsys, effects, monkeypatch):
+    import c3tl_sklearn.estimator as estimator
+
+    path, _, _ = effects
+    monkeypatch.setattr(estimator, "AUTO_MAX_EPOCHS", 7)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(_cmd_fit, "progress_bar", eager_bar)
+    argv = ["fit", path / "effects.csv", "-o", path / "m.c3tl", "--set", "validation_fraction=0"]
+    assert c3tl_main([str(a) for a in argv]) == 0  # max_epochs="auto": 7 here
+    assert "7/7" in terminal.getvalue()
