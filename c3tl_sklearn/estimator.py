@@ -533,24 +533,29 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
             self._add_fit_residuals(held_out, F_rows, Y_genes, Y_net, (c_codes, p_codes), usable)
 
     def _add_fit_residuals(self, held_out, F_rows, Y_genes, Y_net, codes, usable):
-        """Add each context's held-out residuals; its penalty is chosen on all of them at once."""
+        """Add each context's held-out residuals; its penalty is chosen on all of them at once.
+
+        The residuals are formed in float32, the precision the read-out keeps
+        them in: a float64 copy at every step would double the memory traffic
+        of what is, for a large fit, most of the time outside the epochs.
+        """
         c_codes, p_codes = codes
         n_p = np.bincount(p_codes, minlength=len(self.perturbations_))
         for c in np.unique(c_codes[usable]):
             block = usable[c_codes[usable] == c]
-            pred = self._to_genes(held_out[block], p_codes[block])
+            p = p_codes[block]
+            fit = Y_genes[block]
+            residuals = fit - (held_out[block] if self.pca_ is None
+                               else self.pca_.inverse_transform(held_out[block]))
             if self.mean_outside_basis_ is not None:
-                # leave the pair out of its perturbation's mean outside the basis
-                # too, (k M - own) / (k - 1), shrunk for k - 1 contexts
-                k = n_p[p_codes[block]]
-                own = Y_genes[block].astype(np.float64) - self.pca_.inverse_transform(Y_net[block])
-                outside = self.mean_outside_basis_[p_codes[block]].astype(np.float64)
-                loo = leave_one_out_mean(outside, k[:, None], own)
-                pred += (
-                    self._outside_weight(k - 1)[:, None] * loo
-                    - self.outside_shrinkage_[p_codes[block], None] * outside
-                )
-            self.readout_.add(F_rows[block], Y_genes[block] - pred, c_codes[block])
+                # the pair's prediction outside the basis is its perturbation's mean
+                # there without the pair itself, (k M - own) / (k - 1), shrunk for
+                # the k - 1 other contexts
+                k = n_p[p][:, None].astype(np.float32)
+                own = fit - self.pca_.inverse_transform(Y_net[block])
+                loo = leave_one_out_mean(self.mean_outside_basis_[p], k, own)
+                residuals -= self._outside_weight(k - 1).astype(np.float32) * loo
+            self.readout_.add(F_rows[block], residuals, c_codes[block])
 
     def _readout_features(self, Y_genes, Y_net, p_codes, z, z_rows, seed):
         """Read-out features per perturbation, and per fit pair without the pair.
@@ -592,7 +597,7 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
 
         # Y_arr[train] is a copy of our own: the PCA may centre it in place
         self.pca_ = PCA(self.n_components, copy=False, random_state=seed).fit(Y_arr[train])
-        coefs = self.pca_.transform(Y_arr).astype(np.float32)
+        coefs = self.pca_.transform(Y_arr).astype(np.float32, copy=False)
         if self.residual:
             # The network decodes a correction to the perturbation mean; the part
             # of each mean outside the basis is added at predict (means commute
@@ -625,7 +630,8 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         signal = noise = 0.0
         for part in row_blocks(len(rows), Y_arr.shape[1]):
             block = rows[part]
-            k = counts[p_codes[block]][:, None]
+            # float32 counts keep every step in the effects' float32 (the sums are float64)
+            k = counts[p_codes[block]][:, None].astype(np.float32)
             own = Y_arr[block] - self.pca_.inverse_transform(coefs[block])
             other = leave_one_out_mean(self.mean_outside_basis_[p_codes[block]], k, own)
             signal += float(np.sum(own * other, dtype=np.float64))
