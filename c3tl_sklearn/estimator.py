@@ -536,8 +536,8 @@ class C3TLRegressor(PersistenceMixin, PerturbationRegressorMixin):
         """Add each context's held-out residuals; its penalty is chosen on all of them at once.
 
         The residuals are formed in float32, the precision the read-out keeps
-        them in: a float64 copy at every step would double the memory traffic
-        of what is, for a large fit, most of the time outside the epochs.
+        them in: a float64 copy at every step doubles this step's memory
+        traffic, one of the larger costs of a big fit outside its epochs.
         """
         c_codes, p_codes = codes
         n_p = np.bincount(p_codes, minlength=len(self.perturbations_))
